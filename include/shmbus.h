@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * shmbus: zero-copy publish/subscribe over shared memory, for C and C++.
+ *
+ * This header is the whole public API and its specification. Names that
+ * start with shmbus_ / SHMBUS_ are public; shmbus__ names are internal and
+ * may change at any time; nothing else is exported.
+ *
+ * The protocol is visible in the names:
+ *   publisher:  loan -> fill -> publish   (or discard)
+ *   subscriber: take -> read -> release
+ *
+ * Conventions that hold for every function below:
+ *   - 0 is success; failures are negative SHMBUS_ERR_* codes.
+ *   - On failure every out-parameter is cleared (NULL, 0 or zeroed struct).
+ *   - Every pointer argument is checked; NULL where not allowed gives
+ *     SHMBUS_ERR_INVAL.
+ *   - *_close(NULL) is a harmless no-op.
+ *   - Threads: a publisher or a subscriber is used by one thread at a time;
+ *     different ports may be used concurrently from different threads; node
+ *     functions are thread-safe.
+ *   - Hot path: shmbus_publisher_loan, _publish, _discard, _send_copy,
+ *     shmbus_subscriber_take, _take_latest and _release make no heap
+ *     allocation, take no lock and make no system call in steady state. They
+ *     may map or unmap segments when a peer joins or leaves.
+ *   - Time is CLOCK_MONOTONIC nanoseconds.
+ */
+#ifndef SHMBUS_H
+#define SHMBUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmbus/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && !defined(SHMBUS_STATIC)
+#  if defined(SHMBUS_BUILDING)
+#    define SHMBUS_EXTERN __declspec(dllexport)
+#  else
+#    define SHMBUS_EXTERN __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#  define SHMBUS_EXTERN __attribute__((visibility("default")))
+#else
+#  define SHMBUS_EXTERN
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The one error table: XX(NAME, message). Codes are -1, -2, ... in order. */
+#define SHMBUS_ERRNO_MAP(XX)                                                  \
+  XX(INVAL, "invalid argument")                                               \
+  XX(NAME, "invalid name (empty, too long or with a forbidden character)")    \
+  XX(NOMEM, "out of memory")                                                  \
+  XX(NO_SPACE, "no space left for shared memory")                             \
+  XX(NOT_FOUND, "no such object")                                             \
+  XX(EXISTS, "object exists already")                                         \
+  XX(PERM, "permission denied")                                               \
+  XX(INCOMPATIBLE, "service exists with another type or incompatible limits") \
+  XX(CORRUPT, "shared memory is corrupt or has a foreign layout")             \
+  XX(VERSION, "shared memory has another layout version")                     \
+  XX(NOT_READY, "segment was never finished by its creator")                  \
+  XX(TOO_LARGE, "size exceeds the service maximum or overflows")              \
+  XX(PORT_LIMIT, "service has no free publisher or subscriber slot")          \
+  XX(LOAN_LIMIT, "publisher has loaned its maximum of samples")               \
+  XX(HOLD_LIMIT, "subscriber holds its maximum of samples")                   \
+  XX(NOT_LOANED, "pointer is not a payload loaned from this publisher")       \
+  XX(NOT_HELD, "sample is not held by this subscriber")                       \
+  XX(EMPTY, "no sample available")                                            \
+  XX(TIMEDOUT, "timed out")                                                   \
+  XX(BUSY, "object is in use")                                                \
+  XX(IO, "operating system error")
+
+enum {
+  SHMBUS__ERR_IDX_OK_ = 0,
+#define SHMBUS__ERR_IDX(name, msg) SHMBUS__ERR_IDX_##name,
+  SHMBUS_ERRNO_MAP(SHMBUS__ERR_IDX)
+#undef SHMBUS__ERR_IDX
+  SHMBUS__ERR_COUNT_
+};
+
+/* The codes: SHMBUS_ERR_INVAL == -1, SHMBUS_ERR_NAME == -2, ... */
+typedef enum shmbus_errno {
+  SHMBUS_OK = 0,
+#define SHMBUS__ERR_DEF(name, msg) SHMBUS_ERR_##name = -SHMBUS__ERR_IDX_##name,
+  SHMBUS_ERRNO_MAP(SHMBUS__ERR_DEF)
+#undef SHMBUS__ERR_DEF
+  SHMBUS__ERR_LAST_ = -SHMBUS__ERR_COUNT_
+} shmbus_errno;
+
+/* A static, human readable message for an error code. Never NULL: an unknown
+ * code gives "unknown error". Thread-safe, no allocation. */
+SHMBUS_EXTERN const char *shmbus_strerror(int err);
+
+/* The code's name without the SHMBUS_ERR_ prefix ("EMPTY"); "OK" for 0 and
+ * "UNKNOWN" for anything else. Thread-safe, no allocation. */
+SHMBUS_EXTERN const char *shmbus_err_name(int err);
+
+/* The library's version string, e.g. "0.1.0". */
+SHMBUS_EXTERN const char *shmbus_version_string(void);
+
+/* ------------------------------------------------------------------------ */
+/* Nodes                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct shmbus_node shmbus_node;
+typedef struct shmbus_publisher shmbus_publisher;
+typedef struct shmbus_subscriber shmbus_subscriber;
+
+/* Where segments live. */
+enum {
+  SHMBUS_BACKEND_SHM = 0, /* POSIX shared memory (shm_open), the default   */
+  SHMBUS_BACKEND_DIR = 1  /* memory-mapped files in the directory `root`   */
+};
+
+/* Limits of names (bytes, without the terminating NUL). */
+#define SHMBUS_DOMAIN_MAX 32
+#define SHMBUS_SERVICE_NAME_MAX 255
+#define SHMBUS_TYPE_NAME_MAX 127
+
+typedef struct shmbus_node_opts {
+  /* The namespace of every object. NULL: the environment variable
+   * SHMBUS_DOMAIN, else "default". 1 to SHMBUS_DOMAIN_MAX characters of
+   * [A-Za-z0-9_-]. */
+  const char *domain;
+  /* SHMBUS_BACKEND_SHM or SHMBUS_BACKEND_DIR. */
+  int backend;
+  /* For SHMBUS_BACKEND_DIR: an existing directory (absolute or relative).
+   * Must be NULL for SHMBUS_BACKEND_SHM. */
+  const char *root;
+  /* Permission bits of the objects this node creates; 0 means 0600. */
+  unsigned mode;
+} shmbus_node_opts;
+
+#define SHMBUS_NODE_OPTS_INIT { NULL, SHMBUS_BACKEND_SHM, NULL, 0u }
+
+/* Opens a node: a participant with a domain and a backend.
+ *   opts: may be NULL (all defaults); copied, not kept.
+ *   out:  receives the node; must not be NULL.
+ * Errors: INVAL (bad backend, root missing or not a directory, NULL out),
+ *   NAME (bad domain), NOMEM, IO.
+ * Thread-safe. Allocates; makes system calls. */
+SHMBUS_EXTERN int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out);
+
+/* Drops the caller's reference to the node. Ports opened through it stay
+ * usable; the node's memory is freed when the last of them is closed.
+ * NULL is a no-op. Thread-safe. */
+SHMBUS_EXTERN void shmbus_node_close(shmbus_node *node);
+
+/* The node's domain (valid while the node is open). NULL for a NULL node. */
+SHMBUS_EXTERN const char *shmbus_node_domain(const shmbus_node *node);
+
+/* ------------------------------------------------------------------------ */
+/* Services                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* What one element of a sample is. A sample holds 1 to max_elements of them. */
+typedef struct shmbus_type {
+  const char *name; /* 1 to SHMBUS_TYPE_NAME_MAX printable characters */
+  size_t size;      /* bytes per element, > 0                          */
+  size_t align;     /* power of two, 1 to 4096                         */
+} shmbus_type;
+
+/* What a publisher does when a subscriber's queue is full. */
+enum {
+  SHMBUS_OVERFLOW_DEFAULT = 0,     /* DROP_OLDEST when creating, any when opening */
+  SHMBUS_OVERFLOW_DROP_OLDEST = 1, /* evict the oldest queued sample             */
+  SHMBUS_OVERFLOW_DROP_NEWEST = 2  /* do not deliver the new sample              */
+};
+
+/* A service is a name plus a type plus limits. The first port to open a
+ * service creates it with these settings; the static configuration is then
+ * immutable and every later open is checked against it.
+ *
+ * Limits: 0 means "the default" when creating (history: none) and
+ * "whatever the service has" when opening. A non-zero limit given when opening must not exceed the
+ * service's (SHMBUS_ERR_INCOMPATIBLE otherwise). The type must always match
+ * exactly: name, size and alignment. */
+typedef struct shmbus_service_opts {
+  shmbus_type type;
+  uint32_t max_elements;    /* elements per sample, default 1             */
+  uint32_t max_publishers;  /* default 4                                  */
+  uint32_t max_subscribers; /* default 8                                  */
+  uint32_t queue_depth;     /* per subscriber and publisher, default 16   */
+  uint32_t history;         /* samples replayed to late joiners, default 0 */
+  uint32_t max_loans;       /* outstanding loans per publisher, default 4 */
+  uint32_t max_held;        /* samples held per subscriber, default 4     */
+  int overflow;             /* SHMBUS_OVERFLOW_*                          */
+} shmbus_service_opts;
+
+#define SHMBUS_SERVICE_OPTS_INIT \
+  { { NULL, 0u, 0u }, 0u, 0u, 0u, 0u, 0u, 0u, 0u, SHMBUS_OVERFLOW_DEFAULT }
+
+/* Upper bounds of the limits (SHMBUS_ERR_INVAL above them). */
+#define SHMBUS_MAX_PORTS 256        /* publishers, subscribers        */
+#define SHMBUS_MAX_QUEUE_DEPTH 65536
+#define SHMBUS_MAX_HISTORY 65536
+#define SHMBUS_MAX_LOANS 65536
+#define SHMBUS_MAX_HELD 65536
+#define SHMBUS_MAX_PAYLOAD (UINT32_C(1) << 30) /* bytes per sample       */
+
+/* ------------------------------------------------------------------------ */
+/* Publisher                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Opens a publisher on `service`, creating the service if it does not exist.
+ *   node:    an open node. service: 1 to SHMBUS_SERVICE_NAME_MAX printable
+ *   ASCII characters (0x21-0x7e). opts: must not be NULL (the type is
+ *   required). out: receives the publisher.
+ * Errors: INVAL, NAME, TOO_LARGE (sizes overflow), INCOMPATIBLE, CORRUPT,
+ *   VERSION, NOT_READY, PORT_LIMIT, NO_SPACE, PERM, NOMEM, IO.
+ * Thread-safe with respect to the node. Allocates; makes system calls. */
+SHMBUS_EXTERN int shmbus_publisher_open(shmbus_node *node, const char *service,
+                                        const shmbus_service_opts *opts,
+                                        shmbus_publisher **out);
+
+/* Closes the publisher: outstanding loans are discarded, subscribers keep
+ * the samples they hold and may still take what is queued. NULL is a no-op. */
+SHMBUS_EXTERN void shmbus_publisher_close(shmbus_publisher *pub);
+
+/* Loans an uninitialised payload of `elements` elements (1..max_elements),
+ * aligned to the type's alignment, in shared memory.
+ *   payload: receives the pointer; owned by the publisher until it is passed
+ *   to shmbus_publisher_publish or shmbus_publisher_discard.
+ * Errors: INVAL (NULL, elements == 0), TOO_LARGE (elements > max_elements),
+ *   LOAN_LIMIT (max_loans outstanding). Never fails for lack of memory.
+ * Hot path: no allocation, no system call, no lock. */
+SHMBUS_EXTERN int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements,
+                                        void **payload);
+
+/* Publishes a loaned payload to every connected subscriber and to the
+ * history; the payload then belongs to the subscribers. Stamps the sample
+ * with the next sequence number (per publisher, from 0) and the time.
+ * Errors: INVAL (NULL), NOT_LOANED (not a current loan of this publisher;
+ *   nothing happens). Hot path. */
+SHMBUS_EXTERN int shmbus_publisher_publish(shmbus_publisher *pub, void *payload);
+
+/* Publishes only the first `bytes` bytes of a loaned payload (variable
+ * length samples). `bytes` may not exceed the loaned size.
+ * Errors: as shmbus_publisher_publish, plus TOO_LARGE. Hot path. */
+SHMBUS_EXTERN int shmbus_publisher_publish_bytes(shmbus_publisher *pub,
+                                                 void *payload, size_t bytes);
+
+/* Gives a loan back unpublished. Errors: INVAL, NOT_LOANED. Hot path. */
+SHMBUS_EXTERN int shmbus_publisher_discard(shmbus_publisher *pub, void *payload);
+
+/* Loans, copies `bytes` bytes (1..element size x max_elements, a multiple of
+ * the element size is not required) and publishes.
+ * Errors: INVAL, TOO_LARGE, LOAN_LIMIT. Hot path (plus the copy). */
+SHMBUS_EXTERN int shmbus_publisher_send_copy(shmbus_publisher *pub,
+                                             const void *data, size_t bytes);
+
+/* Connects subscribers that joined since the last call (replaying the
+ * history to them), disconnects those that left and collects released
+ * samples. Loan and publish do this on their own when the set of
+ * subscribers changes; call it to serve history to a late joiner before the
+ * next publish. Returns the number of connected subscribers, or an error
+ * (INVAL). May map memory; no allocation. */
+SHMBUS_EXTERN int shmbus_publisher_update(shmbus_publisher *pub);
+
+/* The publisher's id (unique within its service), or 0 for NULL. */
+SHMBUS_EXTERN uint64_t shmbus_publisher_id(const shmbus_publisher *pub);
+
+/* ------------------------------------------------------------------------ */
+/* Subscriber                                                               */
+/* ------------------------------------------------------------------------ */
+
+/* A received sample. The payload is read-only shared memory, valid until the
+ * sample is released or the subscriber closed. */
+typedef struct shmbus_sample {
+  const void *payload;
+  size_t bytes;          /* payload length in bytes                 */
+  uint64_t sequence;     /* per publisher, from 0, +1 per publish   */
+  uint64_t timestamp_ns; /* CLOCK_MONOTONIC at publish              */
+  uint64_t publisher_id;
+  uint64_t internal_;    /* the subscriber's handle; do not touch   */
+} shmbus_sample;
+
+/* Opens a subscriber on `service`, creating the service if it does not
+ * exist (publishers and subscribers may start in any order).
+ * Arguments and errors as shmbus_publisher_open. */
+SHMBUS_EXTERN int shmbus_subscriber_open(shmbus_node *node, const char *service,
+                                         const shmbus_service_opts *opts,
+                                         shmbus_subscriber **out);
+
+/* Closes the subscriber; held samples are released. NULL is a no-op. */
+SHMBUS_EXTERN void shmbus_subscriber_close(shmbus_subscriber *sub);
+
+/* Takes the next queued sample (publishers are served round-robin; each
+ * publisher's samples arrive in order).
+ * Errors: INVAL, EMPTY (nothing queued; *out is zeroed), HOLD_LIMIT
+ *   (max_held samples held: release one first), CORRUPT (a publisher wrote
+ *   nonsense; that publisher is disconnected, others are unaffected).
+ * Hot path. */
+SHMBUS_EXTERN int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out);
+
+/* Takes the newest queued sample of all publishers (by timestamp) and
+ * releases every older queued one (they count as taken, not as lost).
+ * Errors: as shmbus_subscriber_take. Hot path. */
+SHMBUS_EXTERN int shmbus_subscriber_take_latest(shmbus_subscriber *sub,
+                                                shmbus_sample *out);
+
+/* Releases a taken sample; its payload must not be used afterwards.
+ * Errors: INVAL (NULL), NOT_HELD (already released, or not from this
+ *   subscriber: nothing happens). Hot path. */
+SHMBUS_EXTERN int shmbus_subscriber_release(shmbus_subscriber *sub,
+                                            const shmbus_sample *sample);
+
+/* Samples lost to overflow (queue full) since the subscriber opened, over
+ * all publishers. 0 for NULL. No system call. */
+SHMBUS_EXTERN uint64_t shmbus_subscriber_lost(const shmbus_subscriber *sub);
+
+/* Number of publishers this subscriber is connected to (after looking for
+ * new ones). Errors: INVAL. May map memory. */
+SHMBUS_EXTERN int shmbus_subscriber_publishers(shmbus_subscriber *sub);
+
+/* The subscriber's id (unique within its service), or 0 for NULL. */
+SHMBUS_EXTERN uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SHMBUS_H */

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The handful of atomic operations the core needs, on 32- and 64-bit words
+ * that live in shared memory as plain uint32_t / uint64_t (fixed-width types
+ * keep one layout for 32- and 64-bit processes).
+ *
+ * Two backends, chosen at configure time:
+ *   SHMBUS_ATOMICS_C11          <stdatomic.h> (default with GCC and Clang)
+ *   SHMBUS_ATOMICS_LIBATOMIC_OPS libatomic_ops (compilers without C11
+ *                               atomics, e.g. MSVC in C mode)
+ *
+ * Orders: _relaxed, _acquire (loads), _release (stores), _acq_rel
+ * (read-modify-write). Every caller names, in a comment, the operation its
+ * acquire or release pairs with.
+ */
+#ifndef SHMBUS_ATOMIC_H
+#define SHMBUS_ATOMIC_H
+
+#include <stdint.h>
+
+#if defined(SHMBUS_ATOMICS_LIBATOMIC_OPS)
+
+#include <atomic_ops.h>
+
+_Static_assert(sizeof(AO_t) == 8, "the libatomic_ops backend needs a 64-bit AO_t");
+_Static_assert(sizeof(unsigned) == 4, "the libatomic_ops backend needs a 32-bit unsigned");
+
+#define SHMBUS__A64(p) ((volatile AO_t *)(void *)(p))
+#define SHMBUS__A32(p) ((volatile unsigned *)(void *)(p))
+
+static inline uint64_t shmbus__load64_relaxed(const uint64_t *p) {
+  return (uint64_t)AO_load(SHMBUS__A64(p));
+}
+static inline uint64_t shmbus__load64_acquire(const uint64_t *p) {
+  return (uint64_t)AO_load_acquire(SHMBUS__A64(p));
+}
+static inline void shmbus__store64_relaxed(uint64_t *p, uint64_t v) {
+  AO_store(SHMBUS__A64(p), (AO_t)v);
+}
+static inline void shmbus__store64_release(uint64_t *p, uint64_t v) {
+  AO_store_release(SHMBUS__A64(p), (AO_t)v);
+}
+static inline uint64_t shmbus__fetch_add64(uint64_t *p, uint64_t v) {
+  return (uint64_t)AO_fetch_and_add_full(SHMBUS__A64(p), (AO_t)v);
+}
+/* Strong compare-and-swap; on failure *expected receives the current value. */
+static inline int shmbus__cas64(uint64_t *p, uint64_t *expected, uint64_t desired) {
+  AO_t seen = AO_fetch_compare_and_swap_full(SHMBUS__A64(p), (AO_t)*expected, (AO_t)desired);
+  if (seen == (AO_t)*expected) return 1;
+  *expected = (uint64_t)seen;
+  return 0;
+}
+static inline uint32_t shmbus__load32_relaxed(const uint32_t *p) {
+  return (uint32_t)AO_int_load(SHMBUS__A32(p));
+}
+static inline uint32_t shmbus__load32_acquire(const uint32_t *p) {
+  return (uint32_t)AO_int_load_acquire(SHMBUS__A32(p));
+}
+static inline void shmbus__store32_relaxed(uint32_t *p, uint32_t v) {
+  AO_int_store(SHMBUS__A32(p), v);
+}
+static inline void shmbus__store32_release(uint32_t *p, uint32_t v) {
+  AO_int_store_release(SHMBUS__A32(p), v);
+}
+static inline uint32_t shmbus__fetch_add32(uint32_t *p, uint32_t v) {
+  return (uint32_t)AO_int_fetch_and_add_full(SHMBUS__A32(p), v);
+}
+static inline int shmbus__cas32(uint32_t *p, uint32_t *expected, uint32_t desired) {
+  unsigned seen = AO_int_fetch_compare_and_swap_full(SHMBUS__A32(p), *expected, desired);
+  if (seen == *expected) return 1;
+  *expected = seen;
+  return 0;
+}
+static inline void shmbus__fence_seq_cst(void) { AO_nop_full(); }
+
+#else /* C11 */
+
+#include <stdatomic.h>
+
+_Static_assert(sizeof(_Atomic uint64_t) == sizeof(uint64_t), "atomic 64-bit words must be plain words");
+_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "atomic 32-bit words must be plain words");
+
+#define SHMBUS__A64(p) ((_Atomic uint64_t *)(void *)(p))
+#define SHMBUS__A32(p) ((_Atomic uint32_t *)(void *)(p))
+
+static inline uint64_t shmbus__load64_relaxed(const uint64_t *p) {
+  return atomic_load_explicit(SHMBUS__A64(p), memory_order_relaxed);
+}
+static inline uint64_t shmbus__load64_acquire(const uint64_t *p) {
+  return atomic_load_explicit(SHMBUS__A64(p), memory_order_acquire);
+}
+static inline void shmbus__store64_relaxed(uint64_t *p, uint64_t v) {
+  atomic_store_explicit(SHMBUS__A64(p), v, memory_order_relaxed);
+}
+static inline void shmbus__store64_release(uint64_t *p, uint64_t v) {
+  atomic_store_explicit(SHMBUS__A64(p), v, memory_order_release);
+}
+static inline uint64_t shmbus__fetch_add64(uint64_t *p, uint64_t v) {
+  return atomic_fetch_add_explicit(SHMBUS__A64(p), v, memory_order_acq_rel);
+}
+/* Strong compare-and-swap; on failure *expected receives the current value. */
+static inline int shmbus__cas64(uint64_t *p, uint64_t *expected, uint64_t desired) {
+  return atomic_compare_exchange_strong_explicit(SHMBUS__A64(p), expected, desired,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+static inline uint32_t shmbus__load32_relaxed(const uint32_t *p) {
+  return atomic_load_explicit(SHMBUS__A32(p), memory_order_relaxed);
+}
+static inline uint32_t shmbus__load32_acquire(const uint32_t *p) {
+  return atomic_load_explicit(SHMBUS__A32(p), memory_order_acquire);
+}
+static inline void shmbus__store32_relaxed(uint32_t *p, uint32_t v) {
+  atomic_store_explicit(SHMBUS__A32(p), v, memory_order_relaxed);
+}
+static inline void shmbus__store32_release(uint32_t *p, uint32_t v) {
+  atomic_store_explicit(SHMBUS__A32(p), v, memory_order_release);
+}
+static inline uint32_t shmbus__fetch_add32(uint32_t *p, uint32_t v) {
+  return atomic_fetch_add_explicit(SHMBUS__A32(p), v, memory_order_acq_rel);
+}
+static inline int shmbus__cas32(uint32_t *p, uint32_t *expected, uint32_t desired) {
+  return atomic_compare_exchange_strong_explicit(SHMBUS__A32(p), expected, desired,
+                                                 memory_order_acq_rel, memory_order_acquire);
+}
+static inline void shmbus__fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
+
+#endif
+
+/* Tells the CPU we are spinning (frees the sibling hyper-thread, saves power). */
+static inline void shmbus__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield" ::: "memory");
+#elif defined(_MSC_VER)
+  YieldProcessor();
+#endif
+}
+
+#endif /* SHMBUS_ATOMIC_H */

@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internal declarations shared by the core's files (shmbus__ names). */
+#ifndef SHMBUS_INTERNAL_H
+#define SHMBUS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+#include "platform.h"
+#include "shmbus.h"
+
+#define SHMBUS__DEFAULT_DOMAIN "default"
+#define SHMBUS__DEFAULT_MODE 0600u
+/* How long an opener waits for a segment's creator to finish it. */
+#define SHMBUS__INIT_TIMEOUT_NS (UINT64_C(2000) * 1000 * 1000)
+
+#define SHMBUS__ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((uint64_t)(a) - 1))
+
+/* ---- node.c ------------------------------------------------------------- */
+
+struct shmbus_node {
+  uint64_t refs;  /* user reference + one per open port (atomic) */
+  uint64_t id;    /* random, non-zero                            */
+  shmbus__root root;
+  char domain[SHMBUS_DOMAIN_MAX + 1];
+};
+
+/* A port takes a reference on open and drops it on close. */
+void shmbus__node_ref(shmbus_node *node);
+void shmbus__node_unref(shmbus_node *node);
+
+/* ---- names.c ------------------------------------------------------------ */
+
+int shmbus__check_domain(const char *domain);
+int shmbus__check_service_name(const char *name);
+int shmbus__check_type_name(const char *name);
+/* FNV-1a, 64 bits: the fixed-length stand-in for a service name in object
+ * names; the full name is stored in the segment and compared on open. */
+uint64_t shmbus__hash64(const char *s);
+/* "shmbus.<domain>.<hash>.<suffix>": every object carries this prefix so
+ * cleanup and leak checks find them. `out` has SHMBUS__OBJECT_NAME_MAX. */
+void shmbus__object_name(char *out, const char *domain, uint64_t service_hash,
+                         const char *suffix);
+/* The suffixes of a publisher's segments: "<id>.d" (data) and "<id>.c". */
+void shmbus__publisher_object_name(char *out, const char *domain,
+                                   uint64_t service_hash, uint64_t pub_id,
+                                   int data);
+
+/* ---- segment.c ---------------------------------------------------------- */
+
+/* Fills a fresh segment's header except `initialised`. */
+void shmbus__seg_header_init(shmbus__seg_header *hdr, uint32_t kind,
+                             uint64_t total_size, uint64_t creator,
+                             uint64_t generation);
+/* Marks the segment complete: the store-release that openers' acquire in
+ * shmbus__seg_header_wait pairs with. */
+void shmbus__seg_header_publish(shmbus__seg_header *hdr);
+/* Waits (bounded) until the segment is complete and checks its header
+ * against the mapped size: CORRUPT (magic, kind, sizes), VERSION,
+ * NOT_READY (never completed). */
+int shmbus__seg_header_wait(const shmbus__segment *seg, uint32_t kind,
+                            uint64_t deadline_ns);
+/* Opens a segment, retrying while its creator has not sized it yet. */
+int shmbus__segment_open_wait(const shmbus__root *root, const char *name,
+                              int writable, uint32_t kind,
+                              uint64_t deadline_ns, shmbus__segment *out);
+
+/* Clears an out-pointer on every error path: the public contract. */
+#define SHMBUS__CLEAR_OUT(p) do { if (p) *(p) = NULL; } while (0)
+
+#endif /* SHMBUS_INTERNAL_H */

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Nodes: a domain, a backend and an id, shared by the ports opened on them. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "atomic.h"
+#include "internal.h"
+
+int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out) {
+  static const shmbus_node_opts defaults = SHMBUS_NODE_OPTS_INIT;
+  SHMBUS__CLEAR_OUT(out);
+  if (out == NULL) return SHMBUS_ERR_INVAL;
+  if (opts == NULL) opts = &defaults;
+
+  const char *domain = opts->domain;
+  if (domain == NULL) domain = shmbus__getenv("SHMBUS_DOMAIN");
+  if (domain == NULL || *domain == '\0') domain = SHMBUS__DEFAULT_DOMAIN;
+  int r = shmbus__check_domain(domain);
+  if (r) return r;
+  if (opts->mode > 0777) return SHMBUS_ERR_INVAL;
+
+  shmbus__root root;
+  memset(&root, 0, sizeof root);
+  root.backend = opts->backend;
+  root.mode = opts->mode ? opts->mode : SHMBUS__DEFAULT_MODE;
+  if (opts->backend == SHMBUS_BACKEND_DIR) {
+    if (opts->root == NULL || opts->root[0] == '\0') return SHMBUS_ERR_INVAL;
+    size_t n = strlen(opts->root);
+    if (n >= sizeof root.dir) return SHMBUS_ERR_NAME;
+    memcpy(root.dir, opts->root, n + 1);
+  } else if (opts->backend != SHMBUS_BACKEND_SHM || opts->root != NULL) {
+    return SHMBUS_ERR_INVAL;
+  }
+  r = shmbus__root_check(&root);
+  if (r) return r;
+
+  shmbus_node *node = calloc(1, sizeof *node);
+  if (node == NULL) return SHMBUS_ERR_NOMEM;
+  node->refs = 1;
+  node->id = shmbus__random64();
+  node->root = root;
+  memcpy(node->domain, domain, strlen(domain) + 1);
+  *out = node;
+  return 0;
+}
+
+void shmbus__node_ref(shmbus_node *node) { shmbus__fetch_add64(&node->refs, 1); }
+
+void shmbus__node_unref(shmbus_node *node) {
+  if (shmbus__fetch_add64(&node->refs, (uint64_t)-1) == 1) free(node);
+}
+
+void shmbus_node_close(shmbus_node *node) {
+  if (node != NULL) shmbus__node_unref(node);
+}
+
+const char *shmbus_node_domain(const shmbus_node *node) {
+  return node ? node->domain : NULL;
+}

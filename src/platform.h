@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The operating-system contract. The portable core (the .c files in src/) uses only what
+ * is declared here; each OS folder (src/posix, src/win) implements all of it
+ * with the semantics written beside each declaration. There is no OS #ifdef
+ * in the core.
+ *
+ * Every function returns 0 or a negative SHMBUS_ERR_* code; the translation
+ * from errno / GetLastError happens once, inside the implementation.
+ */
+#ifndef SHMBUS_PLATFORM_H
+#define SHMBUS_PLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shmbus.h"
+
+/* Longest directory path accepted for SHMBUS_BACKEND_DIR, in bytes. */
+#define SHMBUS__ROOT_PATH_MAX 1024
+/* Longest object name the core builds (see names.c), with the NUL. */
+#define SHMBUS__OBJECT_NAME_MAX 96
+
+/* Where segments live: chosen per node, immutable afterwards. */
+typedef struct shmbus__root {
+  int backend;                      /* SHMBUS_BACKEND_SHM or _DIR          */
+  unsigned mode;                    /* permission bits of created objects  */
+  char dir[SHMBUS__ROOT_PATH_MAX];  /* SHMBUS_BACKEND_DIR only             */
+} shmbus__root;
+
+/* A mapped segment. `base` is page aligned; `size` is the mapped length. */
+typedef struct shmbus__segment {
+  void *base;
+  uint64_t size;
+} shmbus__segment;
+
+/* Checks that `root` is usable: for _DIR that `dir` is an existing,
+ * searchable directory. INVAL otherwise. */
+int shmbus__root_check(const shmbus__root *root);
+
+/* Creates the object `name` exclusively (it must not exist: EXISTS), with
+ * root->mode permissions, sets its length to `size`, reserves the space (a
+ * full file system gives NO_SPACE now, never SIGBUS later) and maps it
+ * read-write. The memory reads as zeros. On failure nothing is left behind.
+ * Errors: EXISTS, NO_SPACE, PERM, NAME, NOMEM, IO. */
+int shmbus__segment_create(const shmbus__root *root, const char *name,
+                           uint64_t size, shmbus__segment *out);
+
+/* Opens and maps the existing object `name` over its whole current length,
+ * read-write when `writable`, else read-only (writes then fault).
+ * Errors: NOT_FOUND, PERM, NOT_READY (length 0: its creator has not sized it
+ * yet), NOMEM, IO. */
+int shmbus__segment_open(const shmbus__root *root, const char *name,
+                         int writable, shmbus__segment *out);
+
+/* Unmaps; the object itself stays. Clears *seg. NULL base is a no-op. */
+void shmbus__segment_close(shmbus__segment *seg);
+
+/* Removes the name; existing mappings stay valid until they are closed.
+ * Errors: NOT_FOUND, PERM, IO. */
+int shmbus__segment_unlink(const shmbus__root *root, const char *name);
+
+/* Monotonic clock in nanoseconds; never a system call where the OS offers
+ * a user-space clock (vDSO, QueryPerformanceCounter). */
+uint64_t shmbus__now_ns(void);
+
+/* Gives the CPU to others for a moment (sched_yield / SwitchToThread). */
+void shmbus__yield(void);
+
+/* Sleeps at least `ns` nanoseconds. */
+void shmbus__sleep_ns(uint64_t ns);
+
+/* 64 unpredictable bits (ids); falls back to clock and process id mixing
+ * when the OS source fails. Never fails. */
+uint64_t shmbus__random64(void);
+
+/* The value of an environment variable, or NULL. */
+const char *shmbus__getenv(const char *name);
+
+#endif /* SHMBUS_PLATFORM_H */

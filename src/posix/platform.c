@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The platform contract (src/platform.h) on POSIX systems. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "platform.h"
+
+/* The one errno translation point. */
+static int translate_errno(int e) {
+  switch (e) {
+  case EEXIST: return SHMBUS_ERR_EXISTS;
+  case ENOENT: return SHMBUS_ERR_NOT_FOUND;
+  case EACCES:
+  case EPERM:
+  case EROFS: return SHMBUS_ERR_PERM;
+  case ENOSPC:
+  case EFBIG:
+#ifdef EDQUOT
+  case EDQUOT:
+#endif
+    return SHMBUS_ERR_NO_SPACE;
+  case ENOMEM: return SHMBUS_ERR_NOMEM;
+  case ENAMETOOLONG: return SHMBUS_ERR_NAME;
+  case EINVAL: return SHMBUS_ERR_INVAL;
+  default: return SHMBUS_ERR_IO;
+  }
+}
+
+/* Builds the path for `name`: "/name" for shm_open, "dir/name" otherwise. */
+static int object_path(const shmbus__root *root, const char *name, char *path,
+                       size_t cap) {
+  int n = root->backend == SHMBUS_BACKEND_DIR
+              ? snprintf(path, cap, "%s/%s", root->dir, name)
+              : snprintf(path, cap, "/%s", name);
+  return (n < 0 || (size_t)n >= cap) ? SHMBUS_ERR_NAME : 0;
+}
+
+static int open_object(const shmbus__root *root, const char *path, int flags,
+                       mode_t mode) {
+  int fd;
+  do {
+    fd = root->backend == SHMBUS_BACKEND_DIR ? open(path, flags | O_CLOEXEC, mode)
+                                             : shm_open(path, flags, mode);
+  } while (fd < 0 && errno == EINTR);
+  return fd;
+}
+
+int shmbus__root_check(const shmbus__root *root) {
+  if (root->backend == SHMBUS_BACKEND_SHM) return 0;
+  if (root->backend != SHMBUS_BACKEND_DIR) return SHMBUS_ERR_INVAL;
+  struct stat st;
+  if (stat(root->dir, &st) != 0 || !S_ISDIR(st.st_mode)) return SHMBUS_ERR_INVAL;
+  if (access(root->dir, W_OK | X_OK) != 0) return SHMBUS_ERR_PERM;
+  return 0;
+}
+
+static int map_fd(int fd, uint64_t size, int writable, shmbus__segment *out) {
+  if (size > (uint64_t)SIZE_MAX) return SHMBUS_ERR_NOMEM;
+  void *p = mmap(NULL, (size_t)size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
+                 MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return translate_errno(errno);
+  out->base = p;
+  out->size = size;
+  return 0;
+}
+
+int shmbus__segment_create(const shmbus__root *root, const char *name,
+                           uint64_t size, shmbus__segment *out) {
+  char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
+  memset(out, 0, sizeof *out);
+  int r = object_path(root, name, path, sizeof path);
+  if (r) return r;
+  if (size == 0 || size > (uint64_t)INT64_MAX) return SHMBUS_ERR_TOO_LARGE;
+  int fd = open_object(root, path, O_RDWR | O_CREAT | O_EXCL, (mode_t)root->mode);
+  if (fd < 0) return translate_errno(errno);
+  /* The umask must not narrow what the caller asked for. */
+  if (fchmod(fd, (mode_t)root->mode) != 0) {
+    r = translate_errno(errno);
+    goto fail;
+  }
+  /* Reserves every page before anyone maps it, and only then grows the
+   * length from 0: an opener never maps pages that could SIGBUS. */
+  int e = posix_fallocate(fd, 0, (off_t)size);
+  if (e != 0) {
+    r = translate_errno(e);
+    goto fail;
+  }
+  r = map_fd(fd, size, 1, out);
+  if (r) goto fail;
+  close(fd);
+  return 0;
+fail:
+  close(fd);
+  if (root->backend == SHMBUS_BACKEND_DIR) unlink(path);
+  else shm_unlink(path);
+  return r;
+}
+
+int shmbus__segment_open(const shmbus__root *root, const char *name,
+                         int writable, shmbus__segment *out) {
+  char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
+  memset(out, 0, sizeof *out);
+  int r = object_path(root, name, path, sizeof path);
+  if (r) return r;
+  int fd = open_object(root, path, writable ? O_RDWR : O_RDONLY, 0);
+  if (fd < 0) return translate_errno(errno);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    r = translate_errno(errno);
+  } else if (st.st_size <= 0) {
+    r = SHMBUS_ERR_NOT_READY;
+  } else {
+    r = map_fd(fd, (uint64_t)st.st_size, writable, out);
+  }
+  close(fd);
+  return r;
+}
+
+void shmbus__segment_close(shmbus__segment *seg) {
+  if (seg->base != NULL) munmap(seg->base, (size_t)seg->size);
+  seg->base = NULL;
+  seg->size = 0;
+}
+
+int shmbus__segment_unlink(const shmbus__root *root, const char *name) {
+  char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
+  int r = object_path(root, name, path, sizeof path);
+  if (r) return r;
+  int rc = root->backend == SHMBUS_BACKEND_DIR ? unlink(path) : shm_unlink(path);
+  return rc == 0 ? 0 : translate_errno(errno);
+}
+
+uint64_t shmbus__now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
+void shmbus__yield(void) { sched_yield(); }
+
+void shmbus__sleep_ns(uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+uint64_t shmbus__random64(void) {
+  uint64_t v = 0;
+  if (getrandom(&v, sizeof v, GRND_NONBLOCK) == (ssize_t)sizeof v && v != 0) return v;
+  /* splitmix64 over the clock and the process id: unique enough for ids. */
+  v = shmbus__now_ns() ^ ((uint64_t)getpid() << 32);
+  v += UINT64_C(0x9e3779b97f4a7c15);
+  v = (v ^ (v >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  v = (v ^ (v >> 27)) * UINT64_C(0x94d049bb133111eb);
+  v ^= v >> 31;
+  return v ? v : 1;
+}
+
+const char *shmbus__getenv(const char *name) { return getenv(name); }

@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Publishers: a data segment (the chunk pool) and a control segment (one
+ * connection per subscriber slot), plus private bookkeeping that no other
+ * process can touch: reference counts, the free stack, and per connection
+ * the exact set of chunks in flight on it. That set is what makes
+ * reclaiming a departed or misbehaving subscriber's chunks exact.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "atomic.h"
+#include "pool.h"
+#include "ring.h"
+#include "service.h"
+
+typedef struct pub_conn {
+  shmbus__ring ring;
+  uint64_t bound_id;    /* subscriber served, 0 when none                  */
+  int broken;           /* the subscriber broke the protocol: not served   */
+  uint64_t tail;        /* submission write position (we are its writer)   */
+  uint64_t head_seen;   /* last head loaded; saves reloading it per publish */
+  uint64_t done_head;   /* completion read position (we are its writer)    */
+  uint64_t lost;        /* our copy of conn->lost (we are its writer)      */
+  uint32_t inflight;    /* chunks marked below                             */
+  uint32_t *shadow;     /* [queue_cap] the chunk we put at each position   */
+  uint64_t *marks;      /* [chunks bits] in flight on this connection      */
+} pub_conn;
+
+struct shmbus_publisher {
+  shmbus__service svc;
+  uint64_t id;
+  uint32_t slot;
+  uint32_t depth;             /* cfg.queue_depth                        */
+  uint32_t inflight_limit;    /* queue_depth + max_held                 */
+  uint64_t sequence;
+  uint64_t sub_generation;    /* last one acted on                      */
+  shmbus__segment data;
+  shmbus__segment ctl;
+  uint8_t *chunks;            /* first chunk in the data segment        */
+  shmbus__pool pool;
+  uint8_t *loaned;            /* [chunks] 1 while loaned                */
+  uint32_t loans;
+  pub_conn *conns;            /* [max_subscribers]                      */
+  uint32_t *serving;          /* indices of conns served, compact       */
+  uint32_t nserving;
+  uint32_t *history;          /* [history] ring of chunk indices        */
+  uint32_t history_len;
+  uint32_t history_start;
+};
+
+/* ---- chunk addressing ---------------------------------------------------- */
+
+static shmbus__chunk_header *chunk_header(const shmbus_publisher *pub, uint32_t chunk) {
+  return (shmbus__chunk_header *)(pub->chunks + (uint64_t)chunk * pub->svc.layout.chunk_stride);
+}
+
+static void *chunk_payload(const shmbus_publisher *pub, uint32_t chunk) {
+  return (uint8_t *)chunk_header(pub, chunk) + pub->svc.layout.payload_offset;
+}
+
+/* The loaned chunk behind a payload pointer, or -1. */
+static int64_t loaned_chunk(const shmbus_publisher *pub, const void *payload) {
+  const shmbus__layout *l = &pub->svc.layout;
+  uintptr_t p = (uintptr_t)payload, first = (uintptr_t)pub->chunks + l->payload_offset;
+  if (p < first) return -1;
+  uint64_t off = (uint64_t)(p - first);
+  if (off % l->chunk_stride != 0) return -1;
+  uint64_t chunk = off / l->chunk_stride;
+  if (chunk >= l->chunks || !pub->loaned[chunk]) return -1;
+  return (int64_t)chunk;
+}
+
+/* ---- in-flight marks --------------------------------------------------- */
+
+static int marked(const pub_conn *c, uint32_t chunk) {
+  return (int)((c->marks[chunk >> 6] >> (chunk & 63)) & 1u);
+}
+
+static void mark(pub_conn *c, uint32_t chunk) {
+  c->marks[chunk >> 6] |= UINT64_C(1) << (chunk & 63);
+  c->inflight++;
+}
+
+static void unmark(pub_conn *c, uint32_t chunk) {
+  c->marks[chunk >> 6] &= ~(UINT64_C(1) << (chunk & 63));
+  c->inflight--;
+}
+
+/* Gives back every chunk in flight on a connection: exact, whatever the
+ * subscriber did, because the marks are ours. */
+static void reclaim_all(shmbus_publisher *pub, pub_conn *c) {
+  uint32_t words = (pub->svc.layout.chunks + 63) / 64;
+  for (uint32_t w = 0; w < words && c->inflight > 0; w++) {
+    while (c->marks[w]) {
+      uint32_t chunk = w * 64 + (uint32_t)__builtin_ctzll(c->marks[w]);
+      unmark(c, chunk);
+      shmbus__pool_unref(&pub->pool, chunk);
+    }
+  }
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+static void count_lost(pub_conn *c) {
+  c->lost++;
+  shmbus__store64_relaxed(&c->ring.conn->lost, c->lost);
+}
+
+static void break_conn(shmbus_publisher *pub, pub_conn *c) {
+  reclaim_all(pub, c);
+  c->broken = 1;
+  /* Pairs with the subscriber's load-acquire of sub_id. */
+  shmbus__store64_release(&c->ring.conn->sub_id, 0);
+}
+
+/* Collects released chunks. Validates every index against our marks: a
+ * subscriber that returns what it does not hold is cut off. */
+static void collect(shmbus_publisher *pub, pub_conn *c) {
+  if (c->broken) return;
+  uint64_t tail = shmbus__done_available(&c->ring);
+  uint64_t n = tail - c->done_head;
+  if (n == 0) return;
+  if (n > (uint64_t)c->ring.done_mask + 1) {
+    break_conn(pub, c);
+    return;
+  }
+  for (uint64_t pos = c->done_head; pos != tail; pos++) {
+    uint32_t chunk = shmbus__done_at(&c->ring, pos);
+    if (chunk >= pub->svc.layout.chunks || !marked(c, chunk)) {
+      break_conn(pub, c);
+      return;
+    }
+    unmark(c, chunk);
+    shmbus__pool_unref(&pub->pool, chunk);
+  }
+  c->done_head = tail;
+  shmbus__done_consumed(&c->ring, tail);
+}
+
+/* Makes room in a full submission ring. 1 when there is room. */
+static int make_room(shmbus_publisher *pub, pub_conn *c) {
+  for (int tries = 0; tries < 4; tries++) {
+    uint64_t head = shmbus__ring_head(&c->ring);
+    if (c->tail - head > pub->depth) { /* head ahead of tail or far behind */
+      break_conn(pub, c);
+      return 0;
+    }
+    c->head_seen = head;
+    if (c->tail - head < pub->depth) return 1;
+    if (pub->svc.cfg.overflow == SHMBUS_OVERFLOW_DROP_NEWEST) return 0;
+    if (shmbus__ring_evict(&c->ring, &head)) {
+      uint32_t evicted = c->shadow[head & c->ring.slot_mask];
+      unmark(c, evicted);
+      shmbus__pool_unref(&pub->pool, evicted);
+      count_lost(c);
+      c->head_seen = head + 1;
+      return 1;
+    }
+    /* The subscriber took the oldest meanwhile: look again. */
+  }
+  break_conn(pub, c);
+  return 0;
+}
+
+static void deliver(shmbus_publisher *pub, pub_conn *c, uint32_t chunk) {
+  if (c->broken) return;
+  if (c->tail - c->head_seen >= pub->depth && !make_room(pub, c)) {
+    if (!c->broken) count_lost(c);
+    return;
+  }
+  if (c->inflight >= pub->inflight_limit) {
+    collect(pub, c);
+    if (c->broken) return;
+    /* Still full: the subscriber holds more than max_held. Never let one
+     * subscriber eat the pool: the sample is lost for it alone. */
+    if (c->inflight >= pub->inflight_limit) {
+      count_lost(c);
+      return;
+    }
+  }
+  c->shadow[c->tail & c->ring.slot_mask] = chunk;
+  shmbus__ring_put(&c->ring, c->tail, chunk);
+  c->tail++;
+  mark(c, chunk);
+  shmbus__pool_ref(&pub->pool, chunk);
+}
+
+static void unbind(shmbus_publisher *pub, pub_conn *c) {
+  reclaim_all(pub, c);
+  /* Pairs with the subscriber's load-acquire of sub_id (try_bind). */
+  shmbus__store64_release(&c->ring.conn->sub_id, 0);
+  c->bound_id = 0;
+  c->broken = 0;
+}
+
+static void history_replay(shmbus_publisher *pub, pub_conn *c) {
+  uint32_t n = pub->history_len < pub->depth ? pub->history_len : pub->depth;
+  uint32_t cap = pub->svc.cfg.history;
+  for (uint32_t i = pub->history_len - n; i < pub->history_len; i++)
+    deliver(pub, c, pub->history[(pub->history_start + i) % cap]);
+}
+
+static void bind(shmbus_publisher *pub, pub_conn *c, uint64_t sub_id) {
+  shmbus__conn *conn = c->ring.conn;
+  /* Nobody else touches the connection now: its previous subscriber left
+   * and the new one waits for sub_id to name it. */
+  shmbus__store64_relaxed(&conn->head, 0);
+  shmbus__store64_relaxed(&conn->done_tail, 0);
+  shmbus__store64_relaxed(&conn->done_head, 0);
+  shmbus__store64_relaxed(&conn->lost, 0);
+  for (uint32_t i = 0; i <= c->ring.slot_mask; i++) shmbus__store64_relaxed(&c->ring.slots[i], 0);
+  c->tail = c->head_seen = c->done_head = c->lost = 0;
+  c->broken = 0;
+  history_replay(pub, c);
+  /* Pairs with the subscriber's load-acquire of sub_id (try_bind): the
+   * reset connection and the replayed history are visible first. */
+  shmbus__store64_release(&conn->sub_id, sub_id);
+  c->bound_id = sub_id;
+}
+
+/* Acts on subscribers that joined or left since the last look. */
+static void update_connections(shmbus_publisher *pub, int force) {
+  /* Pairs with the fetch-add in shmbus__service_ready/_leave. */
+  uint64_t gen = shmbus__load64_acquire(&pub->svc.shm->dyn.sub_generation);
+  if (gen == pub->sub_generation && !force) return;
+  pub->sub_generation = gen;
+  pub->nserving = 0;
+  for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++) {
+    pub_conn *c = &pub->conns[k];
+    /* Pairs with the store-release in shmbus__service_ready. */
+    uint64_t id = shmbus__slot_ready_id(shmbus__load64_acquire(&pub->svc.sub_slots[k].word));
+    if (c->bound_id != id) {
+      if (c->bound_id) unbind(pub, c);
+      if (id) bind(pub, c, id);
+    }
+    if (c->bound_id) pub->serving[pub->nserving++] = k;
+  }
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static int create_segments(shmbus_publisher *pub) {
+  const shmbus__layout *l = &pub->svc.layout;
+  shmbus_node *node = pub->svc.node;
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 1);
+  int r = shmbus__segment_create(&node->root, name, l->data_size, &pub->data);
+  if (r) return r;
+  shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 0);
+  r = shmbus__segment_create(&node->root, name, l->control_size, &pub->ctl);
+  if (r) {
+    shmbus__segment_close(&pub->data);
+    shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 1);
+    shmbus__segment_unlink(&node->root, name);
+    return r;
+  }
+  shmbus__seg_header_init(pub->data.base, SHMBUS__SEG_DATA, l->data_size, node->id, pub->id);
+  shmbus__seg_header_init(pub->ctl.base, SHMBUS__SEG_CONTROL, l->control_size, node->id, pub->id);
+  shmbus__seg_header_publish(pub->data.base);
+  shmbus__seg_header_publish(pub->ctl.base);
+  pub->chunks = (uint8_t *)pub->data.base + l->chunks_offset;
+  return 0;
+}
+
+static void remove_segments(shmbus_publisher *pub) {
+  shmbus_node *node = pub->svc.node;
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  if (pub->data.base) {
+    shmbus__segment_close(&pub->data);
+    shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 1);
+    shmbus__segment_unlink(&node->root, name);
+  }
+  if (pub->ctl.base) {
+    shmbus__segment_close(&pub->ctl);
+    shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 0);
+    shmbus__segment_unlink(&node->root, name);
+  }
+}
+
+static void free_private(shmbus_publisher *pub) {
+  if (pub->conns) {
+    for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++) {
+      free(pub->conns[k].shadow);
+      free(pub->conns[k].marks);
+    }
+  }
+  free(pub->conns);
+  free(pub->serving);
+  free(pub->history);
+  free(pub->loaned);
+  shmbus__pool_destroy(&pub->pool);
+}
+
+static int alloc_private(shmbus_publisher *pub) {
+  const shmbus__layout *l = &pub->svc.layout;
+  const shmbus__service_config *cfg = &pub->svc.cfg;
+  if (shmbus__pool_init(&pub->pool, l->chunks)) return SHMBUS_ERR_NOMEM;
+  pub->loaned = calloc(l->chunks, 1);
+  pub->conns = calloc(cfg->max_subscribers, sizeof *pub->conns);
+  pub->serving = calloc(cfg->max_subscribers, sizeof *pub->serving);
+  pub->history = cfg->history ? calloc(cfg->history, sizeof *pub->history) : NULL;
+  if (!pub->loaned || !pub->conns || !pub->serving || (cfg->history && !pub->history))
+    return SHMBUS_ERR_NOMEM;
+  size_t mark_words = ((size_t)l->chunks + 63) / 64;
+  for (uint32_t k = 0; k < cfg->max_subscribers; k++) {
+    pub_conn *c = &pub->conns[k];
+    c->shadow = calloc(l->queue_cap, sizeof *c->shadow);
+    c->marks = calloc(mark_words, sizeof *c->marks);
+    if (!c->shadow || !c->marks) return SHMBUS_ERR_NOMEM;
+    shmbus__ring_view(&c->ring,
+                      (uint8_t *)pub->ctl.base + sizeof(shmbus__seg_header) + k * l->conn_stride,
+                      l->sub_ring_offset, l->done_ring_offset, l->queue_cap, l->done_cap);
+  }
+  return 0;
+}
+
+int shmbus_publisher_open(shmbus_node *node, const char *service,
+                          const shmbus_service_opts *opts, shmbus_publisher **out) {
+  SHMBUS__CLEAR_OUT(out);
+  if (node == NULL || service == NULL || opts == NULL || out == NULL) return SHMBUS_ERR_INVAL;
+  shmbus_publisher *pub = calloc(1, sizeof *pub);
+  if (pub == NULL) return SHMBUS_ERR_NOMEM;
+  int r = shmbus__service_attach(node, service, opts, &pub->svc);
+  if (r) {
+    free(pub);
+    return r;
+  }
+  shmbus__node_ref(node);
+  pub->depth = pub->svc.cfg.queue_depth;
+  pub->inflight_limit = pub->svc.cfg.queue_depth + pub->svc.cfg.max_held;
+  int claimed = 0;
+  r = shmbus__service_claim(&pub->svc, SHMBUS__PUBLISHER, &pub->slot, &pub->id);
+  if (r == 0) {
+    claimed = 1;
+    r = create_segments(pub);
+  }
+  if (r == 0) r = alloc_private(pub);
+  if (r) {
+    if (claimed) shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot);
+    remove_segments(pub);
+    free_private(pub);
+    shmbus__service_detach(&pub->svc);
+    shmbus__node_unref(node);
+    free(pub);
+    return r;
+  }
+  shmbus__service_ready(&pub->svc, SHMBUS__PUBLISHER, pub->slot, pub->id);
+  update_connections(pub, 1);
+  *out = pub;
+  return 0;
+}
+
+void shmbus_publisher_close(shmbus_publisher *pub) {
+  if (pub == NULL) return;
+  shmbus_node *node = pub->svc.node;
+  /* Subscribers notice through the generation and drain what is queued;
+   * the segments live on in their mappings until they let go. */
+  shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot);
+  remove_segments(pub);
+  free_private(pub);
+  shmbus__service_detach(&pub->svc);
+  shmbus__node_unref(node);
+  free(pub);
+}
+
+/* ---- the hot path ------------------------------------------------------ */
+
+static void collect_all(shmbus_publisher *pub) {
+  for (uint32_t i = 0; i < pub->nserving; i++) collect(pub, &pub->conns[pub->serving[i]]);
+}
+
+int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload) {
+  SHMBUS__CLEAR_OUT(payload);
+  if (pub == NULL || payload == NULL || elements == 0) return SHMBUS_ERR_INVAL;
+  if (elements > pub->svc.cfg.max_elements) return SHMBUS_ERR_TOO_LARGE;
+  if (pub->loans >= pub->svc.cfg.max_loans) return SHMBUS_ERR_LOAN_LIMIT;
+  update_connections(pub, 0);
+  uint32_t chunk;
+  if (!shmbus__pool_get(&pub->pool, &chunk)) {
+    collect_all(pub);
+    /* The pool is sized for the worst case (service.c): with fewer than
+     * max_loans out, a chunk is free once completions are collected. */
+    if (!shmbus__pool_get(&pub->pool, &chunk)) return SHMBUS_ERR_CORRUPT;
+  }
+  pub->loaned[chunk] = 1;
+  pub->loans++;
+  chunk_header(pub, chunk)->payload_bytes = (uint32_t)(elements * pub->svc.cfg.element_size);
+  *payload = chunk_payload(pub, chunk);
+  return 0;
+}
+
+static void end_loan(shmbus_publisher *pub, uint32_t chunk) {
+  pub->loaned[chunk] = 0;
+  pub->loans--;
+  shmbus__pool_unref(&pub->pool, chunk);
+}
+
+static void history_push(shmbus_publisher *pub, uint32_t chunk) {
+  uint32_t cap = pub->svc.cfg.history;
+  if (pub->history_len == cap) {
+    shmbus__pool_unref(&pub->pool, pub->history[pub->history_start]);
+    pub->history_start = (pub->history_start + 1) % cap;
+    pub->history_len--;
+  }
+  pub->history[(pub->history_start + pub->history_len) % cap] = chunk;
+  pub->history_len++;
+  shmbus__pool_ref(&pub->pool, chunk);
+}
+
+static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int whole) {
+  if (pub == NULL || payload == NULL) return SHMBUS_ERR_INVAL;
+  int64_t found = loaned_chunk(pub, payload);
+  if (found < 0) return SHMBUS_ERR_NOT_LOANED;
+  uint32_t chunk = (uint32_t)found;
+  shmbus__chunk_header *hdr = chunk_header(pub, chunk);
+  if (!whole) {
+    if (bytes > hdr->payload_bytes) return SHMBUS_ERR_TOO_LARGE;
+    hdr->payload_bytes = (uint32_t)bytes;
+  }
+  hdr->sequence = pub->sequence++;
+  hdr->timestamp_ns = shmbus__now_ns();
+  hdr->publisher_id = pub->id;
+  update_connections(pub, 0);
+  for (uint32_t i = 0; i < pub->nserving; i++) deliver(pub, &pub->conns[pub->serving[i]], chunk);
+  if (pub->svc.cfg.history) history_push(pub, chunk);
+  end_loan(pub, chunk);
+  return 0;
+}
+
+int shmbus_publisher_publish(shmbus_publisher *pub, void *payload) {
+  return publish_chunk(pub, payload, 0, 1);
+}
+
+int shmbus_publisher_publish_bytes(shmbus_publisher *pub, void *payload, size_t bytes) {
+  return publish_chunk(pub, payload, bytes, 0);
+}
+
+int shmbus_publisher_discard(shmbus_publisher *pub, void *payload) {
+  if (pub == NULL || payload == NULL) return SHMBUS_ERR_INVAL;
+  int64_t found = loaned_chunk(pub, payload);
+  if (found < 0) return SHMBUS_ERR_NOT_LOANED;
+  end_loan(pub, (uint32_t)found);
+  return 0;
+}
+
+int shmbus_publisher_send_copy(shmbus_publisher *pub, const void *data, size_t bytes) {
+  if (pub == NULL || data == NULL || bytes == 0) return SHMBUS_ERR_INVAL;
+  if (bytes > pub->svc.layout.max_payload) return SHMBUS_ERR_TOO_LARGE;
+  size_t size = pub->svc.cfg.element_size;
+  void *payload;
+  int r = shmbus_publisher_loan(pub, (bytes + size - 1) / size, &payload);
+  if (r) return r;
+  memcpy(payload, data, bytes);
+  return publish_chunk(pub, payload, bytes, 0);
+}
+
+int shmbus_publisher_update(shmbus_publisher *pub) {
+  if (pub == NULL) return SHMBUS_ERR_INVAL;
+  update_connections(pub, 0);
+  collect_all(pub);
+  return (int)pub->nserving;
+}
+
+uint64_t shmbus_publisher_id(const shmbus_publisher *pub) { return pub ? pub->id : 0; }

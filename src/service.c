@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Service segments: creation, checked opening, the port registry and the
+ * removal by the last user. */
+#include <string.h>
+
+#include "atomic.h"
+#include "service.h"
+
+enum {
+  DEFAULT_MAX_ELEMENTS = 1,
+  DEFAULT_MAX_PUBLISHERS = 4,
+  DEFAULT_MAX_SUBSCRIBERS = 8,
+  DEFAULT_QUEUE_DEPTH = 16,
+  DEFAULT_MAX_LOANS = 4,
+  DEFAULT_MAX_HELD = 4
+};
+
+static uint64_t next_pow2(uint64_t v) {
+  uint64_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+static int in_range(uint32_t v, uint32_t lo, uint32_t hi) { return v >= lo && v <= hi; }
+
+int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *out) {
+  memset(out, 0, sizeof *out);
+  uint32_t align = cfg->element_align;
+  if (cfg->element_size == 0 || align == 0 || (align & (align - 1)) != 0 || align > 4096 ||
+      cfg->max_elements == 0 ||
+      !in_range(cfg->max_publishers, 1, SHMBUS_MAX_PORTS) ||
+      !in_range(cfg->max_subscribers, 1, SHMBUS_MAX_PORTS) ||
+      !in_range(cfg->queue_depth, 1, SHMBUS_MAX_QUEUE_DEPTH) ||
+      cfg->history > SHMBUS_MAX_HISTORY ||
+      !in_range(cfg->max_loans, 1, SHMBUS_MAX_LOANS) ||
+      !in_range(cfg->max_held, 1, SHMBUS_MAX_HELD) ||
+      (cfg->overflow != SHMBUS_OVERFLOW_DROP_OLDEST &&
+       cfg->overflow != SHMBUS_OVERFLOW_DROP_NEWEST))
+    return SHMBUS_ERR_INVAL;
+  /* Both factors are below 2^32: the product fits in 64 bits. */
+  uint64_t max_payload = (uint64_t)cfg->element_size * cfg->max_elements;
+  if (max_payload > SHMBUS_MAX_PAYLOAD) return SHMBUS_ERR_TOO_LARGE;
+  uint64_t chunk_align = align > SHMBUS__CACHE_LINE ? align : SHMBUS__CACHE_LINE;
+  uint64_t payload_offset = SHMBUS__ALIGN_UP(sizeof(shmbus__chunk_header), align);
+  uint64_t stride = SHMBUS__ALIGN_UP(payload_offset + max_payload, chunk_align);
+  uint64_t chunks = (uint64_t)cfg->max_subscribers * (cfg->queue_depth + cfg->max_held) +
+                    cfg->history + cfg->max_loans;
+  uint64_t chunks_offset = SHMBUS__ALIGN_UP(sizeof(shmbus__seg_header), chunk_align);
+  /* chunks < 2^26 and stride < 2^31: the product fits in 64 bits. */
+  uint64_t data_size = chunks_offset + chunks * stride;
+  if (data_size > (UINT64_C(1) << 46)) return SHMBUS_ERR_TOO_LARGE;
+  uint64_t queue_cap = next_pow2(cfg->queue_depth);
+  uint64_t done_cap = next_pow2((uint64_t)cfg->queue_depth + cfg->max_held);
+  uint64_t sub_ring_offset = sizeof(shmbus__conn);
+  uint64_t done_ring_offset =
+      sub_ring_offset + SHMBUS__ALIGN_UP(queue_cap * sizeof(uint64_t), SHMBUS__CACHE_LINE);
+  uint64_t conn_stride =
+      done_ring_offset + SHMBUS__ALIGN_UP(done_cap * sizeof(uint32_t), SHMBUS__CACHE_LINE);
+
+  out->chunks = (uint32_t)chunks;
+  out->payload_offset = (uint32_t)payload_offset;
+  out->max_payload = max_payload;
+  out->chunk_stride = stride;
+  out->chunks_offset = chunks_offset;
+  out->data_size = data_size;
+  out->queue_cap = (uint32_t)queue_cap;
+  out->done_cap = (uint32_t)done_cap;
+  out->sub_ring_offset = sub_ring_offset;
+  out->done_ring_offset = done_ring_offset;
+  out->conn_stride = conn_stride;
+  out->control_size = sizeof(shmbus__seg_header) + cfg->max_subscribers * conn_stride;
+  out->service_size = SHMBUS__ALIGN_UP(
+      sizeof(shmbus__service_seg) +
+          ((uint64_t)cfg->max_publishers + cfg->max_subscribers) * sizeof(shmbus__port_slot),
+      SHMBUS__CACHE_LINE);
+  return 0;
+}
+
+static uint32_t or_default(uint32_t v, uint32_t def) { return v ? v : def; }
+
+/* The configuration a creator would write for these options. */
+static int config_from_opts(const char *name, const shmbus_service_opts *o,
+                            shmbus__service_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  if (o->type.size == 0 || o->type.align == 0) return SHMBUS_ERR_INVAL;
+  if ((o->type.align & (o->type.align - 1)) != 0 || o->type.align > 4096)
+    return SHMBUS_ERR_INVAL;
+  if (o->type.size > UINT32_MAX) return SHMBUS_ERR_TOO_LARGE;
+  if (o->overflow != SHMBUS_OVERFLOW_DEFAULT && o->overflow != SHMBUS_OVERFLOW_DROP_OLDEST &&
+      o->overflow != SHMBUS_OVERFLOW_DROP_NEWEST)
+    return SHMBUS_ERR_INVAL;
+  memcpy(cfg->name, name, strlen(name) + 1);
+  memcpy(cfg->type_name, o->type.name, strlen(o->type.name) + 1);
+  cfg->element_size = (uint32_t)o->type.size;
+  cfg->element_align = (uint32_t)o->type.align;
+  cfg->max_elements = or_default(o->max_elements, DEFAULT_MAX_ELEMENTS);
+  cfg->max_publishers = or_default(o->max_publishers, DEFAULT_MAX_PUBLISHERS);
+  cfg->max_subscribers = or_default(o->max_subscribers, DEFAULT_MAX_SUBSCRIBERS);
+  cfg->queue_depth = or_default(o->queue_depth, DEFAULT_QUEUE_DEPTH);
+  cfg->history = o->history;
+  cfg->max_loans = or_default(o->max_loans, DEFAULT_MAX_LOANS);
+  cfg->max_held = or_default(o->max_held, DEFAULT_MAX_HELD);
+  cfg->overflow = o->overflow == SHMBUS_OVERFLOW_DEFAULT ? (uint32_t)SHMBUS_OVERFLOW_DROP_OLDEST
+                                                         : (uint32_t)o->overflow;
+  shmbus__layout layout;
+  return shmbus__layout_compute(cfg, &layout);
+}
+
+/* Whether options asked of an existing service fit what it has. */
+static int config_compatible(const shmbus__service_config *have, const char *name,
+                             const shmbus_service_opts *o) {
+  if (strcmp((const char *)have->name, name) != 0) return 0; /* hash collision */
+  if (strcmp((const char *)have->type_name, o->type.name) != 0 ||
+      have->element_size != o->type.size || have->element_align != o->type.align)
+    return 0;
+  if (o->max_elements > have->max_elements || o->max_publishers > have->max_publishers ||
+      o->max_subscribers > have->max_subscribers || o->queue_depth > have->queue_depth ||
+      o->history > have->history || o->max_loans > have->max_loans ||
+      o->max_held > have->max_held)
+    return 0;
+  return o->overflow == SHMBUS_OVERFLOW_DEFAULT || (uint32_t)o->overflow == have->overflow;
+}
+
+/* Reads the shared configuration once into a private copy and checks it:
+ * a peer may have written anything there. */
+static int load_config(const shmbus__service *svc, shmbus__service_config *cfg,
+                       shmbus__layout *layout) {
+  memcpy(cfg, &svc->shm->cfg, sizeof *cfg);
+  if (memchr(cfg->name, 0, sizeof cfg->name) == NULL ||
+      memchr(cfg->type_name, 0, sizeof cfg->type_name) == NULL)
+    return SHMBUS_ERR_CORRUPT;
+  int r = shmbus__layout_compute(cfg, layout);
+  if (r) return SHMBUS_ERR_CORRUPT;
+  if (layout->service_size > svc->seg.size ||
+      layout->service_size > svc->shm->hdr.total_size)
+    return SHMBUS_ERR_CORRUPT;
+  return 0;
+}
+
+/* Counts one more user unless the last one is removing the service. */
+static int add_user(shmbus__service_dyn *dyn) {
+  uint64_t users = shmbus__load64_relaxed(&dyn->users);
+  for (;;) {
+    if (users & SHMBUS__USERS_REMOVING) return SHMBUS_ERR_BUSY;
+    if (users >= SHMBUS__USERS_REMOVING - 1) return SHMBUS_ERR_CORRUPT;
+    if (shmbus__cas64(&dyn->users, &users, users + 1)) return 0;
+  }
+}
+
+static int create_service(shmbus__service *svc, const shmbus__service_config *cfg) {
+  shmbus__layout layout;
+  int r = shmbus__layout_compute(cfg, &layout);
+  if (r) return r;
+  const shmbus_node *node = svc->node;
+  r = shmbus__segment_create(&node->root, svc->object_name, layout.service_size, &svc->seg);
+  if (r) return r;
+  shmbus__service_seg *s = (shmbus__service_seg *)svc->seg.base;
+  shmbus__seg_header_init(&s->hdr, SHMBUS__SEG_SERVICE, layout.service_size, node->id,
+                          shmbus__random64());
+  s->cfg = *cfg;
+  s->dyn.users = 1;
+  s->dyn.next_port_id = 1;
+  shmbus__seg_header_publish(&s->hdr);
+  return 0;
+}
+
+static int open_service(shmbus__service *svc, const char *name,
+                        const shmbus_service_opts *opts, uint64_t deadline) {
+  const shmbus_node *node = svc->node;
+  int r = shmbus__segment_open_wait(&node->root, svc->object_name, 1, SHMBUS__SEG_SERVICE,
+                                    deadline, &svc->seg);
+  if (r) return r;
+  svc->shm = (shmbus__service_seg *)svc->seg.base;
+  shmbus__service_config cfg;
+  shmbus__layout layout;
+  r = load_config(svc, &cfg, &layout);
+  if (r == 0 && !config_compatible(&cfg, name, opts)) r = SHMBUS_ERR_INCOMPATIBLE;
+  if (r == 0) r = add_user(&svc->shm->dyn);
+  if (r) shmbus__segment_close(&svc->seg);
+  return r;
+}
+
+static void finish_attach(shmbus__service *svc) {
+  svc->shm = (shmbus__service_seg *)svc->seg.base;
+  svc->cfg = svc->shm->cfg;
+  shmbus__layout_compute(&svc->cfg, &svc->layout);
+  svc->pub_slots = (shmbus__port_slot *)(svc->shm + 1);
+  svc->sub_slots = svc->pub_slots + svc->cfg.max_publishers;
+}
+
+int shmbus__service_attach(shmbus_node *node, const char *name,
+                           const shmbus_service_opts *opts, shmbus__service *svc) {
+  memset(svc, 0, sizeof *svc);
+  if (node == NULL || name == NULL || opts == NULL) return SHMBUS_ERR_INVAL;
+  int r = shmbus__check_service_name(name);
+  if (r) return r;
+  r = shmbus__check_type_name(opts->type.name);
+  if (r) return r;
+  shmbus__service_config wanted;
+  r = config_from_opts(name, opts, &wanted);
+  if (r) return r;
+  svc->node = node;
+  svc->hash = shmbus__hash64(name);
+  shmbus__object_name(svc->object_name, node->domain, svc->hash, "s");
+
+  uint64_t deadline = shmbus__now_ns() + SHMBUS__INIT_TIMEOUT_NS;
+  for (;;) {
+    r = create_service(svc, &wanted);
+    if (r == SHMBUS_ERR_EXISTS) {
+      r = open_service(svc, name, opts, deadline);
+      /* NOT_FOUND: removed between our create and open; BUSY: its last
+       * user is removing it. Either way the name is about to be free. */
+      if ((r == SHMBUS_ERR_NOT_FOUND || r == SHMBUS_ERR_BUSY) &&
+          shmbus__now_ns() < deadline) {
+        shmbus__yield();
+        continue;
+      }
+      if (r == SHMBUS_ERR_BUSY) r = SHMBUS_ERR_TIMEDOUT;
+    }
+    break;
+  }
+  if (r) {
+    memset(svc, 0, sizeof *svc);
+    return r;
+  }
+  finish_attach(svc);
+  return 0;
+}
+
+void shmbus__service_detach(shmbus__service *svc) {
+  if (svc->shm == NULL) return;
+  shmbus__service_dyn *dyn = &svc->shm->dyn;
+  uint64_t users = shmbus__load64_relaxed(&dyn->users);
+  for (;;) {
+    uint64_t next = users <= 1 ? SHMBUS__USERS_REMOVING : users - 1;
+    if (users & SHMBUS__USERS_REMOVING) break; /* corrupt: leave it to cleanup */
+    if (shmbus__cas64(&dyn->users, &users, next)) {
+      if (next == SHMBUS__USERS_REMOVING)
+        shmbus__segment_unlink(&svc->node->root, svc->object_name);
+      break;
+    }
+  }
+  shmbus__segment_close(&svc->seg);
+  memset(svc, 0, sizeof *svc);
+}
+
+static shmbus__port_slot *slots_of(shmbus__service *svc, int kind, uint32_t *count) {
+  *count = kind == SHMBUS__PUBLISHER ? svc->cfg.max_publishers : svc->cfg.max_subscribers;
+  return kind == SHMBUS__PUBLISHER ? svc->pub_slots : svc->sub_slots;
+}
+
+int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64_t *id) {
+  uint32_t count;
+  shmbus__port_slot *slots = slots_of(svc, kind, &count);
+  uint64_t my_id = shmbus__fetch_add64(&svc->shm->dyn.next_port_id, 1);
+  if (my_id == 0 || my_id >= (UINT64_C(1) << 62)) return SHMBUS_ERR_CORRUPT;
+  for (uint32_t i = 0; i < count; i++) {
+    uint64_t expected = 0;
+    if (shmbus__cas64(&slots[i].word, &expected, my_id << 1)) {
+      shmbus__store64_relaxed(&slots[i].node_id, svc->node->id);
+      *slot = i;
+      *id = my_id;
+      return 0;
+    }
+  }
+  return SHMBUS_ERR_PORT_LIMIT;
+}
+
+static uint64_t *generation_of(shmbus__service *svc, int kind) {
+  return kind == SHMBUS__PUBLISHER ? &svc->shm->dyn.pub_generation
+                                   : &svc->shm->dyn.sub_generation;
+}
+
+void shmbus__service_ready(shmbus__service *svc, int kind, uint32_t slot, uint64_t id) {
+  uint32_t count;
+  shmbus__port_slot *slots = slots_of(svc, kind, &count);
+  /* Pairs with the load-acquire of the slot by the other side's scan: the
+   * port's segments are complete before it is seen as ready. */
+  shmbus__store64_release(&slots[slot].word, (id << 1) | 1u);
+  shmbus__fetch_add64(generation_of(svc, kind), 1);
+}
+
+void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot) {
+  uint32_t count;
+  shmbus__port_slot *slots = slots_of(svc, kind, &count);
+  shmbus__store64_release(&slots[slot].word, 0);
+  shmbus__fetch_add64(generation_of(svc, kind), 1);
+}

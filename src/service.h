@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* A service: its segment, its immutable configuration, the sizes derived
+ * from it, and the registry of ports. */
+#ifndef SHMBUS_SERVICE_H
+#define SHMBUS_SERVICE_H
+
+#include "internal.h"
+
+/* Sizes and offsets derived from a configuration. Every process computes
+ * them privately from its validated copy of the configuration, so no
+ * offset or size is ever read from shared memory. */
+typedef struct shmbus__layout {
+  uint32_t chunks;          /* pool size: subs x (queue + held) + history + loans */
+  uint32_t payload_offset;  /* payload start within a chunk                    */
+  uint64_t max_payload;     /* bytes                                           */
+  uint64_t chunk_stride;    /* bytes between chunk starts, cache-line multiple */
+  uint64_t chunks_offset;   /* first chunk within the data segment             */
+  uint64_t data_size;
+  uint32_t queue_cap;       /* submission ring slots: power of two >= depth    */
+  uint32_t done_cap;        /* completion ring slots: power of two >= depth + held */
+  uint64_t sub_ring_offset; /* within a connection block                       */
+  uint64_t done_ring_offset;
+  uint64_t conn_stride;
+  uint64_t control_size;
+  uint64_t service_size;
+} shmbus__layout;
+
+/* Checks a configuration's limits and derives its layout.
+ * INVAL for a limit out of range, TOO_LARGE when sizes overflow. */
+int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *out);
+
+typedef struct shmbus__service {
+  shmbus_node *node;
+  shmbus__segment seg;
+  shmbus__service_seg *shm;      /* seg.base                                  */
+  shmbus__port_slot *pub_slots;  /* [cfg.max_publishers] in the segment      */
+  shmbus__port_slot *sub_slots;  /* [cfg.max_subscribers]                    */
+  shmbus__service_config cfg;    /* private, validated copy                  */
+  shmbus__layout layout;
+  uint64_t hash;                 /* of the service name                      */
+  char object_name[SHMBUS__OBJECT_NAME_MAX];
+} shmbus__service;
+
+/* Creates the service or opens and checks the existing one, and counts
+ * the caller as a user. On error nothing is kept. */
+int shmbus__service_attach(shmbus_node *node, const char *name,
+                           const shmbus_service_opts *opts, shmbus__service *svc);
+/* Drops the caller's use; the last user removes the service. */
+void shmbus__service_detach(shmbus__service *svc);
+
+enum { SHMBUS__PUBLISHER = 0, SHMBUS__SUBSCRIBER = 1 };
+
+/* Claims a free slot of the given kind with a new id (not yet visible as
+ * ready). PORT_LIMIT when all are taken. */
+int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64_t *id);
+/* Marks a claimed slot ready and tells the other side. */
+void shmbus__service_ready(shmbus__service *svc, int kind, uint32_t slot, uint64_t id);
+/* Frees a slot and tells the other side. */
+void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot);
+
+/* The id in a slot word when its port is ready, else 0. */
+static inline uint64_t shmbus__slot_ready_id(uint64_t word) {
+  return (word & 1u) ? word >> 1 : 0;
+}
+
+#endif /* SHMBUS_SERVICE_H */

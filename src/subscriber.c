@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Subscribers: one source per publisher seen, each with the publisher's
+ * data segment mapped read-only and our connection in its control segment.
+ * A private table of held samples makes release exact: a sample released
+ * twice, or one that never came from here, is refused.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "atomic.h"
+#include "ring.h"
+#include "service.h"
+
+enum {
+  SRC_FREE = 0,
+  SRC_CONNECTING, /* mapped; the publisher has not bound our connection yet */
+  SRC_BOUND,      /* served                                                 */
+  SRC_GONE,       /* the publisher left: drain what is queued, then let go  */
+  SRC_BROKEN      /* the publisher broke the protocol: ignored              */
+};
+
+typedef struct sub_source {
+  int state;
+  uint64_t pub_id;
+  uint32_t pub_slot;
+  uint32_t held;          /* samples held from this source       */
+  shmbus__segment data;   /* read-only                           */
+  shmbus__segment ctl;
+  const uint8_t *chunks;
+  shmbus__ring ring;
+  uint64_t done_tail;     /* completion write position (ours)    */
+  uint64_t done_head_seen;
+} sub_source;
+
+typedef struct held_sample {
+  uint32_t chunk;
+  uint32_t source;        /* UINT32_MAX while free                */
+} held_sample;
+
+struct shmbus_subscriber {
+  shmbus__service svc;
+  uint64_t id;
+  uint32_t slot;
+  uint32_t nsources;      /* capacity: 2 x max_publishers         */
+  uint32_t cursor;        /* round-robin start                    */
+  uint64_t pub_generation;
+  uint64_t lost_retired;  /* lost on sources already let go       */
+  sub_source *sources;
+  held_sample *held;      /* [max_held]                           */
+  uint32_t *held_free;    /* stack of free indices into held      */
+  uint32_t held_free_count;
+};
+
+/* ---- sources ----------------------------------------------------------- */
+
+static const shmbus__chunk_header *source_chunk(const shmbus_subscriber *sub,
+                                                const sub_source *s, uint32_t chunk) {
+  return (const shmbus__chunk_header *)(s->chunks +
+                                        (uint64_t)chunk * sub->svc.layout.chunk_stride);
+}
+
+static void retire(shmbus_subscriber *sub, sub_source *s) {
+  if (s->state == SRC_BOUND || s->state == SRC_GONE)
+    sub->lost_retired += shmbus__load64_relaxed(&s->ring.conn->lost);
+  shmbus__segment_close(&s->data);
+  shmbus__segment_close(&s->ctl);
+  memset(s, 0, sizeof *s);
+}
+
+/* Maps a new publisher's segments. Returns 0, or an error for which a later
+ * look may succeed (NOT_READY, PORT_LIMIT for no free source). */
+static int connect_source(shmbus_subscriber *sub, uint32_t pub_slot, uint64_t pub_id) {
+  sub_source *s = NULL;
+  for (uint32_t i = 0; i < sub->nsources && s == NULL; i++)
+    if (sub->sources[i].state == SRC_FREE) s = &sub->sources[i];
+  if (s == NULL) return SHMBUS_ERR_PORT_LIMIT;
+
+  const shmbus__layout *l = &sub->svc.layout;
+  shmbus_node *node = sub->svc.node;
+  uint64_t deadline = shmbus__now_ns() + SHMBUS__INIT_TIMEOUT_NS / 20;
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  shmbus__publisher_object_name(name, node->domain, sub->svc.hash, pub_id, 1);
+  int r = shmbus__segment_open_wait(&node->root, name, 0, SHMBUS__SEG_DATA, deadline, &s->data);
+  if (r) return r;
+  shmbus__publisher_object_name(name, node->domain, sub->svc.hash, pub_id, 0);
+  r = shmbus__segment_open_wait(&node->root, name, 1, SHMBUS__SEG_CONTROL, deadline, &s->ctl);
+  const shmbus__seg_header *dh = s->data.base, *ch = s->ctl.base;
+  if (r == 0 && (dh->total_size != l->data_size || dh->generation != pub_id ||
+                 ch->total_size != l->control_size || ch->generation != pub_id))
+    r = SHMBUS_ERR_CORRUPT;
+  if (r) {
+    shmbus__segment_close(&s->data);
+    shmbus__segment_close(&s->ctl);
+    return r;
+  }
+  s->state = SRC_CONNECTING;
+  s->pub_id = pub_id;
+  s->pub_slot = pub_slot;
+  s->chunks = (const uint8_t *)s->data.base + l->chunks_offset;
+  shmbus__ring_view(&s->ring,
+                    (uint8_t *)s->ctl.base + sizeof(shmbus__seg_header) +
+                        (uint64_t)sub->slot * l->conn_stride,
+                    l->sub_ring_offset, l->done_ring_offset, l->queue_cap, l->done_cap);
+  return 0;
+}
+
+static int known_source(const shmbus_subscriber *sub, uint64_t pub_id) {
+  for (uint32_t i = 0; i < sub->nsources; i++)
+    if (sub->sources[i].state != SRC_FREE && sub->sources[i].pub_id == pub_id) return 1;
+  return 0;
+}
+
+/* Acts on publishers that joined or left since the last look. */
+static void refresh_sources(shmbus_subscriber *sub) {
+  /* Pairs with the fetch-add in shmbus__service_ready/_leave. */
+  uint64_t gen = shmbus__load64_acquire(&sub->svc.shm->dyn.pub_generation);
+  if (gen == sub->pub_generation) return;
+  int retry = 0;
+  const shmbus__port_slot *slots = sub->svc.pub_slots;
+  for (uint32_t i = 0; i < sub->nsources; i++) {
+    sub_source *s = &sub->sources[i];
+    if (s->state == SRC_FREE || s->state == SRC_GONE) continue;
+    uint64_t word = shmbus__load64_acquire(&slots[s->pub_slot].word);
+    if (shmbus__slot_ready_id(word) == s->pub_id) continue;
+    if (s->state == SRC_CONNECTING) retire(sub, s);
+    else s->state = SRC_GONE;
+  }
+  for (uint32_t j = 0; j < sub->svc.cfg.max_publishers; j++) {
+    /* Pairs with the store-release in shmbus__service_ready: the
+     * publisher's segments are complete. */
+    uint64_t id = shmbus__slot_ready_id(shmbus__load64_acquire(&slots[j].word));
+    if (id == 0 || known_source(sub, id)) continue;
+    int r = connect_source(sub, j, id);
+    if (r == SHMBUS_ERR_NOT_READY || r == SHMBUS_ERR_PORT_LIMIT || r == SHMBUS_ERR_NOMEM)
+      retry = 1;
+  }
+  if (!retry) sub->pub_generation = gen;
+}
+
+/* 1 when the source can be taken from. */
+static int source_usable(const shmbus_subscriber *sub, sub_source *s) {
+  if (s->state == SRC_BOUND || s->state == SRC_GONE) return 1;
+  if (s->state != SRC_CONNECTING) return 0;
+  /* Pairs with the publisher's store-release of sub_id in bind(). */
+  if (shmbus__load64_acquire(&s->ring.conn->sub_id) != sub->id) return 0;
+  s->state = SRC_BOUND;
+  s->done_tail = 0;
+  s->done_head_seen = 0;
+  return 1;
+}
+
+/* Returns a chunk to its publisher. */
+static void complete(sub_source *s, uint32_t chunk) {
+  if (s->state == SRC_BOUND || s->state == SRC_GONE)
+    (void)shmbus__done_push(&s->ring, &s->done_tail, &s->done_head_seen, chunk);
+}
+
+static void break_source(sub_source *s) { s->state = SRC_BROKEN; }
+
+/* ---- samples ----------------------------------------------------------- */
+
+/* Reads a popped chunk's header once and checks it. CORRUPT breaks the
+ * source (the chunk is returned so an honest-but-buggy publisher keeps its
+ * accounting). */
+static int read_chunk(shmbus_subscriber *sub, sub_source *s, uint32_t chunk,
+                      shmbus_sample *out) {
+  const shmbus__layout *l = &sub->svc.layout;
+  if (chunk >= l->chunks) {
+    break_source(s);
+    return SHMBUS_ERR_CORRUPT;
+  }
+  const shmbus__chunk_header *hdr = source_chunk(sub, s, chunk);
+  uint32_t bytes = hdr->payload_bytes;
+  if (bytes > l->max_payload) {
+    complete(s, chunk);
+    break_source(s);
+    return SHMBUS_ERR_CORRUPT;
+  }
+  out->payload = (const uint8_t *)hdr + l->payload_offset;
+  out->bytes = bytes;
+  out->sequence = hdr->sequence;
+  out->timestamp_ns = hdr->timestamp_ns;
+  out->publisher_id = s->pub_id;
+  return 0;
+}
+
+static void hold(shmbus_subscriber *sub, uint32_t source, uint32_t chunk, shmbus_sample *out) {
+  uint32_t h = sub->held_free[--sub->held_free_count];
+  sub->held[h].chunk = chunk;
+  sub->held[h].source = source;
+  sub->sources[source].held++;
+  out->internal_ = ((uint64_t)h << 32) | chunk;
+}
+
+int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
+  if (out) memset(out, 0, sizeof *out);
+  if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
+  if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
+  refresh_sources(sub);
+  for (uint32_t n = 0; n < sub->nsources; n++) {
+    uint32_t i = sub->cursor + n;
+    if (i >= sub->nsources) i -= sub->nsources;
+    sub_source *s = &sub->sources[i];
+    if (!source_usable(sub, s)) continue;
+    uint32_t chunk;
+    if (shmbus__ring_pop(&s->ring, &chunk)) {
+      sub->cursor = i + 1 == sub->nsources ? 0 : i + 1;
+      int r = read_chunk(sub, s, chunk, out);
+      if (r) {
+        memset(out, 0, sizeof *out);
+        return r;
+      }
+      hold(sub, i, chunk, out);
+      return 0;
+    }
+    if (s->state == SRC_GONE && s->held == 0) retire(sub, s);
+  }
+  return SHMBUS_ERR_EMPTY;
+}
+
+int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
+  if (out) memset(out, 0, sizeof *out);
+  if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
+  if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
+  refresh_sources(sub);
+  uint32_t best_source = UINT32_MAX, best_chunk = 0;
+  int err = 0;
+  for (uint32_t i = 0; i < sub->nsources; i++) {
+    sub_source *s = &sub->sources[i];
+    if (!source_usable(sub, s)) continue;
+    uint32_t chunk;
+    shmbus_sample cand;
+    /* Bounded: a publisher refilling as fast as we drain cannot keep us. */
+    for (uint32_t n = 0; n <= sub->svc.layout.queue_cap && shmbus__ring_pop(&s->ring, &chunk); n++) {
+      int r = read_chunk(sub, s, chunk, &cand);
+      if (r) {
+        err = r;
+        break;
+      }
+      if (best_source != UINT32_MAX && cand.timestamp_ns < out->timestamp_ns) {
+        complete(s, chunk);
+        continue;
+      }
+      if (best_source != UINT32_MAX) complete(&sub->sources[best_source], best_chunk);
+      *out = cand;
+      best_source = i;
+      best_chunk = chunk;
+    }
+  }
+  if (best_source == UINT32_MAX) {
+    memset(out, 0, sizeof *out);
+    return err ? err : SHMBUS_ERR_EMPTY;
+  }
+  hold(sub, best_source, best_chunk, out);
+  return 0;
+}
+
+int shmbus_subscriber_release(shmbus_subscriber *sub, const shmbus_sample *sample) {
+  if (sub == NULL || sample == NULL) return SHMBUS_ERR_INVAL;
+  uint64_t h = sample->internal_ >> 32;
+  uint32_t chunk = (uint32_t)sample->internal_;
+  if (h >= sub->svc.cfg.max_held) return SHMBUS_ERR_NOT_HELD;
+  held_sample *e = &sub->held[h];
+  if (e->source == UINT32_MAX || e->chunk != chunk) return SHMBUS_ERR_NOT_HELD;
+  sub_source *s = &sub->sources[e->source];
+  const uint8_t *expected = (const uint8_t *)source_chunk(sub, s, chunk) +
+                            sub->svc.layout.payload_offset;
+  if (sample->payload != expected) return SHMBUS_ERR_NOT_HELD;
+  complete(s, chunk);
+  s->held--;
+  e->source = UINT32_MAX;
+  sub->held_free[sub->held_free_count++] = (uint32_t)h;
+  return 0;
+}
+
+uint64_t shmbus_subscriber_lost(const shmbus_subscriber *sub) {
+  if (sub == NULL) return 0;
+  uint64_t lost = sub->lost_retired;
+  for (uint32_t i = 0; i < sub->nsources; i++) {
+    const sub_source *s = &sub->sources[i];
+    if (s->state == SRC_BOUND || s->state == SRC_GONE)
+      lost += shmbus__load64_relaxed(&s->ring.conn->lost);
+  }
+  return lost;
+}
+
+int shmbus_subscriber_publishers(shmbus_subscriber *sub) {
+  if (sub == NULL) return SHMBUS_ERR_INVAL;
+  refresh_sources(sub);
+  int n = 0;
+  for (uint32_t i = 0; i < sub->nsources; i++) {
+    sub_source *s = &sub->sources[i];
+    if (s->state == SRC_CONNECTING) source_usable(sub, s);
+    if (s->state == SRC_BOUND) n++;
+  }
+  return n;
+}
+
+uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub) { return sub ? sub->id : 0; }
+
+/* ---- open / close ------------------------------------------------------ */
+
+static void free_subscriber(shmbus_subscriber *sub) {
+  if (sub->sources) {
+    for (uint32_t i = 0; i < sub->nsources; i++)
+      if (sub->sources[i].state != SRC_FREE) retire(sub, &sub->sources[i]);
+  }
+  free(sub->sources);
+  free(sub->held);
+  free(sub->held_free);
+  free(sub);
+}
+
+int shmbus_subscriber_open(shmbus_node *node, const char *service,
+                           const shmbus_service_opts *opts, shmbus_subscriber **out) {
+  SHMBUS__CLEAR_OUT(out);
+  if (node == NULL || service == NULL || opts == NULL || out == NULL) return SHMBUS_ERR_INVAL;
+  shmbus_subscriber *sub = calloc(1, sizeof *sub);
+  if (sub == NULL) return SHMBUS_ERR_NOMEM;
+  int r = shmbus__service_attach(node, service, opts, &sub->svc);
+  if (r) {
+    free(sub);
+    return r;
+  }
+  shmbus__node_ref(node);
+  const shmbus__service_config *cfg = &sub->svc.cfg;
+  sub->nsources = 2 * cfg->max_publishers;
+  sub->sources = calloc(sub->nsources, sizeof *sub->sources);
+  sub->held = calloc(cfg->max_held, sizeof *sub->held);
+  sub->held_free = calloc(cfg->max_held, sizeof *sub->held_free);
+  r = (!sub->sources || !sub->held || !sub->held_free) ? SHMBUS_ERR_NOMEM : 0;
+  if (r == 0) r = shmbus__service_claim(&sub->svc, SHMBUS__SUBSCRIBER, &sub->slot, &sub->id);
+  if (r) {
+    shmbus__service_detach(&sub->svc);
+    free_subscriber(sub);
+    shmbus__node_unref(node);
+    return r;
+  }
+  for (uint32_t h = 0; h < cfg->max_held; h++) {
+    sub->held[h].source = UINT32_MAX;
+    sub->held_free[h] = cfg->max_held - 1 - h;
+  }
+  sub->held_free_count = cfg->max_held;
+  sub->pub_generation = shmbus__load64_relaxed(&sub->svc.shm->dyn.pub_generation) - 1;
+  shmbus__service_ready(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot, sub->id);
+  refresh_sources(sub);
+  *out = sub;
+  return 0;
+}
+
+void shmbus_subscriber_close(shmbus_subscriber *sub) {
+  if (sub == NULL) return;
+  shmbus_node *node = sub->svc.node;
+  /* The publishers reclaim everything in flight on our connections when
+   * they see the slot free: no need to hand samples back one by one. */
+  shmbus__service_leave(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot);
+  for (uint32_t i = 0; i < sub->nsources; i++)
+    if (sub->sources[i].state != SRC_FREE) retire(sub, &sub->sources[i]);
+  shmbus__service_detach(&sub->svc);
+  free_subscriber(sub);
+  shmbus__node_unref(node);
+}
