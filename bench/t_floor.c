@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The hardware floors: one cache line ping-ponged between the two cores
+ * (latency), and an SPSC ring of 64-byte records (throughput). Shared
+ * memory is an anonymous shared mapping made before the processes fork. */
+#include <string.h>
+#include <sys/mman.h>
+
+#include "bench.h"
+
+#define LINE 64
+#define STOP UINT64_MAX
+
+static uint64_t *line;
+
+static int floor_prepare(const bench_params *p) {
+  (void)p;
+  if (line == NULL) {
+    void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return -1;
+    line = m;
+  }
+  __atomic_store_n(line, 0, __ATOMIC_RELAXED);
+  return 0;
+}
+
+/* A writes odd values, B answers with the next even one: each one-way trip
+ * is one transfer of one cache line. */
+static int floor_run(const bench_params *p, int role, bench_shared *sh) {
+  if (bench_handshake(sh, role)) return -1;
+  uint64_t start = bench_now_ns();
+  for (uint64_t i = 0;; i++) {
+    uint64_t ask = 2 * i + 1, answer = 2 * i + 2;
+    if (role == ROLE_A) {
+      uint64_t t0 = bench_now_ns();
+      __atomic_store_n(line, ask, __ATOMIC_RELEASE);
+      while (__atomic_load_n(line, __ATOMIC_ACQUIRE) != answer) {
+      }
+      if (!bench_record(p, sh, i, t0, bench_now_ns(), start)) {
+        __atomic_store_n(line, STOP, __ATOMIC_RELEASE);
+        return 0;
+      }
+    } else {
+      uint64_t v;
+      while ((v = __atomic_load_n(line, __ATOMIC_ACQUIRE)) != ask) {
+        if (v == STOP) return 0;
+        if (sh->failed) return -1;
+      }
+      __atomic_store_n(line, answer, __ATOMIC_RELEASE);
+    }
+  }
+}
+
+const bench_transport bench_floor = {"floor", "busy", 0, NULL, floor_prepare, floor_run, NULL};
+
+/* ---- SPSC ring of 64-byte records ---- */
+
+enum { RING_SLOTS = 1024 };
+
+typedef struct spsc {
+  uint64_t head;                  /* consumer writes */
+  char pad0[LINE - 8];
+  uint64_t tail;                  /* producer writes */
+  char pad1[LINE - 8];
+  unsigned char rec[RING_SLOTS][LINE];
+} spsc;
+
+static spsc *ring;
+
+int bench_spsc_prepare(const bench_params *p) {
+  (void)p;
+  void *m = mmap(NULL, sizeof(spsc), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return -1;
+  ring = m;
+  return 0;
+}
+
+void bench_spsc_cleanup(const bench_params *p) {
+  (void)p;
+  munmap(ring, sizeof(spsc));
+  ring = NULL;
+}
+
+int bench_spsc_throughput(const bench_params *p, int role, bench_shared *sh) {
+  if (bench_handshake(sh, role)) return -1;
+  uint64_t n = p->iterations, budget = (uint64_t)(p->budget_s * 1e9);
+  uint64_t start = bench_now_ns();
+  if (role == ROLE_A) {
+    uint64_t tail = 0, head_seen = 0, i = 0;
+    for (; i < n; i++) {
+      while (tail - head_seen >= RING_SLOTS) head_seen = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+      unsigned char *rec = ring->rec[tail % RING_SLOTS];
+      bench_touch(rec, p->payload < LINE ? p->payload : LINE, i, 0);
+      __atomic_store_n(&ring->tail, ++tail, __ATOMIC_RELEASE);
+      if ((i & 1023) == 0 && bench_now_ns() - start > budget) {
+        i++;
+        break;
+      }
+    }
+    /* End marker, then wait until everything was consumed. */
+    while (tail - head_seen >= RING_SLOTS) head_seen = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+    bench_touch(ring->rec[tail % RING_SLOTS], 8, UINT64_MAX, 0);
+    __atomic_store_n(&ring->tail, ++tail, __ATOMIC_RELEASE);
+    while (__atomic_load_n(&ring->head, __ATOMIC_ACQUIRE) != tail) {
+    }
+    sh->count = i;
+    sh->msgs_per_s = (double)i * 1e9 / (double)(bench_now_ns() - start);
+    return 0;
+  }
+  uint64_t head = 0, tail_seen = 0;
+  for (uint64_t expect = 0;; expect++) {
+    while (head == tail_seen) {
+      tail_seen = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
+      if (sh->failed) return -1;
+    }
+    uint64_t stamp = bench_stamp(ring->rec[head % RING_SLOTS]);
+    __atomic_store_n(&ring->head, ++head, __ATOMIC_RELEASE);
+    if (stamp == UINT64_MAX) return 0;
+    if (stamp != expect) {
+      bench_fail(sh, "spsc: got %llu expected %llu", (unsigned long long)stamp,
+                 (unsigned long long)expect);
+      return -1;
+    }
+  }
+}

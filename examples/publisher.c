@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * shmbus-example-publisher [COUNT] [SERVICE]
+ *
+ * A sensor driver in miniature: publishes COUNT (default 1000) Imu readings
+ * on SERVICE (default "shmbus/examples/imu"), zero-copy: loan a sample in
+ * shared memory, fill it in place, publish it. The domain comes from the
+ * environment variable SHMBUS_DOMAIN (default "default").
+ *
+ * Before the first reading it waits up to 5 s for a subscriber; after the
+ * last one it waits up to 10 s for the subscribers to finish and leave.
+ * Run shmbus-example-subscriber with the same COUNT and SERVICE next to it.
+ *
+ * Exit status: 0 on success, 1 on failure, 2 on bad usage.
+ */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, nanosleep, sigaction */
+#endif
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <shmbus.h>
+
+#include "imu.h"
+
+#define PROGRAM "shmbus-example-publisher"
+
+#define MS (UINT64_C(1000) * 1000)
+#define SUBSCRIBER_WAIT_NS (5000 * MS) /* for the first subscriber      */
+#define LINGER_NS (10000 * MS)         /* for the subscribers to leave  */
+#define PUBLISH_PERIOD_NS (100 * 1000) /* a 10 kHz sensor, give or take */
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ns(uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+/* Set by SIGINT and SIGTERM: stop, close the ports and exit. shmbus does
+ * not yet clean up after a process that dies without closing its ports (its
+ * shared memory would stay in /dev/shm), so an interrupt is handled. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+static void catch_signals(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+static void report(const char *what, int err) {
+  fprintf(stderr, "%s: %s: %s (SHMBUS_ERR_%s)\n", PROGRAM, what, shmbus_strerror(err),
+          shmbus_err_name(err));
+}
+
+/* A decimal count from 1 to 10^12. */
+static int parse_count(const char *text, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v == 0 ||
+      v > 1000000000000ull)
+    return 0;
+  *out = (uint64_t)v;
+  return 1;
+}
+
+/* Polls until at least one subscriber is connected. Returns how many are, 0
+ * when none came within `timeout_ns`, or an error. shmbus_publisher_update
+ * is what connects subscribers that joined; loan and publish would do it
+ * too, but a sample published before anyone listens reaches nobody. */
+static int wait_for_subscribers(shmbus_publisher *pub, uint64_t timeout_ns) {
+  uint64_t deadline = now_ns() + timeout_ns;
+  for (;;) {
+    int n = shmbus_publisher_update(pub);
+    if (n != 0 || interrupted || now_ns() >= deadline) return n;
+    sleep_ns(1 * MS);
+  }
+}
+
+/* Waits until every subscriber has disconnected. A publisher takes its
+ * shared memory with it when it closes: a subscriber that has not looked
+ * since this publisher appeared could no longer reach the samples queued for
+ * it. shmbus has no "flush" call, so a publisher with a finite job waits for
+ * its subscribers, which leave once they have what they came for. Returns
+ * the number still connected when it gives up, or an error. */
+static int wait_for_subscribers_to_leave(shmbus_publisher *pub, uint64_t timeout_ns) {
+  uint64_t deadline = now_ns() + timeout_ns;
+  for (;;) {
+    int n = shmbus_publisher_update(pub);
+    if (n <= 0 || interrupted || now_ns() >= deadline) return n;
+    sleep_ns(1 * MS);
+  }
+}
+
+/* One reading, zero-copy: loan -> fill in place -> publish. */
+static int publish_reading(shmbus_publisher *pub, uint64_t counter) {
+  void *payload;
+  int r = shmbus_publisher_loan(pub, 1, &payload);
+  if (r != 0) return r;
+  /* The loan is uninitialised shared memory of the type's size and
+   * alignment: write every field. */
+  imu_fill((Imu *)payload, counter, now_ns());
+  /* Stamps the sample with the next sequence number (0, 1, ...) and hands
+   * it to every connected subscriber; the payload is theirs from now on. */
+  return shmbus_publisher_publish(pub, payload);
+}
+
+int main(int argc, char **argv) {
+  uint64_t count = 1000;
+  const char *service = IMU_DEFAULT_SERVICE;
+  if (argc > 3 || (argc > 1 && !parse_count(argv[1], &count))) {
+    fprintf(stderr, "usage: %s [COUNT] [SERVICE]\n"
+                    "  COUNT    readings to publish, 1 or more (default 1000)\n"
+                    "  SERVICE  service name (default \"%s\")\n"
+                    "  The domain is $SHMBUS_DOMAIN, else \"default\".\n",
+            PROGRAM, IMU_DEFAULT_SERVICE);
+    return 2;
+  }
+  if (argc > 2) service = argv[2];
+
+  catch_signals();
+  int status = 1;
+  shmbus_node *node = NULL;
+  shmbus_publisher *pub = NULL;
+  shmbus_service_opts opts = imu_service_opts();
+
+  /* NULL options: the domain from SHMBUS_DOMAIN (else "default"), POSIX
+   * shared memory. */
+  int r = shmbus_node_open(NULL, &node);
+  if (r != 0) {
+    report("shmbus_node_open", r);
+    goto done;
+  }
+  r = shmbus_publisher_open(node, service, &opts, &pub);
+  if (r != 0) {
+    report("shmbus_publisher_open", r);
+    goto done;
+  }
+
+  printf("%s: waiting for a subscriber on '%s' (domain '%s')\n", PROGRAM, service,
+         shmbus_node_domain(node));
+  fflush(stdout);
+  int subscribers = wait_for_subscribers(pub, SUBSCRIBER_WAIT_NS);
+  if (subscribers < 0) {
+    report("shmbus_publisher_update", subscribers);
+    goto done;
+  }
+  if (interrupted) {
+    fprintf(stderr, "%s: interrupted\n", PROGRAM);
+    goto done;
+  }
+  if (subscribers == 0) {
+    fprintf(stderr, "%s: no subscriber connected to '%s' (domain '%s') within %llu s\n",
+            PROGRAM, service, shmbus_node_domain(node),
+            (unsigned long long)(SUBSCRIBER_WAIT_NS / 1000 / MS));
+    goto done;
+  }
+
+  uint64_t start = now_ns();
+  for (uint64_t i = 0; i < count; i++) {
+    if (interrupted) {
+      fprintf(stderr, "%s: interrupted after %llu readings\n", PROGRAM, (unsigned long long)i);
+      goto done;
+    }
+    r = publish_reading(pub, i);
+    if (r != 0) {
+      report("publishing a reading", r);
+      goto done;
+    }
+    /* A real driver publishes at its sensor's rate. Going much faster than
+     * the subscriber reads would only overflow its queue (the oldest
+     * samples are dropped and counted as lost on its side). */
+    sleep_ns(PUBLISH_PERIOD_NS);
+  }
+  double seconds = (double)(now_ns() - start) / 1e9;
+  printf("%s: published %llu Imu readings in %.3f s (%d subscriber(s) at the start)\n",
+         PROGRAM, (unsigned long long)count, seconds, subscribers);
+  fflush(stdout);
+
+  int left = wait_for_subscribers_to_leave(pub, LINGER_NS);
+  if (left < 0) {
+    report("shmbus_publisher_update", left);
+    goto done;
+  }
+  if (left > 0 && !interrupted)
+    fprintf(stderr, "%s: %d subscriber(s) still connected after %llu s; closing anyway\n",
+            PROGRAM, left, (unsigned long long)(LINGER_NS / 1000 / MS));
+  status = 0;
+
+done:
+  /* Both accept NULL; the order does not matter (a port keeps its node). */
+  shmbus_publisher_close(pub);
+  shmbus_node_close(node);
+  return status;
+}

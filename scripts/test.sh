@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# usage: scripts/test.sh [--quick] [--no-sanitize] [--tsan] [-- CTEST_ARGS...]
+#
+# The whole test matrix, as CI runs it (each suite configures, builds with
+# -j2 and runs `ctest --output-on-failure -j2`):
+#   1. build/test        Debug, C11 atomics (also builds the benchmarks)
+#   2. build/test-aops   RelWithDebInfo, SHMBUS_ATOMICS=libatomic_ops
+#   3. build/test-asan   Debug, ASan+UBSan, ASAN_OPTIONS=detect_leaks=1
+#   (4. build/test-tsan  RelWithDebInfo, TSan: only with --tsan)
+# then scripts/check-leftovers.sh: no shmbus object may remain in /dev/shm.
+#
+#   --quick        only suite 1
+#   --no-sanitize  skip the sanitizer suites
+#   --tsan         add the TSan suite
+#   -- ARGS        passed to every ctest run (e.g. -- -L unit)
+#
+# Runs scripts/deps.sh first. Exits non-zero on any failure; the last line is
+# "N passed, N failed", summed over the ctest runs (tests that exit 77 are
+# skipped: listed per suite, counted in neither). SHMBUS_JOBS (default 2)
+# sets the parallelism.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+quick=0
+sanitize=1
+tsan=0
+ctest_args=()
+while (($#)); do
+  case $1 in
+    --quick) quick=1 ;;
+    --no-sanitize) sanitize=0 ;;
+    --tsan) tsan=1 ;;
+    --) shift; ctest_args=("$@"); break ;;
+    -h|--help) sed -n '4,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+jobs=${SHMBUS_JOBS:-2}
+
+./scripts/deps.sh
+
+total_passed=0
+total_failed=0
+status=0
+summary=()
+
+# suite NAME BUILD_DIR BUILD_TYPE ENV -- CMAKE_ARGS...
+# ENV is a space separated list of VAR=value for the ctest run ("" for none).
+suite() {
+  local name=$1 dir=$2 type=$3 env_list=$4
+  shift 5
+  local start=$SECONDS rc=0 log line passed failed skipped total
+  echo
+  echo "==== [$name] $dir ($type${*:+, $*})"
+  if ! cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE="$type" "$@"; then
+    echo "==== [$name] configure FAILED"
+    summary+=("[$name] configure FAILED")
+    status=1
+    return 0
+  fi
+  if ! cmake --build "$dir" -j "$jobs"; then
+    echo "==== [$name] build FAILED"
+    summary+=("[$name] build FAILED")
+    status=1
+    return 0
+  fi
+  log=$dir/ctest.log
+  # shellcheck disable=SC2086
+  (cd "$dir" && env $env_list ctest --output-on-failure -j "$jobs" --no-tests=error \
+     --timeout 300 "${ctest_args[@]}") 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  # "100% tests passed, 0 tests failed out of 12"; skipped tests (exit 77)
+  # count as passed there, so they are taken out and reported apart.
+  line=$(grep -Eo '[0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+  skipped=$(grep -Ec '^[[:space:]]*[0-9]+ - .* \(Skipped\)$' "$log" || true)
+  if [[ -n $line ]]; then
+    failed=$(awk '{print $1}' <<<"$line")
+    total=$(awk '{print $NF}' <<<"$line")
+    passed=$((total - failed - skipped))
+  else
+    passed=0
+    failed=0
+    skipped=0
+    [[ $rc -ne 0 ]] || rc=1  # no summary: ctest itself went wrong
+  fi
+  total_passed=$((total_passed + passed))
+  total_failed=$((total_failed + failed))
+  if [[ $rc -ne 0 ]]; then
+    status=1
+  fi
+  summary+=("[$name] $passed passed, $failed failed, $skipped skipped (ctest exit $rc, $((SECONDS - start)) s)")
+}
+
+baseline=$root/build/.shm-baseline
+mkdir -p "$root/build"
+./scripts/check-leftovers.sh --save-baseline "$baseline"
+
+suite default build/test Debug "" -- \
+  -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON
+
+if ((!quick)); then
+  suite libatomic_ops build/test-aops RelWithDebInfo "" -- \
+    -DSHMBUS_ATOMICS=libatomic_ops -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON \
+    -DSHMBUS_BUILD_BENCH=OFF
+  if ((sanitize)); then
+    suite asan build/test-asan Debug \
+      "ASAN_OPTIONS=detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS} UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1" -- \
+      -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE=address -DSHMBUS_WERROR=ON \
+      -DSHMBUS_BUILD_BENCH=OFF
+    if ((tsan)); then
+      suite tsan build/test-tsan RelWithDebInfo \
+        "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1" -- \
+        -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE=thread -DSHMBUS_WERROR=ON \
+        -DSHMBUS_BUILD_BENCH=OFF
+    fi
+  fi
+fi
+
+echo
+if ! ./scripts/check-leftovers.sh --baseline "$baseline"; then
+  summary+=("[hygiene] shared memory left behind in /dev/shm")
+  status=1
+fi
+
+echo
+echo "==== summary"
+printf '  %s\n' "${summary[@]}"
+echo "$total_passed passed, $total_failed failed"
+exit "$status"
