@@ -102,7 +102,7 @@ static int latency(const bench_params *p, int role, bench_shared *sh) {
   ends e;
   const char *out = role == ROLE_A ? "bench/ping" : "bench/pong";
   const char *in = role == ROLE_A ? "bench/pong" : "bench/ping";
-  if (open_ends(p, sh, out, in, 4, &e)) return -1;
+  if (open_ends(p, sh, out, in, 16, &e)) return -1;
   int r = bench_handshake(sh, role);
   uint64_t start = bench_now_ns();
   for (uint64_t i = 0; r == 0; i++) {

@@ -220,8 +220,10 @@ SHMBUS_EXTERN int shmbus_publisher_open(shmbus_node *node, const char *service,
                                         const shmbus_service_opts *opts,
                                         shmbus_publisher **out);
 
-/* Closes the publisher: outstanding loans are discarded, subscribers keep
- * the samples they hold and may still take what is queued. NULL is a no-op. */
+/* Closes the publisher: outstanding loans are discarded. Subscribers that
+ * had mapped it (see shmbus_publisher_update) keep the samples they hold
+ * and still take what is queued; a subscriber that had not looked for new
+ * publishers since this one opened never sees it. NULL is a no-op. */
 SHMBUS_EXTERN void shmbus_publisher_close(shmbus_publisher *pub);
 
 /* Loans an uninitialised payload of `elements` elements (1..max_elements),
@@ -260,8 +262,11 @@ SHMBUS_EXTERN int shmbus_publisher_send_copy(shmbus_publisher *pub,
  * history to them), disconnects those that left and collects released
  * samples. Loan and publish do this on their own when the set of
  * subscribers changes; call it to serve history to a late joiner before the
- * next publish. Returns the number of connected subscribers, or an error
- * (INVAL). May map memory; no allocation. */
+ * next publish.
+ * Returns the number of subscribers that are connected and have mapped this
+ * publisher (they receive what it publishes from now on and keep what is
+ * queued for them even if the publisher closes), or INVAL.
+ * No allocation, no system call, no lock. */
 SHMBUS_EXTERN int shmbus_publisher_update(shmbus_publisher *pub);
 
 /* The publisher's id (unique within its service), or 0 for NULL. */

@@ -140,11 +140,12 @@ typedef struct shmbus__chunk_header {
   uint64_t timestamp_ns;
   uint64_t publisher_id;
   uint32_t payload_bytes;
-  uint32_t reserved;
+  uint32_t index;           /* the chunk's own index (the publisher's use)   */
 } shmbus__chunk_header;
 SHMBUS__LAYOUT_ASSERT(shmbus__chunk_header, timestamp_ns, 8);
 SHMBUS__LAYOUT_ASSERT(shmbus__chunk_header, publisher_id, 16);
 SHMBUS__LAYOUT_ASSERT(shmbus__chunk_header, payload_bytes, 24);
+SHMBUS__LAYOUT_ASSERT(shmbus__chunk_header, index, 28);
 SHMBUS__SIZE_ASSERT(shmbus__chunk_header, 32);
 
 /* ---- control segment ---------------------------------------------------- */
@@ -169,9 +170,10 @@ typedef struct shmbus__conn {
    * full queue (drop-oldest), which hands it the evicted chunk exactly. */
   uint64_t head;
   uint64_t pad1[7];
-  /* Line 2: written by the subscriber: completion ring write position. */
-  uint64_t done_tail;
-  uint64_t pad2[7];
+  /* Line 2: written by the subscriber. */
+  uint64_t done_tail;       /* completion ring write position                */
+  uint64_t sub_ack;         /* = sub_id once the subscriber has mapped us    */
+  uint64_t pad2[6];
   /* Line 3: written by the publisher: completion ring read position. */
   uint64_t done_head;
   uint64_t pad3[7];
@@ -179,6 +181,7 @@ typedef struct shmbus__conn {
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, lost, 8);
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, head, 64);
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, done_tail, 128);
+SHMBUS__LAYOUT_ASSERT(shmbus__conn, sub_ack, 136);
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, done_head, 192);
 SHMBUS__SIZE_ASSERT(shmbus__conn, 256);
 

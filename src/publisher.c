@@ -35,6 +35,7 @@ struct shmbus_publisher {
   uint32_t inflight_limit;    /* queue_depth + max_held                 */
   uint64_t sequence;
   uint64_t sub_generation;    /* last one acted on                      */
+  shmbus__stamp_clock clock;
   shmbus__segment data;
   shmbus__segment ctl;
   uint8_t *chunks;            /* first chunk in the data segment        */
@@ -59,15 +60,17 @@ static void *chunk_payload(const shmbus_publisher *pub, uint32_t chunk) {
   return (uint8_t *)chunk_header(pub, chunk) + pub->svc.layout.payload_offset;
 }
 
-/* The loaned chunk behind a payload pointer, or -1. */
+/* The loaned chunk behind a payload pointer, or -1. Only this publisher
+ * writes its data segment, so the index in the chunk header can be trusted
+ * once the pointer is known to lie inside the pool; it saves a division. */
 static int64_t loaned_chunk(const shmbus_publisher *pub, const void *payload) {
   const shmbus__layout *l = &pub->svc.layout;
   uintptr_t p = (uintptr_t)payload, first = (uintptr_t)pub->chunks + l->payload_offset;
-  if (p < first) return -1;
-  uint64_t off = (uint64_t)(p - first);
-  if (off % l->chunk_stride != 0) return -1;
-  uint64_t chunk = off / l->chunk_stride;
-  if (chunk >= l->chunks || !pub->loaned[chunk]) return -1;
+  if (p < first || p - first >= (uint64_t)l->chunks * l->chunk_stride) return -1;
+  const shmbus__chunk_header *hdr = (const shmbus__chunk_header *)(p - l->payload_offset);
+  uint32_t chunk = hdr->index;
+  if (chunk >= l->chunks || chunk_payload(pub, chunk) != payload || !pub->loaned[chunk])
+    return -1;
   return (int64_t)chunk;
 }
 
@@ -207,6 +210,7 @@ static void bind(shmbus_publisher *pub, pub_conn *c, uint64_t sub_id) {
    * and the new one waits for sub_id to name it. */
   shmbus__store64_relaxed(&conn->head, 0);
   shmbus__store64_relaxed(&conn->done_tail, 0);
+  shmbus__store64_relaxed(&conn->sub_ack, 0);
   shmbus__store64_relaxed(&conn->done_head, 0);
   shmbus__store64_relaxed(&conn->lost, 0);
   for (uint32_t i = 0; i <= c->ring.slot_mask; i++) shmbus__store64_relaxed(&c->ring.slots[i], 0);
@@ -257,9 +261,10 @@ static int create_segments(shmbus_publisher *pub) {
   }
   shmbus__seg_header_init(pub->data.base, SHMBUS__SEG_DATA, l->data_size, node->id, pub->id);
   shmbus__seg_header_init(pub->ctl.base, SHMBUS__SEG_CONTROL, l->control_size, node->id, pub->id);
+  pub->chunks = (uint8_t *)pub->data.base + l->chunks_offset;
+  for (uint32_t i = 0; i < l->chunks; i++) chunk_header(pub, i)->index = i;
   shmbus__seg_header_publish(pub->data.base);
   shmbus__seg_header_publish(pub->ctl.base);
-  pub->chunks = (uint8_t *)pub->data.base + l->chunks_offset;
   return 0;
 }
 
@@ -345,6 +350,7 @@ int shmbus_publisher_open(shmbus_node *node, const char *service,
     free(pub);
     return r;
   }
+  shmbus__stamp_clock_init(&pub->clock);
   shmbus__service_ready(&pub->svc, SHMBUS__PUBLISHER, pub->slot, pub->id);
   update_connections(pub, 1);
   *out = pub;
@@ -419,7 +425,7 @@ static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int
     hdr->payload_bytes = (uint32_t)bytes;
   }
   hdr->sequence = pub->sequence++;
-  hdr->timestamp_ns = shmbus__now_ns();
+  hdr->timestamp_ns = shmbus__stamp_clock_now(&pub->clock);
   hdr->publisher_id = pub->id;
   update_connections(pub, 0);
   for (uint32_t i = 0; i < pub->nserving; i++) deliver(pub, &pub->conns[pub->serving[i]], chunk);
@@ -459,7 +465,13 @@ int shmbus_publisher_update(shmbus_publisher *pub) {
   if (pub == NULL) return SHMBUS_ERR_INVAL;
   update_connections(pub, 0);
   collect_all(pub);
-  return (int)pub->nserving;
+  int ready = 0;
+  for (uint32_t i = 0; i < pub->nserving; i++) {
+    pub_conn *c = &pub->conns[pub->serving[i]];
+    /* Pairs with the subscriber's store-release of sub_ack. */
+    if (!c->broken && shmbus__load64_acquire(&c->ring.conn->sub_ack) == c->bound_id) ready++;
+  }
+  return ready;
 }
 
 uint64_t shmbus_publisher_id(const shmbus_publisher *pub) { return pub ? pub->id : 0; }

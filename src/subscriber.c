@@ -147,6 +147,9 @@ static int source_usable(const shmbus_subscriber *sub, sub_source *s) {
   s->state = SRC_BOUND;
   s->done_tail = 0;
   s->done_head_seen = 0;
+  /* Pairs with the load-acquire in shmbus_publisher_update: the publisher
+   * may count us as connected (our mapping keeps its samples alive). */
+  shmbus__store64_release(&s->ring.conn->sub_ack, sub->id);
   return 1;
 }
 
