@@ -10,6 +10,7 @@
  * Exit status: 0 when no allocation was made during the cycles, 1 otherwise.
  */
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
