@@ -54,8 +54,11 @@ static int open_ends(const bench_params *p, bench_shared *sh, const char *out, c
     return -1;
   }
   uint64_t deadline = bench_now_ns() + CONNECT_TIMEOUT_NS;
-  while ((out && shmbus_publisher_update(e->pub) < 1) ||
-         (in && shmbus_subscriber_publishers(e->sub) < 1)) {
+  for (;;) {
+    /* Both calls every round: each side's look lets the other count it. */
+    int subs = out ? shmbus_publisher_update(e->pub) : 1;
+    int pubs = in ? shmbus_subscriber_publishers(e->sub) : 1;
+    if (subs >= 1 && pubs >= 1) break;
     if (bench_now_ns() > deadline || sh->failed) {
       bench_fail(sh, "shmbus: peers did not connect");
       close_ends(e);
@@ -284,6 +287,12 @@ int bench_shmbus_fanout(const bench_params *p, int role, bench_shared *sh) {
   uint64_t taken[16] = {0};
   int n = p->subscribers, done = 0;
   for (int k = 0; k < n && r == 0; k++) r = shmbus_subscriber_open(node, "bench/fan", &so, &subs[k]);
+  uint64_t deadline = bench_now_ns() + CONNECT_TIMEOUT_NS;
+  for (int connected = 0; r == 0 && connected < n;) {
+    connected = 0;
+    for (int k = 0; k < n; k++) connected += shmbus_subscriber_publishers(subs[k]) == 1;
+    if (bench_now_ns() > deadline || sh->failed) r = -1;
+  }
   if (r == 0) r = bench_handshake(sh, role);
   while (r == 0 && done < n) {
     uint64_t least = UINT64_MAX;

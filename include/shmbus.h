@@ -260,7 +260,7 @@ SHMBUS_EXTERN int shmbus_publisher_send_copy(shmbus_publisher *pub,
 
 /* Connects subscribers that joined since the last call (replaying the
  * history to them), disconnects those that left and collects released
- * samples. Loan and publish do this on their own when the set of
+ * samples. Publish does this on its own when the set of
  * subscribers changes; call it to serve history to a late joiner before the
  * next publish.
  * Returns the number of subscribers that are connected and have mapped this

@@ -140,12 +140,12 @@ typedef struct shmbus__chunk_header {
   uint64_t timestamp_ns;
   uint64_t publisher_id;
   uint32_t payload_bytes;
-  uint32_t index;           /* the chunk's own index (the publisher's use)   */
+  uint32_t reserved;
 } shmbus__chunk_header;
 SHMBUS__LAYOUT_ASSERT(shmbus__chunk_header, timestamp_ns, 8);
 SHMBUS__LAYOUT_ASSERT(shmbus__chunk_header, publisher_id, 16);
 SHMBUS__LAYOUT_ASSERT(shmbus__chunk_header, payload_bytes, 24);
-SHMBUS__LAYOUT_ASSERT(shmbus__chunk_header, index, 28);
+SHMBUS__LAYOUT_ASSERT(shmbus__chunk_header, reserved, 28);
 SHMBUS__SIZE_ASSERT(shmbus__chunk_header, 32);
 
 /* ---- control segment ---------------------------------------------------- */

@@ -42,6 +42,8 @@ struct shmbus_publisher {
   shmbus__pool pool;
   uint8_t *loaned;            /* [chunks] 1 while loaned                */
   uint32_t loans;
+  uint32_t last_loan;         /* chunk of the latest loan               */
+  const void *last_loan_payload;
   pub_conn *conns;            /* [max_subscribers]                      */
   uint32_t *serving;          /* indices of conns served, compact       */
   uint32_t nserving;
@@ -60,17 +62,18 @@ static void *chunk_payload(const shmbus_publisher *pub, uint32_t chunk) {
   return (uint8_t *)chunk_header(pub, chunk) + pub->svc.layout.payload_offset;
 }
 
-/* The loaned chunk behind a payload pointer, or -1. Only this publisher
- * writes its data segment, so the index in the chunk header can be trusted
- * once the pointer is known to lie inside the pool; it saves a division. */
+/* The loaned chunk behind a payload pointer, or -1. Private state only:
+ * nothing a subscriber can write is trusted here. The last loan is
+ * remembered because loan -> fill -> publish is the common rhythm, which
+ * saves the division on the hot path. */
 static int64_t loaned_chunk(const shmbus_publisher *pub, const void *payload) {
+  if (payload == pub->last_loan_payload && pub->loaned[pub->last_loan]) return pub->last_loan;
   const shmbus__layout *l = &pub->svc.layout;
   uintptr_t p = (uintptr_t)payload, first = (uintptr_t)pub->chunks + l->payload_offset;
-  if (p < first || p - first >= (uint64_t)l->chunks * l->chunk_stride) return -1;
-  const shmbus__chunk_header *hdr = (const shmbus__chunk_header *)(p - l->payload_offset);
-  uint32_t chunk = hdr->index;
-  if (chunk >= l->chunks || chunk_payload(pub, chunk) != payload || !pub->loaned[chunk])
-    return -1;
+  if (p < first) return -1;
+  uint64_t off = (uint64_t)(p - first);
+  uint64_t chunk = off / l->chunk_stride;
+  if (chunk >= l->chunks || off != chunk * l->chunk_stride || !pub->loaned[chunk]) return -1;
   return (int64_t)chunk;
 }
 
@@ -262,7 +265,6 @@ static int create_segments(shmbus_publisher *pub) {
   shmbus__seg_header_init(pub->data.base, SHMBUS__SEG_DATA, l->data_size, node->id, pub->id);
   shmbus__seg_header_init(pub->ctl.base, SHMBUS__SEG_CONTROL, l->control_size, node->id, pub->id);
   pub->chunks = (uint8_t *)pub->data.base + l->chunks_offset;
-  for (uint32_t i = 0; i < l->chunks; i++) chunk_header(pub, i)->index = i;
   shmbus__seg_header_publish(pub->data.base);
   shmbus__seg_header_publish(pub->ctl.base);
   return 0;
@@ -381,7 +383,6 @@ int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload
   if (pub == NULL || payload == NULL || elements == 0) return SHMBUS_ERR_INVAL;
   if (elements > pub->svc.cfg.max_elements) return SHMBUS_ERR_TOO_LARGE;
   if (pub->loans >= pub->svc.cfg.max_loans) return SHMBUS_ERR_LOAN_LIMIT;
-  update_connections(pub, 0);
   uint32_t chunk;
   if (!shmbus__pool_get(&pub->pool, &chunk)) {
     collect_all(pub);
@@ -393,6 +394,8 @@ int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload
   pub->loans++;
   chunk_header(pub, chunk)->payload_bytes = (uint32_t)(elements * pub->svc.cfg.element_size);
   *payload = chunk_payload(pub, chunk);
+  pub->last_loan = chunk;
+  pub->last_loan_payload = *payload;
   return 0;
 }
 
