@@ -24,6 +24,7 @@ const bench_transport bench_iceoryx = {"iceoryx", "busy", 0, iox_unavailable, NU
 
 #else
 
+#include <iceoryx_binding_c/log.h>
 #include <iceoryx_binding_c/publisher.h>
 #include <iceoryx_binding_c/runtime.h>
 #include <iceoryx_binding_c/subscriber.h>
@@ -102,6 +103,7 @@ static int iox_run(const bench_params *p, int role, bench_shared *sh) {
   char name[64], instance[64];
   snprintf(name, sizeof name, "sbbench_%c_%ld", role == ROLE_A ? 'a' : 'b', (long)getpid());
   snprintf(instance, sizeof instance, "%s_%u", p->domain, p->run);
+  iox_set_loglevel(Iceoryx_LogLevel_Error);
   iox_runtime_init(name);
   iox_pub_options_t po;
   iox_pub_options_init(&po);
