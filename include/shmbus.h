@@ -156,6 +156,38 @@ SHMBUS_EXTERN void shmbus_node_close(shmbus_node *node);
 /* The node's domain (valid while the node is open). NULL for a NULL node. */
 SHMBUS_EXTERN const char *shmbus_node_domain(const shmbus_node *node);
 
+/* The node's id: 64 random bits, unique in the domain and never reused
+ * (unlike a process id). 0 for NULL. */
+SHMBUS_EXTERN uint64_t shmbus_node_id(const shmbus_node *node);
+
+/* ---- liveness and cleanup ------------------------------------------------
+ * Every node holds a liveness token (a locked file or shared memory object
+ * named shmbus.<domain>.n.<id>) that the operating system unlocks when the
+ * process dies, however it dies: no heartbeats, no process ids. A stopped
+ * (SIGSTOP) process is alive. Ports of dead nodes are reclaimed by whoever
+ * notices them: a port opening on the service, shmbus_publisher_update,
+ * shmbus_subscriber_publishers, a publisher whose subscriber stops
+ * consuming, and shmbus_domain_cleanup. */
+
+typedef struct shmbus_node_info {
+  uint64_t id;
+  int alive; /* 1 alive, 0 dead */
+} shmbus_node_info;
+
+/* Lists the nodes of `node`'s domain (this one included) into out[0..cap)
+ * and sets *count to the number found (which may exceed cap).
+ * Errors: INVAL (NULL node or count, NULL out with cap > 0), IO (the OS
+ * cannot enumerate its shared memory objects). Makes system calls. */
+SHMBUS_EXTERN int shmbus_node_list(shmbus_node *node, shmbus_node_info *out, size_t cap,
+                                   size_t *count);
+
+/* Removes what dead participants of `node`'s domain left behind: their
+ * liveness tokens, their ports' registry slots (their chunks then return to
+ * the publishers), dead publishers' segments, and services nobody uses any
+ * more. Never touches anything of a live node. Returns the number of objects
+ * removed and ports reclaimed, or INVAL / IO. Thread-safe; system calls. */
+SHMBUS_EXTERN int shmbus_domain_cleanup(shmbus_node *node);
+
 /* ------------------------------------------------------------------------ */
 /* Services                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -266,7 +298,8 @@ SHMBUS_EXTERN int shmbus_publisher_send_copy(shmbus_publisher *pub,
  * Returns the number of subscribers that are connected and have mapped this
  * publisher (they receive what it publishes from now on and keep what is
  * queued for them even if the publisher closes), or INVAL.
- * No allocation, no system call, no lock. */
+ * Also frees the slots of ports whose nodes died (see "liveness").
+ * No allocation or lock; makes system calls (liveness probes). */
 SHMBUS_EXTERN int shmbus_publisher_update(shmbus_publisher *pub);
 
 /* The publisher's id (unique within its service), or 0 for NULL. */
@@ -321,8 +354,10 @@ SHMBUS_EXTERN int shmbus_subscriber_release(shmbus_subscriber *sub,
  * all publishers. 0 for NULL. No system call. */
 SHMBUS_EXTERN uint64_t shmbus_subscriber_lost(const shmbus_subscriber *sub);
 
-/* Number of publishers this subscriber is connected to (after looking for
- * new ones). Errors: INVAL. May map memory. */
+/* Number of live publishers this subscriber is connected to, after looking
+ * for new ones and freeing the slots of ports whose nodes died (a dead
+ * publisher's queued samples can still be taken). Errors: INVAL. May map
+ * memory; makes system calls (liveness probes). */
 SHMBUS_EXTERN int shmbus_subscriber_publishers(shmbus_subscriber *sub);
 
 /* The subscriber's id (unique within its service), or 0 for NULL. */

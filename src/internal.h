@@ -21,8 +21,9 @@
 
 struct shmbus_node {
   uint64_t refs;  /* user reference + one per open port (atomic) */
-  uint64_t id;    /* random, non-zero                            */
+  uint64_t id;    /* random, non-zero, never reused              */
   shmbus__root root;
+  shmbus__token token; /* held while the node lives                */
   char domain[SHMBUS_DOMAIN_MAX + 1];
 };
 
@@ -42,6 +43,11 @@ uint64_t shmbus__hash64(const char *s);
  * cleanup and leak checks find them. `out` has SHMBUS__OBJECT_NAME_MAX. */
 void shmbus__object_name(char *out, const char *domain, uint64_t service_hash,
                          const char *suffix);
+/* "shmbus.<domain>.n.<id>": a node's liveness token. */
+void shmbus__node_token_name(char *out, const char *domain, uint64_t node_id);
+/* Whether node `node_id` of the domain lives (liveness.c): 1 alive, 0 dead.
+ * A node that cannot be probed (another user's) counts as alive. */
+int shmbus__node_alive(const shmbus_node *self, uint64_t node_id);
 /* The suffixes of a publisher's segments: "<id>.d" (data) and "<id>.c". */
 void shmbus__publisher_object_name(char *out, const char *domain,
                                    uint64_t service_hash, uint64_t pub_id,

@@ -57,3 +57,8 @@ void shmbus__publisher_object_name(char *out, const char *domain,
            data ? 'd' : 'c');
   shmbus__object_name(out, domain, service_hash, suffix);
 }
+
+void shmbus__node_token_name(char *out, const char *domain, uint64_t node_id) {
+  snprintf(out, SHMBUS__OBJECT_NAME_MAX, "shmbus.%s.n.%016llx", domain,
+           (unsigned long long)node_id);
+}

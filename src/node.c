@@ -37,9 +37,18 @@ int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out) {
   shmbus_node *node = calloc(1, sizeof *node);
   if (node == NULL) return SHMBUS_ERR_NOMEM;
   node->refs = 1;
-  node->id = shmbus__random64();
   node->root = root;
   memcpy(node->domain, domain, strlen(domain) + 1);
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  do { /* a clash of 64 random bits is all but impossible; still */
+    node->id = shmbus__random64();
+    shmbus__node_token_name(name, node->domain, node->id);
+    r = shmbus__token_create(&node->root, name, &node->token);
+  } while (r == SHMBUS_ERR_EXISTS);
+  if (r) {
+    free(node);
+    return r;
+  }
   *out = node;
   return 0;
 }
@@ -47,7 +56,11 @@ int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out) {
 void shmbus__node_ref(shmbus_node *node) { shmbus__fetch_add64(&node->refs, 1); }
 
 void shmbus__node_unref(shmbus_node *node) {
-  if (shmbus__fetch_add64(&node->refs, (uint64_t)-1) == 1) free(node);
+  if (shmbus__fetch_add64(&node->refs, (uint64_t)-1) != 1) return;
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  shmbus__node_token_name(name, node->domain, node->id);
+  shmbus__token_destroy(&node->root, name, &node->token);
+  free(node);
 }
 
 void shmbus_node_close(shmbus_node *node) {
@@ -57,3 +70,5 @@ void shmbus_node_close(shmbus_node *node) {
 const char *shmbus_node_domain(const shmbus_node *node) {
   return node ? node->domain : NULL;
 }
+
+uint64_t shmbus_node_id(const shmbus_node *node) { return node ? node->id : 0; }

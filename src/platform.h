@@ -60,6 +60,36 @@ void shmbus__segment_close(shmbus__segment *seg);
  * Errors: NOT_FOUND, PERM, IO. */
 int shmbus__segment_unlink(const shmbus__root *root, const char *name);
 
+/* ---- liveness --------------------------------------------------------- */
+
+/* A liveness token: an object its holder keeps locked for as long as it
+ * lives. The OS releases the lock when the holder dies, however it dies, so
+ * a token that exists but is not locked means its holder is dead; unlike a
+ * process id, a token is never reused. POSIX: flock() on the object;
+ * Win32: an open handle with exclusive sharing. */
+typedef struct shmbus__token {
+  intptr_t handle;
+} shmbus__token;
+
+/* Creates the token `name` exclusively and locks it. EXISTS, PERM, NO_SPACE,
+ * IO. */
+int shmbus__token_create(const shmbus__root *root, const char *name, shmbus__token *out);
+/* Removes the token's name, then releases the lock. */
+void shmbus__token_destroy(const shmbus__root *root, const char *name, shmbus__token *token);
+
+enum { SHMBUS__DEAD = 0, SHMBUS__ALIVE = 1 };
+/* Whether the holder of token `name` lives: SHMBUS__ALIVE, SHMBUS__DEAD
+ * (the token exists and nobody holds it), or NOT_FOUND (no token: dead, or
+ * never created). PERM when the token cannot be opened (another user's):
+ * callers must then assume it is alive. */
+int shmbus__token_probe(const shmbus__root *root, const char *name);
+
+/* Calls fn(name, arg) for every object of the root whose name starts with
+ * `prefix`; stops early when fn returns non-zero. IO where the OS cannot
+ * enumerate its shared memory objects. */
+int shmbus__list_objects(const shmbus__root *root, const char *prefix,
+                         int (*fn)(const char *name, void *arg), void *arg);
+
 /* Monotonic clock in nanoseconds; never a system call where the OS offers
  * a user-space clock (vDSO, QueryPerformanceCounter). */
 uint64_t shmbus__now_ns(void);

@@ -17,6 +17,8 @@
 typedef struct pub_conn {
   shmbus__ring ring;
   uint64_t bound_id;    /* subscriber served, 0 when none                  */
+  uint64_t node_id;     /* its node, for liveness checks                   */
+  uint64_t next_probe;  /* stamp-clock time before which we do not probe   */
   int broken;           /* the subscriber broke the protocol: not served   */
   uint64_t tail;        /* submission write position (we are its writer)   */
   uint64_t head_seen;   /* last head loaded; saves reloading it per publish */
@@ -120,6 +122,21 @@ static void break_conn(shmbus_publisher *pub, pub_conn *c) {
   shmbus__store64_release(&c->ring.conn->sub_id, 0);
 }
 
+enum { PROBE_INTERVAL_NS = 10 * 1000 * 1000 };
+
+/* A subscriber stopped consuming (its queue overflows or it holds too
+ * much): if its node died, free its slot so that the next look at the
+ * registry reclaims its chunks. At most one probe per connection per
+ * PROBE_INTERVAL_NS: a slow but live subscriber costs no system calls. */
+static void suspect(shmbus_publisher *pub, uint32_t k) {
+  pub_conn *c = &pub->conns[k];
+  uint64_t now = shmbus__stamp_clock_now(&pub->clock);
+  if (now < c->next_probe) return;
+  c->next_probe = now + PROBE_INTERVAL_NS;
+  if (!shmbus__node_alive(pub->svc.node, c->node_id))
+    shmbus__service_reap(&pub->svc, SHMBUS__SUBSCRIBER, k, (c->bound_id << 1) | 1u);
+}
+
 /* Collects released chunks. Validates every index against our marks: a
  * subscriber that returns what it does not hold is cut off. */
 static void collect(shmbus_publisher *pub, pub_conn *c) {
@@ -169,11 +186,17 @@ static int make_room(shmbus_publisher *pub, pub_conn *c) {
   return 0;
 }
 
-static void deliver(shmbus_publisher *pub, pub_conn *c, uint32_t chunk) {
+static void deliver(shmbus_publisher *pub, uint32_t k, uint32_t chunk) {
+  pub_conn *c = &pub->conns[k];
   if (c->broken) return;
-  if (c->tail - c->head_seen >= pub->depth && !make_room(pub, c)) {
-    if (!c->broken) count_lost(c);
-    return;
+  if (c->tail - c->head_seen >= pub->depth) {
+    uint64_t lost = c->lost;
+    int room = make_room(pub, c);
+    if (c->lost != lost || !room) suspect(pub, k);
+    if (!room) {
+      if (!c->broken) count_lost(c);
+      return;
+    }
   }
   if (c->inflight >= pub->inflight_limit) {
     collect(pub, c);
@@ -181,6 +204,7 @@ static void deliver(shmbus_publisher *pub, pub_conn *c, uint32_t chunk) {
     /* Still full: the subscriber holds more than max_held. Never let one
      * subscriber eat the pool: the sample is lost for it alone. */
     if (c->inflight >= pub->inflight_limit) {
+      suspect(pub, k);
       count_lost(c);
       return;
     }
@@ -200,15 +224,18 @@ static void unbind(shmbus_publisher *pub, pub_conn *c) {
   c->broken = 0;
 }
 
-static void history_replay(shmbus_publisher *pub, pub_conn *c) {
+static void history_replay(shmbus_publisher *pub, uint32_t k) {
   uint32_t n = pub->history_len < pub->depth ? pub->history_len : pub->depth;
   uint32_t cap = pub->svc.cfg.history;
   for (uint32_t i = pub->history_len - n; i < pub->history_len; i++)
-    deliver(pub, c, pub->history[(pub->history_start + i) % cap]);
+    deliver(pub, k, pub->history[(pub->history_start + i) % cap]);
 }
 
-static void bind(shmbus_publisher *pub, pub_conn *c, uint64_t sub_id) {
+static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
+  pub_conn *c = &pub->conns[k];
   shmbus__conn *conn = c->ring.conn;
+  c->node_id = shmbus__load64_relaxed(&pub->svc.sub_slots[k].node_id);
+  c->next_probe = 0;
   /* Nobody else touches the connection now: its previous subscriber left
    * and the new one waits for sub_id to name it. */
   shmbus__store64_relaxed(&conn->head, 0);
@@ -219,7 +246,7 @@ static void bind(shmbus_publisher *pub, pub_conn *c, uint64_t sub_id) {
   for (uint32_t i = 0; i <= c->ring.slot_mask; i++) shmbus__store64_relaxed(&c->ring.slots[i], 0);
   c->tail = c->head_seen = c->done_head = c->lost = 0;
   c->broken = 0;
-  history_replay(pub, c);
+  history_replay(pub, k);
   /* Pairs with the subscriber's load-acquire of sub_id (try_bind): the
    * reset connection and the replayed history are visible first. */
   shmbus__store64_release(&conn->sub_id, sub_id);
@@ -239,7 +266,7 @@ static void update_connections(shmbus_publisher *pub, int force) {
     uint64_t id = shmbus__slot_ready_id(shmbus__load64_acquire(&pub->svc.sub_slots[k].word));
     if (c->bound_id != id) {
       if (c->bound_id) unbind(pub, c);
-      if (id) bind(pub, c, id);
+      if (id) bind(pub, k, id);
     }
     if (c->bound_id) pub->serving[pub->nserving++] = k;
   }
@@ -431,7 +458,7 @@ static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int
   hdr->timestamp_ns = shmbus__stamp_clock_now(&pub->clock);
   hdr->publisher_id = pub->id;
   update_connections(pub, 0);
-  for (uint32_t i = 0; i < pub->nserving; i++) deliver(pub, &pub->conns[pub->serving[i]], chunk);
+  for (uint32_t i = 0; i < pub->nserving; i++) deliver(pub, pub->serving[i], chunk);
   if (pub->svc.cfg.history) history_push(pub, chunk);
   end_loan(pub, chunk);
   return 0;
@@ -466,6 +493,7 @@ int shmbus_publisher_send_copy(shmbus_publisher *pub, const void *data, size_t b
 
 int shmbus_publisher_update(shmbus_publisher *pub) {
   if (pub == NULL) return SHMBUS_ERR_INVAL;
+  shmbus__service_sweep(&pub->svc);
   update_connections(pub, 0);
   collect_all(pub);
   int ready = 0;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Service segments: creation, checked opening, the port registry and the
  * removal by the last user. */
+#include <stdio.h>
 #include <string.h>
 
 #include "atomic.h"
@@ -227,8 +228,32 @@ int shmbus__service_attach(shmbus_node *node, const char *name,
   return 0;
 }
 
-void shmbus__service_detach(shmbus__service *svc) {
-  if (svc->shm == NULL) return;
+int shmbus__service_attach_object(shmbus_node *node, const char *object_name,
+                                  uint64_t deadline_ns, shmbus__service *svc) {
+  memset(svc, 0, sizeof *svc);
+  svc->node = node;
+  snprintf(svc->object_name, sizeof svc->object_name, "%s", object_name);
+  int r = shmbus__segment_open_wait(&node->root, object_name, 1, SHMBUS__SEG_SERVICE,
+                                    deadline_ns, &svc->seg);
+  if (r) return r;
+  svc->shm = (shmbus__service_seg *)svc->seg.base;
+  shmbus__service_config cfg;
+  shmbus__layout layout;
+  r = load_config(svc, &cfg, &layout);
+  if (r == 0) r = add_user(&svc->shm->dyn);
+  if (r) {
+    shmbus__segment_close(&svc->seg);
+    memset(svc, 0, sizeof *svc);
+    return r;
+  }
+  svc->hash = shmbus__hash64((const char *)cfg.name);
+  finish_attach(svc);
+  return 0;
+}
+
+int shmbus__service_detach(shmbus__service *svc) {
+  int removed = 0;
+  if (svc->shm == NULL) return 0;
   shmbus__service_dyn *dyn = &svc->shm->dyn;
   uint64_t users = shmbus__load64_relaxed(&dyn->users);
   for (;;) {
@@ -236,12 +261,13 @@ void shmbus__service_detach(shmbus__service *svc) {
     if (users & SHMBUS__USERS_REMOVING) break; /* corrupt: leave it to cleanup */
     if (shmbus__cas64(&dyn->users, &users, next)) {
       if (next == SHMBUS__USERS_REMOVING)
-        shmbus__segment_unlink(&svc->node->root, svc->object_name);
+        removed = shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0;
       break;
     }
   }
   shmbus__segment_close(&svc->seg);
   memset(svc, 0, sizeof *svc);
+  return removed;
 }
 
 static shmbus__port_slot *slots_of(shmbus__service *svc, int kind, uint32_t *count) {
@@ -250,6 +276,8 @@ static shmbus__port_slot *slots_of(shmbus__service *svc, int kind, uint32_t *cou
 }
 
 int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64_t *id) {
+  /* A restarted process finds the slots of its dead predecessor free. */
+  shmbus__service_sweep(svc);
   uint32_t count;
   shmbus__port_slot *slots = slots_of(svc, kind, &count);
   uint64_t my_id = shmbus__fetch_add64(&svc->shm->dyn.next_port_id, 1);
@@ -264,6 +292,56 @@ int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64
     }
   }
   return SHMBUS_ERR_PORT_LIMIT;
+}
+
+/* Drops one user on behalf of a port that cannot do it any more; never the
+ * last one (the caller is a user too). */
+static void drop_dead_user(shmbus__service_dyn *dyn) {
+  uint64_t users = shmbus__load64_relaxed(&dyn->users);
+  while (users > 1 && !(users & SHMBUS__USERS_REMOVING) &&
+         !shmbus__cas64(&dyn->users, &users, users - 1)) {
+  }
+}
+
+void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
+                                       uint64_t pub_id) {
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  for (int data = 0; data < 2; data++) {
+    shmbus__publisher_object_name(name, node->domain, service_hash, pub_id, data);
+    shmbus__segment_unlink(&node->root, name);
+  }
+}
+
+static uint64_t *generation_of(shmbus__service *svc, int kind);
+
+int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t word) {
+  uint32_t count;
+  shmbus__port_slot *slots = slots_of(svc, kind, &count);
+  /* Whoever wins this exchange reclaims the port, exactly once. */
+  if (slot >= count || !shmbus__cas64(&slots[slot].word, &word, 0)) return 0;
+  if (kind == SHMBUS__PUBLISHER)
+    shmbus__remove_publisher_segments(svc->node, svc->hash, shmbus__slot_ready_id(word));
+  drop_dead_user(&svc->shm->dyn);
+  shmbus__fetch_add64(generation_of(svc, kind), 1);
+  return 1;
+}
+
+int shmbus__service_sweep(shmbus__service *svc) {
+  int freed = 0;
+  for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
+    uint32_t count;
+    shmbus__port_slot *slots = slots_of(svc, kind, &count);
+    for (uint32_t i = 0; i < count; i++) {
+      /* Pairs with the store-release in shmbus__service_ready: node_id was
+       * written before the slot became ready. Slots still being set up are
+       * left alone. */
+      uint64_t word = shmbus__load64_acquire(&slots[i].word);
+      if (shmbus__slot_ready_id(word) == 0) continue;
+      uint64_t node_id = shmbus__load64_relaxed(&slots[i].node_id);
+      if (!shmbus__node_alive(svc->node, node_id)) freed += shmbus__service_reap(svc, kind, i, word);
+    }
+  }
+  return freed;
 }
 
 static uint64_t *generation_of(shmbus__service *svc, int kind) {

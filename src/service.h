@@ -45,8 +45,13 @@ typedef struct shmbus__service {
  * the caller as a user. On error nothing is kept. */
 int shmbus__service_attach(shmbus_node *node, const char *name,
                            const shmbus_service_opts *opts, shmbus__service *svc);
-/* Drops the caller's use; the last user removes the service. */
-void shmbus__service_detach(shmbus__service *svc);
+/* Opens an existing service by object name whatever its type (cleanup).
+ * NOT_FOUND, CORRUPT, VERSION, NOT_READY, BUSY (being removed). */
+int shmbus__service_attach_object(shmbus_node *node, const char *object_name,
+                                  uint64_t deadline_ns, shmbus__service *svc);
+/* Drops the caller's use; the last user removes the service (returns 1
+ * then, else 0). */
+int shmbus__service_detach(shmbus__service *svc);
 
 enum { SHMBUS__PUBLISHER = 0, SHMBUS__SUBSCRIBER = 1 };
 
@@ -57,6 +62,17 @@ int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64
 void shmbus__service_ready(shmbus__service *svc, int kind, uint32_t slot, uint64_t id);
 /* Frees a slot and tells the other side. */
 void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot);
+
+/* Frees the slot of a dead port if it still holds `word`, removes a dead
+ * publisher's segments and tells the other side. 1 if this call did it. */
+int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t word);
+/* Frees the registry slots of ports whose nodes are dead, removing dead
+ * publishers' segments, and tells the other side. Returns how many. */
+int shmbus__service_sweep(shmbus__service *svc);
+
+/* Removes publisher `pub_id`'s segments (the data and control objects). */
+void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
+                                       uint64_t pub_id);
 
 /* The id in a slot word when its port is ready, else 0. */
 static inline uint64_t shmbus__slot_ready_id(uint64_t word) {

@@ -290,6 +290,7 @@ uint64_t shmbus_subscriber_lost(const shmbus_subscriber *sub) {
 
 int shmbus_subscriber_publishers(shmbus_subscriber *sub) {
   if (sub == NULL) return SHMBUS_ERR_INVAL;
+  shmbus__service_sweep(&sub->svc);
   refresh_sources(sub);
   int n = 0;
   for (uint32_t i = 0; i < sub->nsources; i++) {

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -144,6 +146,84 @@ int shmbus__segment_unlink(const shmbus__root *root, const char *name) {
   if (r) return r;
   int rc = root->backend == SHMBUS_BACKEND_DIR ? unlink(path) : shm_unlink(path);
   return rc == 0 ? 0 : translate_errno(errno);
+}
+
+/* ---- liveness tokens ---- */
+
+static int unlink_object(const shmbus__root *root, const char *path) {
+  return root->backend == SHMBUS_BACKEND_DIR ? unlink(path) : shm_unlink(path);
+}
+
+int shmbus__token_create(const shmbus__root *root, const char *name, shmbus__token *out) {
+  char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
+  out->handle = -1;
+  int r = object_path(root, name, path, sizeof path);
+  if (r) return r;
+  int fd = open_object(root, path, O_RDWR | O_CREAT | O_EXCL, (mode_t)root->mode);
+  if (fd < 0) return translate_errno(errno);
+  /* Blocking: a prober may hold a shared lock for an instant. */
+  while ((r = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
+  }
+  /* Length 1 says "finished": a prober that finds the token unlocked and
+   * still empty is looking at a creator between open and lock. */
+  if (r != 0 || fchmod(fd, (mode_t)root->mode) != 0 || ftruncate(fd, 1) != 0) {
+    r = translate_errno(errno);
+    close(fd);
+    unlink_object(root, path);
+    return r;
+  }
+  out->handle = fd;
+  return 0;
+}
+
+void shmbus__token_destroy(const shmbus__root *root, const char *name, shmbus__token *token) {
+  char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
+  if (token->handle < 0) return;
+  /* Name first: nobody may find the token unlocked while we still live. */
+  if (object_path(root, name, path, sizeof path) == 0) unlink_object(root, path);
+  close((int)token->handle);
+  token->handle = -1;
+}
+
+int shmbus__token_probe(const shmbus__root *root, const char *name) {
+  char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
+  int r = object_path(root, name, path, sizeof path);
+  if (r) return r;
+  int fd = open_object(root, path, O_RDONLY, 0);
+  if (fd < 0) return translate_errno(errno);
+  if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
+    r = errno == EWOULDBLOCK ? SHMBUS__ALIVE : translate_errno(errno);
+    close(fd);
+    return r;
+  }
+  struct stat st;
+  r = SHMBUS__DEAD;
+  /* Empty: its creator is between open and lock, or died there. Give a
+   * creator ten seconds before calling it dead. */
+  if (fstat(fd, &st) == 0 && st.st_size == 0 && time(NULL) - st.st_mtime < 10)
+    r = SHMBUS__ALIVE;
+  flock(fd, LOCK_UN);
+  close(fd);
+  return r;
+}
+
+int shmbus__list_objects(const shmbus__root *root, const char *prefix,
+                         int (*fn)(const char *name, void *arg), void *arg) {
+#ifdef __linux__
+  const char *dir = root->backend == SHMBUS_BACKEND_DIR ? root->dir : "/dev/shm";
+#else
+  if (root->backend != SHMBUS_BACKEND_DIR) return SHMBUS_ERR_IO;
+  const char *dir = root->dir;
+#endif
+  DIR *d = opendir(dir);
+  if (d == NULL) return translate_errno(errno);
+  size_t n = strlen(prefix);
+  struct dirent *e;
+  int r = 0;
+  while (r == 0 && (e = readdir(d)) != NULL)
+    if (strncmp(e->d_name, prefix, n) == 0) r = fn(e->d_name, arg);
+  closedir(d);
+  return r < 0 ? r : 0;
 }
 
 uint64_t shmbus__now_ns(void) {

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Liveness of nodes (their tokens) and the cleanup of what dead ones left. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service.h"
+
+int shmbus__node_alive(const shmbus_node *self, uint64_t node_id) {
+  if (node_id == self->id) return 1;
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  shmbus__node_token_name(name, self->domain, node_id);
+  int r = shmbus__token_probe(&self->root, name);
+  return r == SHMBUS__DEAD || r == SHMBUS_ERR_NOT_FOUND ? 0 : 1;
+}
+
+/* The names of a domain's objects, copied out of the directory listing. */
+typedef struct name_list {
+  char (*names)[SHMBUS__OBJECT_NAME_MAX];
+  size_t count, cap;
+  int nomem;
+} name_list;
+
+static int collect_name(const char *name, void *arg) {
+  name_list *l = arg;
+  if (strlen(name) >= SHMBUS__OBJECT_NAME_MAX) return 0; /* not one of ours */
+  if (l->count == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 64;
+    void *p = realloc(l->names, cap * sizeof *l->names);
+    if (p == NULL) {
+      l->nomem = 1;
+      return 1;
+    }
+    l->names = p;
+    l->cap = cap;
+  }
+  memcpy(l->names[l->count++], name, strlen(name) + 1);
+  return 0;
+}
+
+static int list_domain(const shmbus_node *node, name_list *l) {
+  char prefix[SHMBUS__OBJECT_NAME_MAX];
+  snprintf(prefix, sizeof prefix, "shmbus.%s.", node->domain);
+  memset(l, 0, sizeof *l);
+  int r = shmbus__list_objects(&node->root, prefix, collect_name, l);
+  if (r == 0 && l->nomem) r = SHMBUS_ERR_NOMEM;
+  if (r) free(l->names);
+  return r;
+}
+
+/* The node id in a token name "shmbus.<domain>.n.<16 hex>", or 0. */
+static uint64_t token_node_id(const shmbus_node *node, const char *name) {
+  size_t n = strlen("shmbus.") + strlen(node->domain) + strlen(".n.");
+  if (strlen(name) != n + 16 || strncmp(name + n - 3, ".n.", 3) != 0) return 0;
+  char *end;
+  unsigned long long id = strtoull(name + n, &end, 16);
+  return *end == '\0' ? (uint64_t)id : 0;
+}
+
+static int has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+int shmbus_node_list(shmbus_node *node, shmbus_node_info *out, size_t cap, size_t *count) {
+  if (count) *count = 0;
+  if (node == NULL || count == NULL || (out == NULL && cap > 0)) return SHMBUS_ERR_INVAL;
+  name_list l;
+  int r = list_domain(node, &l);
+  if (r) return r;
+  size_t found = 0;
+  for (size_t i = 0; i < l.count; i++) {
+    uint64_t id = token_node_id(node, l.names[i]);
+    if (id == 0) continue;
+    if (found < cap) {
+      out[found].id = id;
+      out[found].alive = shmbus__node_alive(node, id);
+    }
+    found++;
+  }
+  free(l.names);
+  *count = found;
+  return 0;
+}
+
+/* A publisher segment whose creator node is dead: its publisher died
+ * before it could be reclaimed through its service. */
+static int orphan_segment(shmbus_node *node, const char *name, int data) {
+  shmbus__segment seg;
+  uint32_t kind = data ? SHMBUS__SEG_DATA : SHMBUS__SEG_CONTROL;
+  if (shmbus__segment_open_wait(&node->root, name, 0, kind, shmbus__now_ns(), &seg) != 0)
+    return 0;
+  uint64_t creator = ((const shmbus__seg_header *)seg.base)->creator_node_id;
+  shmbus__segment_close(&seg);
+  return !shmbus__node_alive(node, creator);
+}
+
+int shmbus_domain_cleanup(shmbus_node *node) {
+  if (node == NULL) return SHMBUS_ERR_INVAL;
+  name_list l;
+  int r = list_domain(node, &l);
+  if (r) return r;
+  int done = 0;
+  uint64_t deadline = shmbus__now_ns() + SHMBUS__INIT_TIMEOUT_NS / 20;
+  /* Services first: their sweeps reclaim dead ports and their segments. */
+  for (size_t i = 0; i < l.count; i++) {
+    if (!has_suffix(l.names[i], ".s")) continue;
+    shmbus__service svc;
+    if (shmbus__service_attach_object(node, l.names[i], deadline, &svc) != 0) continue;
+    done += shmbus__service_sweep(&svc);
+    done += shmbus__service_detach(&svc);
+  }
+  for (size_t i = 0; i < l.count; i++) {
+    const char *name = l.names[i];
+    int data = has_suffix(name, ".d");
+    if ((data || has_suffix(name, ".c")) && orphan_segment(node, name, data) &&
+        shmbus__segment_unlink(&node->root, name) == 0)
+      done++;
+  }
+  for (size_t i = 0; i < l.count; i++) {
+    uint64_t id = token_node_id(node, l.names[i]);
+    if (id != 0 && !shmbus__node_alive(node, id) &&
+        shmbus__segment_unlink(&node->root, l.names[i]) == 0)
+      done++;
+  }
+  free(l.names);
+  return done;
+}
