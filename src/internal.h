@@ -72,6 +72,10 @@ int shmbus__segment_open_wait(const shmbus__root *root, const char *name,
                               int writable, uint32_t kind,
                               uint64_t deadline_ns, shmbus__segment *out);
 
+/* Test hook: the sequence number the publisher's next sample gets (tests
+ * cross the 2^64 wrap with it). */
+void shmbus__publisher_set_sequence(shmbus_publisher *pub, uint64_t next);
+
 /* Clears an out-pointer on every error path: the public contract. */
 #define SHMBUS__CLEAR_OUT(p) do { if (p) *(p) = NULL; } while (0)
 

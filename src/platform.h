@@ -38,6 +38,11 @@ typedef struct shmbus__segment {
  * searchable directory. INVAL otherwise. */
 int shmbus__root_check(const shmbus__root *root);
 
+/* Test hook (SQLite's habit): the space reservation goes through this
+ * pointer, so a test can make it fail (ENOSPC) without a full disk. It is
+ * posix_fallocate unless a test changed it; production code never does. */
+extern int (*shmbus__sys_fallocate)(int fd, int64_t offset, int64_t length);
+
 /* Creates the object `name` exclusively (it must not exist: EXISTS), with
  * root->mode permissions, sets its length to `size`, reserves the space (a
  * full file system gives NO_SPACE now, never SIGBUS later) and maps it

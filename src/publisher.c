@@ -506,3 +506,5 @@ int shmbus_publisher_update(shmbus_publisher *pub) {
 }
 
 uint64_t shmbus_publisher_id(const shmbus_publisher *pub) { return pub ? pub->id : 0; }
+
+void shmbus__publisher_set_sequence(shmbus_publisher *pub, uint64_t next) { pub->sequence = next; }

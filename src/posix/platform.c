@@ -82,6 +82,12 @@ static int map_fd(int fd, uint64_t size, int writable, shmbus__segment *out) {
   return 0;
 }
 
+static int sys_fallocate(int fd, int64_t offset, int64_t length) {
+  return posix_fallocate(fd, (off_t)offset, (off_t)length);
+}
+
+int (*shmbus__sys_fallocate)(int fd, int64_t offset, int64_t length) = sys_fallocate;
+
 int shmbus__segment_create(const shmbus__root *root, const char *name,
                            uint64_t size, shmbus__segment *out) {
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
@@ -98,7 +104,7 @@ int shmbus__segment_create(const shmbus__root *root, const char *name,
   }
   /* Reserves every page before anyone maps it, and only then grows the
    * length from 0: an opener never maps pages that could SIGBUS. */
-  int e = posix_fallocate(fd, 0, (off_t)size);
+  int e = shmbus__sys_fallocate(fd, 0, (int64_t)size);
   if (e != 0) {
     r = translate_errno(e);
     goto fail;
