@@ -144,7 +144,8 @@ typedef struct shmbus_node_opts {
  *   opts: may be NULL (all defaults); copied, not kept.
  *   out:  receives the node; must not be NULL.
  * Errors: INVAL (bad backend, root missing or not a directory, NULL out),
- *   NAME (bad domain), NOMEM, IO.
+ *   NAME (bad domain, root path of SHMBUS_BACKEND_DIR too long), PERM (root
+ *   not writable), NOMEM, IO.
  * Thread-safe. Allocates; makes system calls. */
 SHMBUS_EXTERN int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out);
 

@@ -13,8 +13,10 @@ int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out) {
   if (opts == NULL) opts = &defaults;
 
   const char *domain = opts->domain;
-  if (domain == NULL) domain = shmbus__getenv("SHMBUS_DOMAIN");
-  if (domain == NULL || *domain == '\0') domain = SHMBUS__DEFAULT_DOMAIN;
+  if (domain == NULL) {
+    domain = shmbus__getenv("SHMBUS_DOMAIN");
+    if (domain == NULL || *domain == '\0') domain = SHMBUS__DEFAULT_DOMAIN;
+  }
   int r = shmbus__check_domain(domain);
   if (r) return r;
   if (opts->mode > 0777) return SHMBUS_ERR_INVAL;

@@ -99,21 +99,6 @@ int shmbus__list_objects(const shmbus__root *root, const char *prefix,
  * a user-space clock (vDSO, QueryPerformanceCounter). */
 uint64_t shmbus__now_ns(void);
 
-/* A clock for sample timestamps, cheaper than shmbus__now_ns where the CPU
- * has an invariant cycle counter (x86 TSC): it extrapolates from an anchor
- * taken with shmbus__now_ns at most about 1 ms earlier, with a rate measured
- * once per process. Its values stay within a few tens of nanoseconds of
- * shmbus__now_ns and never go backwards for one clock. Without such a
- * counter it is shmbus__now_ns. A clock is used by one thread at a time. */
-typedef struct shmbus__stamp_clock {
-  uint64_t anchor_tick;
-  uint64_t anchor_ns;
-  uint64_t last_ns;
-} shmbus__stamp_clock;
-
-void shmbus__stamp_clock_init(shmbus__stamp_clock *clock);
-uint64_t shmbus__stamp_clock_now(shmbus__stamp_clock *clock);
-
 /* Gives the CPU to others for a moment (sched_yield / SwitchToThread). */
 void shmbus__yield(void);
 

@@ -18,7 +18,7 @@ typedef struct pub_conn {
   shmbus__ring ring;
   uint64_t bound_id;    /* subscriber served, 0 when none                  */
   uint64_t node_id;     /* its node, for liveness checks                   */
-  uint64_t next_probe;  /* stamp-clock time before which we do not probe   */
+  uint64_t next_probe;  /* monotonic time before which we do not probe     */
   int broken;           /* the subscriber broke the protocol: not served   */
   uint64_t tail;        /* submission write position (we are its writer)   */
   uint64_t head_seen;   /* last head loaded; saves reloading it per publish */
@@ -37,7 +37,6 @@ struct shmbus_publisher {
   uint32_t inflight_limit;    /* queue_depth + max_held                 */
   uint64_t sequence;
   uint64_t sub_generation;    /* last one acted on                      */
-  shmbus__stamp_clock clock;
   shmbus__segment data;
   shmbus__segment ctl;
   uint8_t *chunks;            /* first chunk in the data segment        */
@@ -130,7 +129,7 @@ enum { PROBE_INTERVAL_NS = 10 * 1000 * 1000 };
  * PROBE_INTERVAL_NS: a slow but live subscriber costs no system calls. */
 static void suspect(shmbus_publisher *pub, uint32_t k) {
   pub_conn *c = &pub->conns[k];
-  uint64_t now = shmbus__stamp_clock_now(&pub->clock);
+  uint64_t now = shmbus__now_ns();
   if (now < c->next_probe) return;
   c->next_probe = now + PROBE_INTERVAL_NS;
   if (!shmbus__node_alive(pub->svc.node, c->node_id))
@@ -379,7 +378,6 @@ int shmbus_publisher_open(shmbus_node *node, const char *service,
     free(pub);
     return r;
   }
-  shmbus__stamp_clock_init(&pub->clock);
   shmbus__service_ready(&pub->svc, SHMBUS__PUBLISHER, pub->slot, pub->id);
   update_connections(pub, 1);
   *out = pub;
@@ -455,7 +453,7 @@ static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int
     hdr->payload_bytes = (uint32_t)bytes;
   }
   hdr->sequence = pub->sequence++;
-  hdr->timestamp_ns = shmbus__stamp_clock_now(&pub->clock);
+  hdr->timestamp_ns = shmbus__now_ns();
   hdr->publisher_id = pub->id;
   update_connections(pub, 0);
   for (uint32_t i = 0; i < pub->nserving; i++) deliver(pub, pub->serving[i], chunk);

@@ -111,33 +111,6 @@ static int known_source(const shmbus_subscriber *sub, uint64_t pub_id) {
   return 0;
 }
 
-/* Acts on publishers that joined or left since the last look. */
-static void refresh_sources(shmbus_subscriber *sub) {
-  /* Pairs with the fetch-add in shmbus__service_ready/_leave. */
-  uint64_t gen = shmbus__load64_acquire(&sub->svc.shm->dyn.pub_generation);
-  if (gen == sub->pub_generation) return;
-  int retry = 0;
-  const shmbus__port_slot *slots = sub->svc.pub_slots;
-  for (uint32_t i = 0; i < sub->nsources; i++) {
-    sub_source *s = &sub->sources[i];
-    if (s->state == SRC_FREE || s->state == SRC_GONE) continue;
-    uint64_t word = shmbus__load64_acquire(&slots[s->pub_slot].word);
-    if (shmbus__slot_ready_id(word) == s->pub_id) continue;
-    if (s->state == SRC_CONNECTING) retire(sub, s);
-    else s->state = SRC_GONE;
-  }
-  for (uint32_t j = 0; j < sub->svc.cfg.max_publishers; j++) {
-    /* Pairs with the store-release in shmbus__service_ready: the
-     * publisher's segments are complete. */
-    uint64_t id = shmbus__slot_ready_id(shmbus__load64_acquire(&slots[j].word));
-    if (id == 0 || known_source(sub, id)) continue;
-    int r = connect_source(sub, j, id);
-    if (r == SHMBUS_ERR_NOT_READY || r == SHMBUS_ERR_PORT_LIMIT || r == SHMBUS_ERR_NOMEM)
-      retry = 1;
-  }
-  if (!retry) sub->pub_generation = gen;
-}
-
 /* 1 when the source can be taken from. */
 static int source_usable(const shmbus_subscriber *sub, sub_source *s) {
   if (s->state == SRC_BOUND || s->state == SRC_GONE) return 1;
@@ -151,6 +124,35 @@ static int source_usable(const shmbus_subscriber *sub, sub_source *s) {
    * may count us as connected (our mapping keeps its samples alive). */
   shmbus__store64_release(&s->ring.conn->sub_ack, sub->id);
   return 1;
+}
+
+/* Acts on publishers that joined or left since the last look. */
+static void refresh_sources(shmbus_subscriber *sub) {
+  /* Pairs with the fetch-add in shmbus__service_ready/_leave. */
+  uint64_t gen = shmbus__load64_acquire(&sub->svc.shm->dyn.pub_generation);
+  if (gen == sub->pub_generation) return;
+  int retry = 0;
+  const shmbus__port_slot *slots = sub->svc.pub_slots;
+  for (uint32_t i = 0; i < sub->nsources; i++) {
+    sub_source *s = &sub->sources[i];
+    if (s->state == SRC_FREE || s->state == SRC_GONE) continue;
+    uint64_t word = shmbus__load64_acquire(&slots[s->pub_slot].word);
+    if (shmbus__slot_ready_id(word) == s->pub_id) continue;
+    /* A publisher that bound us before it left still has samples queued
+     * for us: drain them. One that never did has nothing for us. */
+    if (s->state == SRC_CONNECTING && !source_usable(sub, s)) retire(sub, s);
+    else s->state = SRC_GONE;
+  }
+  for (uint32_t j = 0; j < sub->svc.cfg.max_publishers; j++) {
+    /* Pairs with the store-release in shmbus__service_ready: the
+     * publisher's segments are complete. */
+    uint64_t id = shmbus__slot_ready_id(shmbus__load64_acquire(&slots[j].word));
+    if (id == 0 || known_source(sub, id)) continue;
+    int r = connect_source(sub, j, id);
+    if (r == SHMBUS_ERR_NOT_READY || r == SHMBUS_ERR_PORT_LIMIT || r == SHMBUS_ERR_NOMEM)
+      retry = 1;
+  }
+  if (!retry) sub->pub_generation = gen;
 }
 
 /* Returns a chunk to its publisher. */
@@ -200,24 +202,32 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
   if (out) memset(out, 0, sizeof *out);
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
-  refresh_sources(sub);
-  for (uint32_t n = 0; n < sub->nsources; n++) {
-    uint32_t i = sub->cursor + n;
-    if (i >= sub->nsources) i -= sub->nsources;
-    sub_source *s = &sub->sources[i];
-    if (!source_usable(sub, s)) continue;
-    uint32_t chunk;
-    if (shmbus__ring_pop(&s->ring, &chunk)) {
-      sub->cursor = i + 1 == sub->nsources ? 0 : i + 1;
-      int r = read_chunk(sub, s, chunk, out);
-      if (r) {
-        memset(out, 0, sizeof *out);
-        return r;
+  /* A second round only when the first let a drained source go: a
+   * publisher waiting for a free source may be connected now. */
+  for (int round = 0, retired = 1; round < 2 && retired; round++) {
+    retired = 0;
+    refresh_sources(sub);
+    for (uint32_t n = 0; n < sub->nsources; n++) {
+      uint32_t i = sub->cursor + n;
+      if (i >= sub->nsources) i -= sub->nsources;
+      sub_source *s = &sub->sources[i];
+      if (!source_usable(sub, s)) continue;
+      uint32_t chunk;
+      if (shmbus__ring_pop(&s->ring, &chunk)) {
+        sub->cursor = i + 1 == sub->nsources ? 0 : i + 1;
+        int r = read_chunk(sub, s, chunk, out);
+        if (r) {
+          memset(out, 0, sizeof *out);
+          return r;
+        }
+        hold(sub, i, chunk, out);
+        return 0;
       }
-      hold(sub, i, chunk, out);
-      return 0;
+      if (s->state == SRC_GONE && s->held == 0) {
+        retire(sub, s);
+        retired = 1;
+      }
     }
-    if (s->state == SRC_GONE && s->held == 0) retire(sub, s);
   }
   return SHMBUS_ERR_EMPTY;
 }
@@ -282,8 +292,12 @@ uint64_t shmbus_subscriber_lost(const shmbus_subscriber *sub) {
   uint64_t lost = sub->lost_retired;
   for (uint32_t i = 0; i < sub->nsources; i++) {
     const sub_source *s = &sub->sources[i];
-    if (s->state == SRC_BOUND || s->state == SRC_GONE)
-      lost += shmbus__load64_relaxed(&s->ring.conn->lost);
+    /* A source still CONNECTING on our side may be bound already. Pairs
+     * with the publisher's store-release of sub_id in bind(). */
+    int bound = s->state == SRC_BOUND || s->state == SRC_GONE ||
+                (s->state == SRC_CONNECTING &&
+                 shmbus__load64_acquire(&s->ring.conn->sub_id) == sub->id);
+    if (bound) lost += shmbus__load64_relaxed(&s->ring.conn->lost);
   }
   return lost;
 }

@@ -2,7 +2,6 @@
 /* The platform contract (src/platform.h) on POSIX systems. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +15,6 @@
 #include <unistd.h>
 
 #include "platform.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#include <x86intrin.h>
-#define HAVE_TICKS 1
-#endif
 
 /* The one errno translation point. */
 static int translate_errno(int e) {
@@ -236,61 +229,6 @@ uint64_t shmbus__now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- timestamps from the cycle counter ---- */
-
-#ifdef HAVE_TICKS
-static uint64_t tick_mult;  /* ns per tick, 32.32 fixed point; 0: not usable */
-static uint64_t tick_limit; /* ticks in about 1 ms: re-anchor after that     */
-static pthread_once_t tick_once = PTHREAD_ONCE_INIT;
-
-/* Measures the counter's rate against CLOCK_MONOTONIC for 2 ms, once. Only
- * an invariant counter (constant rate, running in deep sleep states) is
- * used: CPUID 0x80000007, EDX bit 8. */
-static void tick_calibrate(void) {
-  unsigned a, b, c, d;
-  if (!__get_cpuid(0x80000007u, &a, &b, &c, &d) || !(d & (1u << 8))) return;
-  uint64_t ns0 = shmbus__now_ns(), t0 = __rdtsc(), ns1, t1;
-  do {
-    ns1 = shmbus__now_ns();
-    t1 = __rdtsc();
-  } while (ns1 - ns0 < 2 * 1000 * 1000);
-  if (t1 <= t0) return;
-  uint64_t mult = ((ns1 - ns0) << 32) / (t1 - t0);
-  if (mult == 0 || mult >= (UINT64_C(1) << 36)) return; /* implausible rate */
-  tick_limit = (UINT64_C(1000000) << 32) / mult;
-  tick_mult = mult;
-}
-#endif
-
-void shmbus__stamp_clock_init(shmbus__stamp_clock *clock) {
-#ifdef HAVE_TICKS
-  pthread_once(&tick_once, tick_calibrate);
-  clock->anchor_tick = __rdtsc();
-#endif
-  clock->anchor_ns = shmbus__now_ns();
-  clock->last_ns = clock->anchor_ns;
-}
-
-uint64_t shmbus__stamp_clock_now(shmbus__stamp_clock *clock) {
-  uint64_t ns;
-#ifdef HAVE_TICKS
-  uint64_t elapsed = __rdtsc() - clock->anchor_tick;
-  if (tick_mult != 0 && elapsed < tick_limit) {
-    /* elapsed < tick_limit (about 1 ms of ticks, below 2^28 for counters up
-     * to 268 GHz) and tick_mult < 2^36: the product fits in 64 bits. */
-    ns = clock->anchor_ns + ((elapsed * tick_mult) >> 32);
-  } else {
-    clock->anchor_tick = __rdtsc();
-    ns = clock->anchor_ns = shmbus__now_ns();
-  }
-#else
-  ns = shmbus__now_ns();
-#endif
-  if (ns < clock->last_ns) ns = clock->last_ns;
-  clock->last_ns = ns;
-  return ns;
 }
 
 void shmbus__yield(void) { sched_yield(); }

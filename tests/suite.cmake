@@ -1,0 +1,42 @@
+# SPDX-License-Identifier: Apache-2.0
+#
+# The core's cmocka tests, included by tests/CMakeLists.txt after it defines
+# shmbus_add_test(). Each test is one executable of several cmocka cases:
+#
+#   test_units         unit         internals: pool, rings (tag wrap), layout,
+#                                   names, segment headers, port registry
+#   test_api           api          bad input and every error code, forged
+#                                   segments, node tokens (about 4 s: one case
+#                                   waits out the 2 s init timeout twice)
+#   test_pubsub        pubsub       in-process publish/subscribe, threads,
+#                                   the pool's worst case; both backends
+#   test_multiprocess  multiprocess forked publishers and subscribers: streams
+#                                   with exact loss accounting, history,
+#                                   overflow, read-only payloads, killed
+#                                   processes; both backends
+#
+# Every case runs in a fresh domain and fails if it leaves an object in
+# /dev/shm or in its temporary directory (tests/support.c).
+
+set(_shmbus_suite_dir "${CMAKE_CURRENT_LIST_DIR}")
+set(_shmbus_support "${_shmbus_suite_dir}/support.c" "${_shmbus_suite_dir}/support.h")
+
+shmbus_add_test(test_units
+  SOURCES "${_shmbus_suite_dir}/test_units.c" ${_shmbus_support}
+  LABELS unit
+  TIMEOUT 60)
+
+shmbus_add_test(test_api
+  SOURCES "${_shmbus_suite_dir}/test_api.c" ${_shmbus_support}
+  LABELS api
+  TIMEOUT 120)
+
+shmbus_add_test(test_pubsub
+  SOURCES "${_shmbus_suite_dir}/test_pubsub.c" ${_shmbus_support}
+  LABELS pubsub
+  TIMEOUT 120)
+
+shmbus_add_test(test_multiprocess
+  SOURCES "${_shmbus_suite_dir}/test_multiprocess.c" ${_shmbus_support}
+  LABELS multiprocess
+  TIMEOUT 300)

@@ -1,0 +1,417 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Helpers shared by the cmocka tests: see support.h. */
+#include "support.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+
+/* ---- error codes --------------------------------------------------------- */
+
+void ts__assert_err(int actual, int expected, const char *expr, const char *file, int line) {
+  if (actual == expected) return;
+  print_error("%s gave %s (%d), expected %s (%d)\n", expr, shmbus_err_name(actual), actual,
+              shmbus_err_name(expected), expected);
+  _fail(file, line);
+}
+
+/* ---- domains ---------------------------------------------------------------- */
+
+void ts_unique_domain(char out[TS_DOMAIN_SIZE]) {
+  static unsigned counter;
+  snprintf(out, TS_DOMAIN_SIZE, "t%ldx%u", (long)getpid(), ++counter);
+}
+
+void ts_service_name(char *out, size_t cap, const char *hint) {
+  static unsigned counter;
+  snprintf(out, cap, "svc-%u-%s", ++counter, hint ? hint : "x");
+}
+
+/* ---- children registry (so that teardown can reap what a failed test left) */
+
+#define TS_MAX_CHILDREN 64
+static pid_t live_children[TS_MAX_CHILDREN];
+
+static void register_child(pid_t pid) {
+  for (int i = 0; i < TS_MAX_CHILDREN; i++) {
+    if (live_children[i] == 0) {
+      live_children[i] = pid;
+      return;
+    }
+  }
+}
+
+static void unregister_child(pid_t pid) {
+  for (int i = 0; i < TS_MAX_CHILDREN; i++)
+    if (live_children[i] == pid) live_children[i] = 0;
+}
+
+/* Kills (by pid: only our own children) and reaps every child still
+ * registered. Returns how many there were. */
+static int reap_children(void) {
+  int n = 0;
+  for (int i = 0; i < TS_MAX_CHILDREN; i++) {
+    pid_t pid = live_children[i];
+    if (pid == 0) continue;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+    live_children[i] = 0;
+    n++;
+  }
+  return n;
+}
+
+/* ---- the per-test environment ----------------------------------------------- */
+
+static int setup(void **state, int backend) {
+  ts_env *env = calloc(1, sizeof *env);
+  if (env == NULL) return -1;
+  ts_unique_domain(env->domain);
+  env->backend = backend;
+  if (backend == SHMBUS_BACKEND_DIR) {
+    char tmpl[] = "/tmp/shmbus-test-XXXXXX";
+    if (mkdtemp(tmpl) == NULL) {
+      free(env);
+      return -1;
+    }
+    env->dir = strdup(tmpl);
+    if (env->dir == NULL) {
+      rmdir(tmpl);
+      free(env);
+      return -1;
+    }
+  }
+  *state = env;
+  return 0;
+}
+
+int ts_setup_shm(void **state) { return setup(state, SHMBUS_BACKEND_SHM); }
+int ts_setup_dir(void **state) { return setup(state, SHMBUS_BACKEND_DIR); }
+
+int ts_teardown(void **state) {
+  ts_env *env = *state;
+  int rc = 0;
+  if (reap_children() > 0) {
+    print_error("teardown: killed children the test left running\n");
+    rc = -1;
+  }
+  if (env == NULL) return rc;
+  char names[1024] = "";
+  size_t n = ts_leftovers(env->domain, env->dir, names, sizeof names);
+  if (n > 0) {
+    print_error("teardown: %zu leftover object(s) of domain %s: %s\n", n, env->domain, names);
+    ts_remove_leftovers(env->domain, env->dir);
+    rc = -1;
+  }
+  if (env->dir) ts_tmpdir_remove(env->dir);
+  free(env);
+  *state = NULL;
+  return rc;
+}
+
+static shmbus_node *open_node(const ts_env *env, int *err) {
+  shmbus_node_opts o = SHMBUS_NODE_OPTS_INIT;
+  o.domain = env->domain;
+  o.backend = env->backend;
+  o.root = env->dir;
+  shmbus_node *node = NULL;
+  *err = shmbus_node_open(&o, &node);
+  return node;
+}
+
+shmbus_node *ts_node(const ts_env *env) {
+  int err;
+  shmbus_node *node = open_node(env, &err);
+  ts_assert_ok(err);
+  assert_non_null(node);
+  return node;
+}
+
+shmbus_node *ts_child_node(const ts_env *env) {
+  int err;
+  shmbus_node *node = open_node(env, &err);
+  if (err != 0 || node == NULL)
+    fprintf(stderr, "child %ld: shmbus_node_open: %s\n", (long)getpid(), shmbus_err_name(err));
+  return node;
+}
+
+/* ---- leftovers ------------------------------------------------------------------ */
+
+static int domain_prefix(char *out, size_t cap, const char *domain) {
+  int n = snprintf(out, cap, "shmbus.%s.", domain);
+  return n > 0 && (size_t)n < cap;
+}
+
+/* Calls fn(dir, name, ctx) for every object of the domain; returns the count. */
+static size_t for_each_object(const char *domain, const char *dir,
+                              void (*fn)(const char *dir, const char *name, void *ctx),
+                              void *ctx) {
+  char prefix[64];
+  if (!domain_prefix(prefix, sizeof prefix, domain)) return 0;
+  size_t plen = strlen(prefix), n = 0;
+  DIR *d = opendir(dir ? dir : "/dev/shm");
+  if (d == NULL) return 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, prefix, plen) != 0) continue;
+    n++;
+    if (fn) fn(dir, e->d_name, ctx);
+  }
+  closedir(d);
+  return n;
+}
+
+typedef struct name_list {
+  char *buf;
+  size_t cap;
+} name_list;
+
+static void append_name(const char *dir, const char *name, void *ctx) {
+  (void)dir;
+  name_list *l = ctx;
+  size_t used = strlen(l->buf);
+  if (used + 1 < l->cap) snprintf(l->buf + used, l->cap - used, "%s%s", used ? " " : "", name);
+}
+
+size_t ts_leftovers(const char *domain, const char *dir, char *names, size_t cap) {
+  if (names == NULL || cap == 0) return for_each_object(domain, dir, NULL, NULL);
+  names[0] = '\0';
+  name_list l = {names, cap};
+  return for_each_object(domain, dir, append_name, &l);
+}
+
+typedef struct token_count {
+  const char *domain;
+  size_t tokens;
+} token_count;
+
+static void count_token(const char *dir, const char *name, void *ctx) {
+  (void)dir;
+  token_count *t = ctx;
+  char prefix[64];
+  snprintf(prefix, sizeof prefix, "shmbus.%s.n.", t->domain);
+  if (strncmp(name, prefix, strlen(prefix)) == 0) t->tokens++;
+}
+
+size_t ts_tokens(const char *domain, const char *dir) {
+  token_count t = {domain, 0};
+  for_each_object(domain, dir, count_token, &t);
+  return t.tokens;
+}
+
+size_t ts_objects(const char *domain, const char *dir) {
+  token_count t = {domain, 0};
+  size_t all = for_each_object(domain, dir, count_token, &t);
+  return all - t.tokens;
+}
+
+static void remove_object(const char *dir, const char *name, void *ctx) {
+  (void)ctx;
+  char path[2048];
+  ts_object_path(path, sizeof path, dir, name);
+  unlink(path); /* /dev/shm/<name> is what shm_unlink removes too */
+}
+
+void ts_remove_leftovers(const char *domain, const char *dir) {
+  for_each_object(domain, dir, remove_object, NULL);
+}
+
+void ts__assert_no_leftovers(const char *domain, const char *dir, const char *file, int line) {
+  char names[1024] = "";
+  size_t n = ts_leftovers(domain, dir, names, sizeof names);
+  if (n == 0) return;
+  ts_remove_leftovers(domain, dir); /* so that the next test starts clean */
+  print_error("%zu leftover object(s) of domain %s in %s: %s\n", n, domain,
+              dir ? dir : "/dev/shm", names);
+  _fail(file, line);
+}
+
+/* ---- temporary directories ------------------------------------------------------- */
+
+char *ts_tmpdir_create(void) {
+  char tmpl[] = "/tmp/shmbus-test-XXXXXX";
+  assert_non_null(mkdtemp(tmpl));
+  char *p = strdup(tmpl);
+  assert_non_null(p);
+  return p;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  remove(path);
+  return 0;
+}
+
+void ts_tmpdir_remove(char *path) {
+  if (path == NULL) return;
+  nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+  free(path);
+}
+
+/* ---- object names ---------------------------------------------------------------- */
+
+uint64_t ts_fnv1a64(const char *s) {
+  uint64_t h = UINT64_C(0xcbf29ce484222325);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    h ^= *p;
+    h *= UINT64_C(0x100000001b3);
+  }
+  return h;
+}
+
+void ts_service_object_name(char *out, size_t cap, const char *domain, const char *service) {
+  snprintf(out, cap, "shmbus.%s.%016llx.s", domain, (unsigned long long)ts_fnv1a64(service));
+}
+
+void ts_object_path(char *out, size_t cap, const char *dir, const char *name) {
+  snprintf(out, cap, "%s/%s", dir ? dir : "/dev/shm", name);
+}
+
+/* ---- samples ------------------------------------------------------------------- */
+
+static uint64_t mix64(uint64_t v) {
+  v += UINT64_C(0x9e3779b97f4a7c15);
+  v = (v ^ (v >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  v = (v ^ (v >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return v ^ (v >> 31);
+}
+
+void ts_sample_fill(ts_sample *s, uint64_t tag, uint64_t seq) {
+  s->seq = seq;
+  s->tag = tag;
+  s->mix1 = mix64(seq ^ (tag << 48));
+  s->mix2 = ~mix64(s->mix1 + tag);
+}
+
+int ts_sample_valid(const ts_sample *s) {
+  ts_sample want;
+  ts_sample_fill(&want, s->tag, s->seq);
+  return memcmp(&want, s, sizeof want) == 0;
+}
+
+shmbus_service_opts ts_opts(void) {
+  shmbus_service_opts o = SHMBUS_SERVICE_OPTS_INIT;
+  o.type.name = TS_TYPE_NAME;
+  o.type.size = sizeof(ts_sample);
+  o.type.align = _Alignof(ts_sample);
+  return o;
+}
+
+/* ---- children and pipes ---------------------------------------------------------- */
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+void ts_child_start(ts_child *c, ts_child_fn fn, void *arg) {
+  assert_int_equal(pipe(c->up), 0);
+  assert_int_equal(pipe(c->down), 0);
+  fflush(NULL); /* the child must not print the parent's buffers again */
+  c->pid = fork();
+  assert_true(c->pid >= 0);
+  if (c->pid == 0) {
+    /* cmocka's handlers would longjmp into the copy of the test runner. */
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT, SIGALRM};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) signal(sigs[i], SIG_DFL);
+    alarm(TS_CHILD_ALARM_S);
+    close_fd(&c->up[0]);
+    close_fd(&c->down[1]);
+    int rc = fn(c, arg);
+    fflush(NULL);
+    _exit(rc);
+  }
+  register_child(c->pid);
+  close_fd(&c->up[1]);
+  close_fd(&c->down[0]);
+}
+
+int ts_child_wait(ts_child *c) {
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(c->pid, &status, 0);
+  } while (r < 0 && errno == EINTR);
+  unregister_child(c->pid);
+  close_fd(&c->up[0]);
+  close_fd(&c->down[1]);
+  if (r != c->pid) return 255;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 255;
+}
+
+void ts__assert_child_ok(ts_child *c, const char *file, int line) {
+  pid_t pid = c->pid;
+  int code = ts_child_wait(c);
+  if (code == 0) return;
+  if (code > 128)
+    print_error("child %ld died of signal %d (%s)\n", (long)pid, code - 128, strsignal(code - 128));
+  else
+    print_error("child %ld exited with %d\n", (long)pid, code);
+  _fail(file, line);
+}
+
+int ts_send(int fd, uint64_t value) {
+  const char *p = (const char *)&value;
+  size_t left = sizeof value;
+  while (left > 0) {
+    ssize_t n = write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    p += n;
+    left -= (size_t)n;
+  }
+  return 0;
+}
+
+int ts_recv(int fd, uint64_t *value) {
+  char *p = (char *)value;
+  size_t left = sizeof *value;
+  uint64_t deadline = ts_now_ns() + (uint64_t)TS_WAIT_MS * 1000000u;
+  while (left > 0) {
+    uint64_t now = ts_now_ns();
+    if (now >= deadline) return -1;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int r = poll(&pfd, 1, (int)((deadline - now) / 1000000u) + 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    ssize_t n = read(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1; /* EOF: the other side is gone */
+    p += n;
+    left -= (size_t)n;
+  }
+  return 0;
+}
+
+int ts_child_send(ts_child *self, uint64_t value) { return ts_send(self->up[1], value); }
+int ts_child_recv(ts_child *self, uint64_t *value) { return ts_recv(self->down[0], value); }
+
+/* ---- time -------------------------------------------------------------------------- */
+
+uint64_t ts_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * UINT64_C(1000000000) + (uint64_t)ts.tv_nsec;
+}
+
+void ts_backoff(unsigned *round) {
+  unsigned r = (*round)++;
+  if (r < 64) {
+    sched_yield();
+    return;
+  }
+  struct timespec ts = {0, r < 256 ? 20 * 1000 : 200 * 1000};
+  nanosleep(&ts, NULL);
+}

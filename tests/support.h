@@ -1,0 +1,209 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Helpers shared by the cmocka tests (tests/test_*.c). Names start with ts_.
+ *
+ *   - a unique domain per test, so tests (and test binaries run in parallel
+ *     by ctest) never share an object;
+ *   - leak checks: the objects of a domain left in /dev/shm or in a
+ *     directory-backend root (their names start with "shmbus.<domain>.");
+ *   - temporary directories for SHMBUS_BACKEND_DIR;
+ *   - fork helpers: a child runs a function in a real process with an
+ *     alarm() watchdog and talks to the parent over pipes;
+ *   - the standard sample type and service options of the tests.
+ *
+ * Rules for children: they never use cmocka's assertions (a failing one
+ * would longjmp into the copy of the test runner inside the child); they use
+ * TS_CHECK*, which print the failure and exit with TS_CHILD_FAILED. They open
+ * their own node and ports.
+ */
+#ifndef SHMBUS_TEST_SUPPORT_H
+#define SHMBUS_TEST_SUPPORT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "shmbus.h"
+
+/* ---- error codes --------------------------------------------------------- */
+
+/* Asserts that `actual` (an int return code) equals `expected`, naming both
+ * codes on failure. */
+#define ts_assert_err(actual, expected) \
+  ts__assert_err((int)(actual), (int)(expected), #actual, __FILE__, __LINE__)
+#define ts_assert_ok(actual) ts_assert_err(actual, SHMBUS_OK)
+void ts__assert_err(int actual, int expected, const char *expr, const char *file, int line);
+
+/* ---- domains and the per-test environment ------------------------------- */
+
+#define TS_DOMAIN_SIZE (SHMBUS_DOMAIN_MAX + 1)
+
+/* Writes a domain unique to this process and call: "t<pid>x<counter>". */
+void ts_unique_domain(char out[TS_DOMAIN_SIZE]);
+
+/* What a test runs on: a fresh domain and a backend. `dir` is NULL for
+ * SHMBUS_BACKEND_SHM, else a temporary directory removed at teardown. */
+typedef struct ts_env {
+  char domain[TS_DOMAIN_SIZE];
+  int backend;
+  char *dir;
+} ts_env;
+
+/* cmocka fixtures: *state becomes a ts_env *. ts_teardown fails the test if
+ * the domain has leftover objects (and removes them), kills and reaps any
+ * child still running, and removes the temporary directory. */
+int ts_setup_shm(void **state);
+int ts_setup_dir(void **state);
+int ts_teardown(void **state);
+
+/* Opens a node on the environment (cmocka-asserts success). */
+shmbus_node *ts_node(const ts_env *env);
+/* The same for children: returns NULL on failure (after printing). */
+shmbus_node *ts_child_node(const ts_env *env);
+
+/* ---- leftovers ------------------------------------------------------------ */
+
+/* Counts the objects of `domain` in `dir` (NULL: /dev/shm). When `names` is
+ * not NULL, appends their names (space separated, truncated) to it. */
+size_t ts_leftovers(const char *domain, const char *dir, char *names, size_t cap);
+/* Counts them without the nodes' liveness tokens ("shmbus.<domain>.n.*"):
+ * the services and publisher segments. */
+size_t ts_objects(const char *domain, const char *dir);
+/* Counts only the liveness tokens. */
+size_t ts_tokens(const char *domain, const char *dir);
+/* Removes the objects of `domain` in `dir` (NULL: /dev/shm). */
+void ts_remove_leftovers(const char *domain, const char *dir);
+/* cmocka assertion: no object of the domain remains. */
+#define ts_assert_no_leftovers(domain, dir) \
+  ts__assert_no_leftovers((domain), (dir), __FILE__, __LINE__)
+#define ts_assert_env_clean(env) ts_assert_no_leftovers((env)->domain, (env)->dir)
+void ts__assert_no_leftovers(const char *domain, const char *dir, const char *file, int line);
+
+/* ---- temporary directories ------------------------------------------------ */
+
+/* mkdtemp under /tmp; returns a malloc'd path (cmocka-asserts success). */
+char *ts_tmpdir_create(void);
+/* Removes the directory and everything in it, then frees the path. */
+void ts_tmpdir_remove(char *path);
+
+/* ---- object names, computed the way src/names.c does ---------------------- */
+
+uint64_t ts_fnv1a64(const char *s);
+/* "shmbus.<domain>.<16 hex FNV-1a-64 of service>.s" */
+void ts_service_object_name(char *out, size_t cap, const char *domain, const char *service);
+/* The path of an object: "/dev/shm/<name>" or "<dir>/<name>". */
+void ts_object_path(char *out, size_t cap, const char *dir, const char *name);
+
+/* ---- the standard sample type ---------------------------------------------- */
+
+/* 32 bytes; every word derives from (publisher tag, sequence) so a receiver
+ * can check each payload. */
+typedef struct ts_sample {
+  uint64_t seq;
+  uint64_t tag;
+  uint64_t mix1;
+  uint64_t mix2;
+} ts_sample;
+
+#define TS_TYPE_NAME "shmbus-test/Sample"
+
+void ts_sample_fill(ts_sample *s, uint64_t tag, uint64_t seq);
+/* 1 when the payload is what ts_sample_fill wrote for its own seq and tag. */
+int ts_sample_valid(const ts_sample *s);
+
+/* SHMBUS_SERVICE_OPTS_INIT with the standard type. */
+shmbus_service_opts ts_opts(void);
+
+/* A service name unique within the process ("svc-<counter>-<hint>"). */
+void ts_service_name(char *out, size_t cap, const char *hint);
+
+/* ---- children and pipes ------------------------------------------------------ */
+
+#define TS_CHILD_ALARM_S 60
+#define TS_CHILD_FAILED 1
+/* How long a parent or child waits for a message before giving up. */
+#define TS_WAIT_MS 30000
+
+typedef struct ts_child ts_child;
+typedef int (*ts_child_fn)(ts_child *self, void *arg);
+
+struct ts_child {
+  pid_t pid;
+  int up[2];   /* child -> parent */
+  int down[2]; /* parent -> child */
+};
+
+/* Forks a child that runs fn(self, arg) with alarm(TS_CHILD_ALARM_S) and
+ * default signal dispositions, and exits with its return value (0 = pass).
+ * The child is registered so that ts_teardown can kill it if the test
+ * fails early. Parent side: cmocka-asserts that fork worked. */
+void ts_child_start(ts_child *c, ts_child_fn fn, void *arg);
+/* Waits for the child; returns its exit code, or 128 + signal. Closes the
+ * pipes. */
+int ts_child_wait(ts_child *c);
+/* Parent: waits for the child and asserts it exited with 0. */
+#define ts_assert_child_ok(c) ts__assert_child_ok((c), __FILE__, __LINE__)
+void ts__assert_child_ok(ts_child *c, const char *file, int line);
+
+/* Messages are 64-bit values. Receive waits at most TS_WAIT_MS; all return
+ * 0 on success, -1 on error, EOF or time-out. */
+int ts_send(int fd, uint64_t value);
+int ts_recv(int fd, uint64_t *value);
+/* Child side and parent side of the two pipes. */
+int ts_child_send(ts_child *self, uint64_t value);
+int ts_child_recv(ts_child *self, uint64_t *value);
+#define ts_parent_send(c, v) assert_int_equal(ts_send((c)->down[1], (v)), 0)
+#define ts_parent_recv(c, pv) assert_int_equal(ts_recv((c)->up[0], (pv)), 0)
+/* Receives one message and asserts its value. */
+#define ts_parent_expect(c, v)              \
+  do {                                      \
+    uint64_t ts__v = ~(uint64_t)0;          \
+    ts_parent_recv((c), &ts__v);            \
+    assert_int_equal(ts__v, (uint64_t)(v)); \
+  } while (0)
+
+/* Checks for children: print and return TS_CHILD_FAILED from the child
+ * function (use inside a function returning int). */
+#define TS_CHECK(cond)                                                      \
+  do {                                                                      \
+    if (!(cond)) {                                                          \
+      fprintf(stderr, "%s:%d: child %ld: check failed: %s\n", __FILE__,     \
+              __LINE__, (long)getpid(), #cond);                             \
+      return TS_CHILD_FAILED;                                               \
+    }                                                                       \
+  } while (0)
+#define TS_CHECK_EQ(a, b)                                                   \
+  do {                                                                      \
+    unsigned long long ts__a = (unsigned long long)(a);                     \
+    unsigned long long ts__b = (unsigned long long)(b);                     \
+    if (ts__a != ts__b) {                                                   \
+      fprintf(stderr, "%s:%d: child %ld: %s == %s failed: %llu != %llu\n",  \
+              __FILE__, __LINE__, (long)getpid(), #a, #b, ts__a, ts__b);    \
+      return TS_CHILD_FAILED;                                               \
+    }                                                                       \
+  } while (0)
+#define TS_CHECK_ERR(actual, expected)                                        \
+  do {                                                                        \
+    int ts__r = (int)(actual), ts__e = (int)(expected);                       \
+    if (ts__r != ts__e) {                                                     \
+      fprintf(stderr, "%s:%d: child %ld: %s gave %s (%d), expected %s (%d)\n", \
+              __FILE__, __LINE__, (long)getpid(), #actual,                    \
+              shmbus_err_name(ts__r), ts__r, shmbus_err_name(ts__e), ts__e);  \
+      return TS_CHILD_FAILED;                                                 \
+    }                                                                         \
+  } while (0)
+
+/* Backoff in polling loops (never synchronisation on its own). */
+void ts_backoff(unsigned *round);
+
+/* Monotonic clock, ns. */
+uint64_t ts_now_ns(void);
+
+#endif /* SHMBUS_TEST_SUPPORT_H */
