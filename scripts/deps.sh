@@ -8,7 +8,7 @@
 # missing (apt-get update once, then apt-get install); otherwise prints what
 # to install and exits 1.
 #
-#   required  cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace
+#   required  cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind
 #   optional  libzmq3-dev libiceoryx-binding-c-dev iceoryx gnuplot-nox
 #             (peers and plots for the benchmarks; a failure to install
 #             them is only a note, and is not retried on every run: remove
@@ -20,7 +20,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-required=(cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace)
+required=(cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind)
 optional=(libzmq3-dev libiceoryx-binding-c-dev iceoryx gnuplot-nox)
 
 check_only=0

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# usage: scripts/test.sh [--quick] [--no-sanitize] [--tsan] [-- CTEST_ARGS...]
+# usage: scripts/test.sh [--quick] [--no-sanitize] [--no-tsan] [--no-valgrind]
+#                        [-- CTEST_ARGS...]
 #
 # The whole test matrix, as CI runs it (each suite configures, builds with
 # -j2 and runs `ctest --output-on-failure -j2`):
 #   1. build/test        Debug, C11 atomics (also builds the benchmarks)
 #   2. build/test-aops   RelWithDebInfo, SHMBUS_ATOMICS=libatomic_ops
 #   3. build/test-asan   Debug, ASan+UBSan, ASAN_OPTIONS=detect_leaks=1
-#   (4. build/test-tsan  RelWithDebInfo, TSan: only with --tsan)
+#   4. build/test-tsan  RelWithDebInfo, TSan, the threaded tests (-L threads)
+#   5. valgrind memcheck over test_units and test_pubsub of suite 1
 # then scripts/check-leftovers.sh: no shmbus object may remain in /dev/shm.
 #
 #   --quick        only suite 1
-#   --no-sanitize  skip the sanitizer suites
-#   --tsan         add the TSan suite
+#   --no-sanitize  skip the sanitizer suites (3 and 4)
+#   --no-tsan      skip suite 4
+#   --no-valgrind  skip step 5
 #   -- ARGS        passed to every ctest run (e.g. -- -L unit)
 #
 # Runs scripts/deps.sh first. Exits non-zero on any failure; the last line is
@@ -27,15 +30,18 @@ cd "$root"
 
 quick=0
 sanitize=1
-tsan=0
+tsan=1
+valgrind=1
 ctest_args=()
 while (($#)); do
   case $1 in
     --quick) quick=1 ;;
     --no-sanitize) sanitize=0 ;;
     --tsan) tsan=1 ;;
+    --no-tsan) tsan=0 ;;
+    --no-valgrind) valgrind=0 ;;
     --) shift; ctest_args=("$@"); break ;;
-    -h|--help) sed -n '4,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '4,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -72,7 +78,7 @@ suite() {
   log=$dir/ctest.log
   # shellcheck disable=SC2086
   (cd "$dir" && env $env_list ctest --output-on-failure -j "$jobs" --no-tests=error \
-     --timeout 300 "${ctest_args[@]}") 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+     --timeout 300 "${ctest_args[@]}" "${suite_ctest_args[@]}") 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
   # "100% tests passed, 0 tests failed out of 12"; skipped tests (exit 77)
   # count as passed there, so they are taken out and reported apart.
   line=$(grep -Eo '[0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
@@ -95,6 +101,7 @@ suite() {
   summary+=("[$name] $passed passed, $failed failed, $skipped skipped (ctest exit $rc, $((SECONDS - start)) s)")
 }
 
+suite_ctest_args=()
 baseline=$root/build/.shm-baseline
 mkdir -p "$root/build"
 ./scripts/check-leftovers.sh --save-baseline "$baseline"
@@ -111,11 +118,37 @@ if ((!quick)); then
       "ASAN_OPTIONS=detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS} UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1" -- \
       -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE=address -DSHMBUS_WERROR=ON \
       -DSHMBUS_BUILD_BENCH=OFF
+    # TSan sees only what one address space does: it runs the threaded
+    # variants of the concurrency tests (label "threads").
     if ((tsan)); then
+      suite_ctest_args=(-L threads)
       suite tsan build/test-tsan RelWithDebInfo \
         "TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1" -- \
         -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE=thread -DSHMBUS_WERROR=ON \
-        -DSHMBUS_BUILD_BENCH=OFF
+        -DSHMBUS_BUILD_BENCH=OFF -DSHMBUS_BUILD_EXAMPLES=OFF
+      suite_ctest_args=()
+    fi
+  fi
+  # valgrind memcheck over the in-process unit tests of the first suite.
+  if ((valgrind)) && command -v valgrind >/dev/null; then
+    echo
+    echo "==== [valgrind] memcheck: test_units test_pubsub"
+    vg_failed=0
+    for t in test_units test_pubsub; do
+      if valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+           --child-silent-after-fork=yes "build/test/tests/$t" >"build/test/valgrind-$t.log" 2>&1; then
+        total_passed=$((total_passed + 1))
+      else
+        total_failed=$((total_failed + 1))
+        vg_failed=1
+        tail -n 40 "build/test/valgrind-$t.log"
+      fi
+    done
+    if ((vg_failed)); then
+      status=1
+      summary+=("[valgrind] FAILED (logs in build/test/valgrind-*.log)")
+    else
+      summary+=("[valgrind] test_units, test_pubsub clean")
     fi
   fi
 fi
