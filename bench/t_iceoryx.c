@@ -3,6 +3,7 @@
  * libiceoryx-binding-c-dev). The benchmark starts iox-roudi itself when
  * none runs, with mempools for every payload size, and stops it at exit. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,9 +51,29 @@ static void stop_roudi(void) {
   if (config_path[0]) unlink(config_path);
 }
 
-static int roudi_running(void) {
+static int roudi_shm_exists(void) {
   struct stat st;
   return stat("/dev/shm/iceoryx_mgmt", &st) == 0;
+}
+
+/* A RouDi process, not its shared memory: a killed RouDi leaves that
+ * behind, and clients would wait for it forever. */
+static int roudi_running(void) {
+  DIR *d = opendir("/proc");
+  if (d == NULL) return 0;
+  int found = 0;
+  struct dirent *e;
+  while (!found && (e = readdir(d)) != NULL) {
+    char path[300], comm[64] = "";
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    snprintf(path, sizeof path, "/proc/%s/comm", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;
+    if (fgets(comm, sizeof comm, f)) found = strncmp(comm, "iox-roudi", 9) == 0;
+    fclose(f);
+  }
+  closedir(d);
+  return found;
 }
 
 static int start_roudi(void) {
@@ -77,15 +98,17 @@ static int start_roudi(void) {
     _exit(127);
   }
   atexit(stop_roudi);
-  for (int i = 0; i < 500 && !roudi_running(); i++) {
+  /* RouDi replaces stale segments of a dead predecessor, then listens. */
+  usleep(300000);
+  for (int i = 0; i < 500 && !roudi_shm_exists(); i++) {
     if (waitpid(roudi, NULL, WNOHANG) == roudi) {
       roudi = -1;
       return -1;
     }
     usleep(10000);
   }
-  usleep(200000); /* RouDi creates its segments before it listens */
-  return roudi_running() ? 0 : -1;
+  usleep(200000);
+  return roudi_shm_exists() && waitpid(roudi, NULL, WNOHANG) == 0 ? 0 : -1;
 }
 
 static int iox_prepare(const bench_params *p) {

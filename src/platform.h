@@ -74,12 +74,15 @@ int shmbus__segment_unlink(const shmbus__root *root, const char *name);
  * Win32: an open handle with exclusive sharing. */
 typedef struct shmbus__token {
   intptr_t handle;
+  int64_t owner;  /* the process that created it (POSIX: fork copies it) */
 } shmbus__token;
 
 /* Creates the token `name` exclusively and locks it. EXISTS, PERM, NO_SPACE,
- * IO. */
+ * IO. A child made by fork() does not hold its parent's tokens: they stay
+ * the parent's, and die with it. */
 int shmbus__token_create(const shmbus__root *root, const char *name, shmbus__token *out);
-/* Removes the token's name, then releases the lock. */
+/* Removes the token's name, then releases the lock. In a forked child it
+ * does nothing: the token is the parent's. */
 void shmbus__token_destroy(const shmbus__root *root, const char *name, shmbus__token *token);
 
 enum { SHMBUS__DEAD = 0, SHMBUS__ALIVE = 1 };

@@ -171,15 +171,21 @@ static int make_room(shmbus_publisher *pub, pub_conn *c) {
     c->head_seen = head;
     if (c->tail - head < pub->depth) return 1;
     if (pub->svc.cfg.overflow == SHMBUS_OVERFLOW_DROP_NEWEST) return 0;
+    /* Counted before the eviction: a subscriber that takes the sample after
+     * the evicted one (its head CAS follows ours) sees the loss counted, and
+     * a publisher killed in between leaves an over-count, never a gap that
+     * nothing accounts for. */
+    count_lost(c);
     if (shmbus__ring_evict(&c->ring, &head)) {
       uint32_t evicted = c->shadow[head & c->ring.slot_mask];
       unmark(c, evicted);
       shmbus__pool_unref(&pub->pool, evicted);
-      count_lost(c);
       c->head_seen = head + 1;
       return 1;
     }
-    /* The subscriber took the oldest meanwhile: look again. */
+    /* The subscriber took the oldest meanwhile: not lost; look again. */
+    c->lost--;
+    shmbus__store64_relaxed(&c->ring.conn->lost, c->lost);
   }
   break_conn(pub, c);
   return 0;

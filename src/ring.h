@@ -94,6 +94,14 @@ static inline int shmbus__ring_pop(const shmbus__ring *r, uint32_t *chunk) {
   return 0;
 }
 
+/* Subscriber: whether nothing is queued at head (a peek; no state changes). */
+static inline int shmbus__ring_empty(const shmbus__ring *r) {
+  uint64_t head = shmbus__load64_acquire(&r->conn->head);
+  /* Pairs with the store-release in shmbus__ring_put. */
+  uint64_t w = shmbus__load64_acquire(&r->slots[head & r->slot_mask]);
+  return (uint32_t)(w >> 32) != (uint32_t)(head + 1);
+}
+
 /* Subscriber: appends a released chunk. `tail` is the subscriber's private
  * copy of done_tail; `*cached_head` its last view of done_head. 0 when full
  * (only a publisher that stopped collecting can cause it). */

@@ -42,7 +42,7 @@ struct shmbus_subscriber {
   shmbus__service svc;
   uint64_t id;
   uint32_t slot;
-  uint32_t nsources;      /* capacity: 2 x max_publishers         */
+  uint32_t nsources;      /* capacity: max_publishers + max_held  */
   uint32_t cursor;        /* round-robin start                    */
   uint64_t pub_generation;
   uint64_t lost_retired;  /* lost on sources already let go       */
@@ -306,7 +306,16 @@ int shmbus_subscriber_publishers(shmbus_subscriber *sub) {
   if (sub == NULL) return SHMBUS_ERR_INVAL;
   shmbus__service_sweep(&sub->svc);
   refresh_sources(sub);
-  int n = 0;
+  int n = 0, retired = 0;
+  for (uint32_t i = 0; i < sub->nsources; i++) {
+    sub_source *s = &sub->sources[i];
+    if (s->state == SRC_GONE && s->held == 0 && shmbus__ring_empty(&s->ring)) {
+      retire(sub, s);
+      retired = 1;
+    }
+  }
+  /* A publisher that found no free source can be connected now. */
+  if (retired) refresh_sources(sub);
   for (uint32_t i = 0; i < sub->nsources; i++) {
     sub_source *s = &sub->sources[i];
     if (s->state == SRC_CONNECTING) source_usable(sub, s);
@@ -343,7 +352,8 @@ int shmbus_subscriber_open(shmbus_node *node, const char *service,
   }
   shmbus__node_ref(node);
   const shmbus__service_config *cfg = &sub->svc.cfg;
-  sub->nsources = 2 * cfg->max_publishers;
+  /* Live publishers, plus departed ones we still hold samples of. */
+  sub->nsources = cfg->max_publishers + cfg->max_held;
   sub->sources = calloc(sub->nsources, sizeof *sub->sources);
   sub->held = calloc(cfg->max_held, sizeof *sub->held);
   sub->held_free = calloc(cfg->max_held, sizeof *sub->held_free);

@@ -2,6 +2,7 @@
 /* The platform contract (src/platform.h) on POSIX systems. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,9 +154,48 @@ static int unlink_object(const shmbus__root *root, const char *path) {
   return root->backend == SHMBUS_BACKEND_DIR ? unlink(path) : shm_unlink(path);
 }
 
+/* flock() locks belong to the open file description, which fork() shares:
+ * a child would keep a dead parent's token locked. So every token's
+ * descriptor is listed here and a fork handler closes them in the child. */
+enum { MAX_TOKENS = 256 };
+static int token_fds[MAX_TOKENS];
+static int token_count;
+static pthread_mutex_t token_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t token_once = PTHREAD_ONCE_INIT;
+
+static void tokens_in_child(void) {
+  /* The child has one thread and a copy of the list; the mutex may have
+   * been held by another thread of the parent, so it is not taken. */
+  for (int i = 0; i < token_count; i++) close(token_fds[i]);
+  token_count = 0;
+  pthread_mutex_init(&token_lock, NULL);
+}
+
+static void tokens_register_handler(void) { pthread_atfork(NULL, NULL, tokens_in_child); }
+
+static int tokens_add(int fd) {
+  pthread_once(&token_once, tokens_register_handler);
+  pthread_mutex_lock(&token_lock);
+  int ok = token_count < MAX_TOKENS;
+  if (ok) token_fds[token_count++] = fd;
+  pthread_mutex_unlock(&token_lock);
+  return ok ? 0 : SHMBUS_ERR_NOMEM;
+}
+
+static void tokens_remove(int fd) {
+  pthread_mutex_lock(&token_lock);
+  for (int i = 0; i < token_count; i++)
+    if (token_fds[i] == fd) {
+      token_fds[i] = token_fds[--token_count];
+      break;
+    }
+  pthread_mutex_unlock(&token_lock);
+}
+
 int shmbus__token_create(const shmbus__root *root, const char *name, shmbus__token *out) {
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
   out->handle = -1;
+  out->owner = (int64_t)getpid();
   int r = object_path(root, name, path, sizeof path);
   if (r) return r;
   int fd = open_object(root, path, O_RDWR | O_CREAT | O_EXCL, (mode_t)root->mode);
@@ -165,8 +205,11 @@ int shmbus__token_create(const shmbus__root *root, const char *name, shmbus__tok
   }
   /* Length 1 says "finished": a prober that finds the token unlocked and
    * still empty is looking at a creator between open and lock. */
-  if (r != 0 || fchmod(fd, (mode_t)root->mode) != 0 || ftruncate(fd, 1) != 0) {
+  if (r != 0 || fchmod(fd, (mode_t)root->mode) != 0 || ftruncate(fd, 1) != 0)
     r = translate_errno(errno);
+  else
+    r = tokens_add(fd);
+  if (r) {
     close(fd);
     unlink_object(root, path);
     return r;
@@ -177,9 +220,10 @@ int shmbus__token_create(const shmbus__root *root, const char *name, shmbus__tok
 
 void shmbus__token_destroy(const shmbus__root *root, const char *name, shmbus__token *token) {
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
-  if (token->handle < 0) return;
+  if (token->handle < 0 || token->owner != (int64_t)getpid()) return;
   /* Name first: nobody may find the token unlocked while we still live. */
   if (object_path(root, name, path, sizeof path) == 0) unlink_object(root, path);
+  tokens_remove((int)token->handle);
   close((int)token->handle);
   token->handle = -1;
 }
