@@ -35,53 +35,7 @@
 #define SUBSCRIBER_WAIT_NS (5000 * MS) /* for the first subscriber      */
 #define PUBLISH_PERIOD_NS (100 * 1000) /* a 10 kHz sensor, give or take */
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ns(uint64_t ns) {
-  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-  }
-}
-
-/* Set by SIGINT and SIGTERM: stop, close the ports and exit. shmbus does
- * not yet clean up after a process that dies without closing its ports (its
- * shared memory would stay in /dev/shm), so an interrupt is handled. */
-static volatile sig_atomic_t interrupted;
-
-static void on_signal(int sig) {
-  (void)sig;
-  interrupted = 1;
-}
-
-static void catch_signals(void) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-}
-
-static void report(const char *what, int err) {
-  fprintf(stderr, "%s: %s: %s (SHMBUS_ERR_%s)\n", PROGRAM, what, shmbus_strerror(err),
-          shmbus_err_name(err));
-}
-
-/* A decimal count from 1 to 10^12. */
-static int parse_count(const char *text, uint64_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long v = strtoull(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v == 0 ||
-      v > 1000000000000ull)
-    return 0;
-  *out = (uint64_t)v;
-  return 1;
-}
+#include "example_util.h"
 
 /* Polls until at least one subscriber is connected. Returns how many are, 0
  * when none came within `timeout_ns`, or an error. shmbus_publisher_update
