@@ -285,7 +285,8 @@ int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64
   for (uint32_t i = 0; i < count; i++) {
     uint64_t expected = 0;
     if (shmbus__cas64(&slots[i].word, &expected, my_id << 1)) {
-      shmbus__store64_relaxed(&slots[i].node_id, svc->node->id);
+      /* Pairs with the sweeper's load-acquire of node_id. */
+      shmbus__store64_release(&slots[i].node_id, svc->node->id);
       *slot = i;
       *id = my_id;
       return 0;
@@ -314,13 +315,23 @@ void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
 
 static uint64_t *generation_of(shmbus__service *svc, int kind);
 
+/* A slot word no claim ever holds (claims CAS from 0 only): a reaper
+ * parks the slot on it while it clears node_id, so that a new claimant never
+ * meets the dead port's node id and a sweeper never takes it for dead. */
+#define SLOT_REAPING (UINT64_MAX - 1)
+
 int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t word) {
   uint32_t count;
   shmbus__port_slot *slots = slots_of(svc, kind, &count);
   /* Whoever wins this exchange reclaims the port, exactly once. */
-  if (slot >= count || !shmbus__cas64(&slots[slot].word, &word, 0)) return 0;
+  if (slot >= count || word == 0 || word == SLOT_REAPING ||
+      !shmbus__cas64(&slots[slot].word, &word, SLOT_REAPING))
+    return 0;
+  shmbus__store64_relaxed(&slots[slot].node_id, 0);
+  /* Pairs with the claimant's compare-and-swap: node_id is clear first. */
+  shmbus__store64_release(&slots[slot].word, 0);
   if (kind == SHMBUS__PUBLISHER)
-    shmbus__remove_publisher_segments(svc->node, svc->hash, shmbus__slot_ready_id(word));
+    shmbus__remove_publisher_segments(svc->node, svc->hash, word >> 1);
   drop_dead_user(&svc->shm->dyn);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
   return 1;
@@ -332,12 +343,14 @@ int shmbus__service_sweep(shmbus__service *svc) {
     uint32_t count;
     shmbus__port_slot *slots = slots_of(svc, kind, &count);
     for (uint32_t i = 0; i < count; i++) {
-      /* Pairs with the store-release in shmbus__service_ready: node_id was
-       * written before the slot became ready. Slots still being set up are
-       * left alone. */
+      /* Ready or still being set up: either way node_id is the owner's or
+       * 0 (a claimant writes it right after its claim; leave and reap clear
+       * it before freeing the slot). 0 cannot be judged: left alone. Pairs
+       * with the store-release in shmbus__service_ready / _leave. */
       uint64_t word = shmbus__load64_acquire(&slots[i].word);
-      if (shmbus__slot_ready_id(word) == 0) continue;
-      uint64_t node_id = shmbus__load64_relaxed(&slots[i].node_id);
+      if (word == 0 || word == SLOT_REAPING) continue;
+      uint64_t node_id = shmbus__load64_acquire(&slots[i].node_id);
+      if (node_id == 0 || shmbus__load64_acquire(&slots[i].word) != word) continue;
       if (!shmbus__node_alive(svc->node, node_id)) freed += shmbus__service_reap(svc, kind, i, word);
     }
   }
@@ -361,6 +374,8 @@ void shmbus__service_ready(shmbus__service *svc, int kind, uint32_t slot, uint64
 void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot) {
   uint32_t count;
   shmbus__port_slot *slots = slots_of(svc, kind, &count);
+  /* node_id first: the next claimant's slot never shows our id. */
+  shmbus__store64_relaxed(&slots[slot].node_id, 0);
   shmbus__store64_release(&slots[slot].word, 0);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
 }

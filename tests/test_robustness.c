@@ -1278,8 +1278,6 @@ static void rb_known_bug(const char *what) {
 
 static void test_killed_while_opening_publisher(void **state) {
   (void)state;
-  rb_known_bug("a publisher killed between claiming its slot and marking it ready leaves "
-               "the slot and a use of the service behind for good");
   rb_watchdog(60);
   shmbus_service_opts o = rb_opts();
   o.max_publishers = 1;
