@@ -394,11 +394,15 @@ void shmbus_publisher_close(shmbus_publisher *pub) {
   if (pub == NULL) return;
   shmbus_node *node = pub->svc.node;
   /* Subscribers notice through the generation and drain what is queued;
-   * the segments live on in their mappings until they let go. */
-  shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot);
-  remove_segments(pub);
+   * the segments live on in their mappings until they let go. Leave and
+   * detach follow each other with nothing slow between: a death between
+   * them would leak our use of the service. */
+  shmbus__remove_publisher_segments(node, pub->svc.hash, pub->id);
   free_private(pub);
+  shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot);
   shmbus__service_detach(&pub->svc);
+  shmbus__segment_close(&pub->data);
+  shmbus__segment_close(&pub->ctl);
   shmbus__node_unref(node);
   free(pub);
 }

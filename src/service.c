@@ -165,6 +165,14 @@ static int create_service(shmbus__service *svc, const shmbus__service_config *cf
   return 0;
 }
 
+static void finish_attach(shmbus__service *svc) {
+  svc->shm = (shmbus__service_seg *)svc->seg.base;
+  svc->cfg = svc->shm->cfg;
+  shmbus__layout_compute(&svc->cfg, &svc->layout);
+  svc->pub_slots = (shmbus__port_slot *)(svc->shm + 1);
+  svc->sub_slots = svc->pub_slots + svc->cfg.max_publishers;
+}
+
 static int open_service(shmbus__service *svc, const char *name,
                         const shmbus_service_opts *opts, uint64_t deadline) {
   const shmbus_node *node = svc->node;
@@ -176,18 +184,18 @@ static int open_service(shmbus__service *svc, const char *name,
   shmbus__layout layout;
   r = load_config(svc, &cfg, &layout);
   if (r == 0 && !config_compatible(&cfg, name, opts)) r = SHMBUS_ERR_INCOMPATIBLE;
-  if (r == 0) r = add_user(&svc->shm->dyn);
+  if (r == 0) {
+    /* A restarted process finds the slots of its dead predecessor free.
+     * Swept before we count as a user: between add_user and the slot claim
+     * nothing slow may happen (a death there leaks the use). */
+    finish_attach(svc);
+    shmbus__service_sweep(svc);
+    r = add_user(&svc->shm->dyn);
+  }
   if (r) shmbus__segment_close(&svc->seg);
   return r;
 }
 
-static void finish_attach(shmbus__service *svc) {
-  svc->shm = (shmbus__service_seg *)svc->seg.base;
-  svc->cfg = svc->shm->cfg;
-  shmbus__layout_compute(&svc->cfg, &svc->layout);
-  svc->pub_slots = (shmbus__port_slot *)(svc->shm + 1);
-  svc->sub_slots = svc->pub_slots + svc->cfg.max_publishers;
-}
 
 int shmbus__service_attach(shmbus_node *node, const char *name,
                            const shmbus_service_opts *opts, shmbus__service *svc) {
@@ -251,20 +259,23 @@ int shmbus__service_attach_object(shmbus_node *node, const char *object_name,
   return 0;
 }
 
-int shmbus__service_detach(shmbus__service *svc) {
-  int removed = 0;
-  if (svc->shm == NULL) return 0;
+/* Drops one use of the service, for the caller or for a dead port; the
+ * one that drops the last use removes it (1 then, else 0). */
+static int drop_user(shmbus__service *svc) {
   shmbus__service_dyn *dyn = &svc->shm->dyn;
   uint64_t users = shmbus__load64_relaxed(&dyn->users);
   for (;;) {
+    if (users & SHMBUS__USERS_REMOVING) return 0; /* corrupt: leave it to cleanup */
     uint64_t next = users <= 1 ? SHMBUS__USERS_REMOVING : users - 1;
-    if (users & SHMBUS__USERS_REMOVING) break; /* corrupt: leave it to cleanup */
-    if (shmbus__cas64(&dyn->users, &users, next)) {
-      if (next == SHMBUS__USERS_REMOVING)
-        removed = shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0;
-      break;
-    }
+    if (shmbus__cas64(&dyn->users, &users, next))
+      return next == SHMBUS__USERS_REMOVING &&
+             shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0;
   }
+}
+
+int shmbus__service_detach(shmbus__service *svc) {
+  if (svc->shm == NULL) return 0;
+  int removed = drop_user(svc);
   shmbus__segment_close(&svc->seg);
   memset(svc, 0, sizeof *svc);
   return removed;
@@ -276,32 +287,23 @@ static shmbus__port_slot *slots_of(shmbus__service *svc, int kind, uint32_t *cou
 }
 
 int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64_t *id) {
-  /* A restarted process finds the slots of its dead predecessor free. */
-  shmbus__service_sweep(svc);
   uint32_t count;
   shmbus__port_slot *slots = slots_of(svc, kind, &count);
   uint64_t my_id = shmbus__fetch_add64(&svc->shm->dyn.next_port_id, 1);
   if (my_id == 0 || my_id >= (UINT64_C(1) << 62)) return SHMBUS_ERR_CORRUPT;
-  for (uint32_t i = 0; i < count; i++) {
+  for (uint32_t i = 0; i < 2 * count; i++) {
+    /* All taken: sweep once for dead ports, then look again. */
+    if (i == count && shmbus__service_sweep(svc) == 0) break;
     uint64_t expected = 0;
-    if (shmbus__cas64(&slots[i].word, &expected, my_id << 1)) {
+    if (shmbus__cas64(&slots[i % count].word, &expected, my_id << 1)) {
       /* Pairs with the sweeper's load-acquire of node_id. */
-      shmbus__store64_release(&slots[i].node_id, svc->node->id);
-      *slot = i;
+      shmbus__store64_release(&slots[i % count].node_id, svc->node->id);
+      *slot = i % count;
       *id = my_id;
       return 0;
     }
   }
   return SHMBUS_ERR_PORT_LIMIT;
-}
-
-/* Drops one user on behalf of a port that cannot do it any more; never the
- * last one (the caller is a user too). */
-static void drop_dead_user(shmbus__service_dyn *dyn) {
-  uint64_t users = shmbus__load64_relaxed(&dyn->users);
-  while (users > 1 && !(users & SHMBUS__USERS_REMOVING) &&
-         !shmbus__cas64(&dyn->users, &users, users - 1)) {
-  }
 }
 
 void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
@@ -332,7 +334,10 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
   shmbus__store64_release(&slots[slot].word, 0);
   if (kind == SHMBUS__PUBLISHER)
     shmbus__remove_publisher_segments(svc->node, svc->hash, word >> 1);
-  drop_dead_user(&svc->shm->dyn);
+  /* Its use of the service, as its detach would have; an opener that
+   * sweeps before it counts itself may thereby remove the service, and
+   * its add_user then says BUSY and the open creates it anew. */
+  drop_user(svc);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
   return 1;
 }

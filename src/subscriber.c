@@ -383,9 +383,7 @@ void shmbus_subscriber_close(shmbus_subscriber *sub) {
   /* The publishers reclaim everything in flight on our connections when
    * they see the slot free: no need to hand samples back one by one. */
   shmbus__service_leave(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot);
-  for (uint32_t i = 0; i < sub->nsources; i++)
-    if (sub->sources[i].state != SRC_FREE) retire(sub, &sub->sources[i]);
-  shmbus__service_detach(&sub->svc);
+  shmbus__service_detach(&sub->svc); /* right after leave: see publisher close */
   free_subscriber(sub);
   shmbus__node_unref(node);
 }

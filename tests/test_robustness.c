@@ -1423,8 +1423,6 @@ static int child_closing_publisher(rb_child *self, void *varg) {
  * remove it, and a later publisher's clean close must too. */
 static void test_killed_while_closing_publisher(void **state) {
   (void)state;
-  rb_known_bug("a publisher killed between freeing its slot and dropping its use of the "
-               "service keeps the service object alive for good");
   rb_watchdog(60);
   if (rb.dir[0]) skip(); /* the DIR backend unlinks with unlink(), not interposed */
   burst_arg a = {"killed-closing", rb_opts(), 0};
