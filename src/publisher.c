@@ -288,12 +288,7 @@ static int create_segments(shmbus_publisher *pub) {
   if (r) return r;
   shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 0);
   r = shmbus__segment_create(&node->root, name, l->control_size, &pub->ctl);
-  if (r) {
-    shmbus__segment_close(&pub->data);
-    shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 1);
-    shmbus__segment_unlink(&node->root, name);
-    return r;
-  }
+  if (r) return r; /* the caller's remove_segments takes the data segment */
   shmbus__seg_header_init(pub->data.base, SHMBUS__SEG_DATA, l->data_size, node->id, pub->id);
   shmbus__seg_header_init(pub->ctl.base, SHMBUS__SEG_CONTROL, l->control_size, node->id, pub->id);
   pub->chunks = (uint8_t *)pub->data.base + l->chunks_offset;
@@ -302,19 +297,12 @@ static int create_segments(shmbus_publisher *pub) {
   return 0;
 }
 
+/* Undoes create_segments, whole or in part (a failed open). */
 static void remove_segments(shmbus_publisher *pub) {
-  shmbus_node *node = pub->svc.node;
-  char name[SHMBUS__OBJECT_NAME_MAX];
-  if (pub->data.base) {
-    shmbus__segment_close(&pub->data);
-    shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 1);
-    shmbus__segment_unlink(&node->root, name);
-  }
-  if (pub->ctl.base) {
-    shmbus__segment_close(&pub->ctl);
-    shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 0);
-    shmbus__segment_unlink(&node->root, name);
-  }
+  if (pub->data.base == NULL && pub->ctl.base == NULL) return;
+  shmbus__segment_close(&pub->data);
+  shmbus__segment_close(&pub->ctl);
+  shmbus__remove_publisher_segments(pub->svc.node, pub->svc.hash, pub->id);
 }
 
 static void free_private(shmbus_publisher *pub) {
