@@ -28,10 +28,13 @@ typedef struct shmbus__root {
   char dir[SHMBUS__ROOT_PATH_MAX];  /* SHMBUS_BACKEND_DIR only             */
 } shmbus__root;
 
-/* A mapped segment. `base` is page aligned; `size` is the mapped length. */
+/* A mapped segment. `base` is page aligned; `size` is the mapped length.
+ * `draft` is private to the implementation: non-zero while a created
+ * segment has no name yet (see shmbus__segment_publish). */
 typedef struct shmbus__segment {
   void *base;
   uint64_t size;
+  intptr_t draft;
 } shmbus__segment;
 
 /* Checks that `root` is usable: for _DIR that `dir` is an existing,
@@ -43,13 +46,28 @@ int shmbus__root_check(const shmbus__root *root);
  * posix_fallocate unless a test changed it; production code never does. */
 extern int (*shmbus__sys_fallocate)(int fd, int64_t offset, int64_t length);
 
-/* Creates the object `name` exclusively (it must not exist: EXISTS), with
- * root->mode permissions, sets its length to `size`, reserves the space (a
- * full file system gives NO_SPACE now, never SIGBUS later) and maps it
- * read-write. The memory reads as zeros. On failure nothing is left behind.
+/* Creates an object of `size` bytes that is to be called `name`, with
+ * root->mode permissions, reserves the space (a full file system gives
+ * NO_SPACE now, never SIGBUS later) and maps it read-write. The memory reads
+ * as zeros. Nobody can open it before shmbus__segment_publish gives it its
+ * name, so the creator initialises it first and a creator that dies before
+ * publishing leaves nothing behind. On failure nothing is left behind.
+ * Where the OS cannot create unnamed objects (POSIX shared memory outside
+ * Linux, file systems without O_TMPFILE) the object is created under `name`
+ * at once, exclusively (EXISTS), and publishing does nothing: openers then
+ * wait for the header's initialised word (segment.c).
  * Errors: EXISTS, NO_SPACE, PERM, NAME, NOMEM, IO. */
 int shmbus__segment_create(const shmbus__root *root, const char *name,
                            uint64_t size, shmbus__segment *out);
+
+/* Gives a created segment its name, atomically and exclusively: an opener
+ * finds the whole initialised object or nothing. EXISTS when the name is
+ * taken (the segment stays mapped, unnamed; close it). Publishing a segment
+ * that already has its name does nothing. Errors: EXISTS, PERM, NAME, IO.
+ * Win32 cannot name an existing mapping: it takes the fallback above, and
+ * a mapping whose creator died goes with the last handle to it. */
+int shmbus__segment_publish(const shmbus__root *root, const char *name,
+                            shmbus__segment *seg);
 
 /* Opens and maps the existing object `name` over its whole current length,
  * read-write when `writable`, else read-only (writes then fault).
@@ -58,7 +76,8 @@ int shmbus__segment_create(const shmbus__root *root, const char *name,
 int shmbus__segment_open(const shmbus__root *root, const char *name,
                          int writable, shmbus__segment *out);
 
-/* Unmaps; the object itself stays. Clears *seg. NULL base is a no-op. */
+/* Unmaps; the object itself stays (an unpublished one goes). Clears *seg.
+ * NULL base is a no-op. */
 void shmbus__segment_close(shmbus__segment *seg);
 
 /* Removes the name; existing mappings stay valid until they are closed.

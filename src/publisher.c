@@ -294,7 +294,11 @@ static int create_segments(shmbus_publisher *pub) {
   pub->chunks = (uint8_t *)pub->data.base + l->chunks_offset;
   shmbus__seg_header_publish(pub->data.base);
   shmbus__seg_header_publish(pub->ctl.base);
-  return 0;
+  shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 1);
+  r = shmbus__segment_publish(&node->root, name, &pub->data);
+  if (r) return r;
+  shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 0);
+  return shmbus__segment_publish(&node->root, name, &pub->ctl);
 }
 
 /* Undoes create_segments, whole or in part (a failed open). */

@@ -162,7 +162,10 @@ static int create_service(shmbus__service *svc, const shmbus__service_config *cf
   s->dyn.users = 1;
   s->dyn.next_port_id = 1;
   shmbus__seg_header_publish(&s->hdr);
-  return 0;
+  /* Named only now, whole: a creator that dies before leaves nothing. */
+  r = shmbus__segment_publish(&node->root, svc->object_name, &svc->seg);
+  if (r) shmbus__segment_close(&svc->seg);
+  return r;
 }
 
 static void finish_attach(shmbus__service *svc) {
@@ -214,18 +217,16 @@ int shmbus__service_attach(shmbus_node *node, const char *name,
 
   uint64_t deadline = shmbus__now_ns() + SHMBUS__INIT_TIMEOUT_NS;
   for (;;) {
-    r = create_service(svc, &wanted);
-    if (r == SHMBUS_ERR_EXISTS) {
-      r = open_service(svc, name, opts, deadline);
-      /* NOT_FOUND: removed between our create and open; BUSY: its last
-       * user is removing it. Either way the name is about to be free. */
-      if ((r == SHMBUS_ERR_NOT_FOUND || r == SHMBUS_ERR_BUSY) &&
-          shmbus__now_ns() < deadline) {
-        shmbus__yield();
-        continue;
-      }
-      if (r == SHMBUS_ERR_BUSY) r = SHMBUS_ERR_TIMEDOUT;
+    /* Opening first: most ports join a service that exists. */
+    r = open_service(svc, name, opts, deadline);
+    if (r == SHMBUS_ERR_NOT_FOUND) r = create_service(svc, &wanted);
+    /* EXISTS: another creator won; BUSY: its last user is removing it.
+     * Either way the next round finds it, or finds the name free. */
+    if ((r == SHMBUS_ERR_EXISTS || r == SHMBUS_ERR_BUSY) && shmbus__now_ns() < deadline) {
+      shmbus__yield();
+      continue;
     }
+    if (r == SHMBUS_ERR_BUSY || r == SHMBUS_ERR_EXISTS) r = SHMBUS_ERR_TIMEDOUT;
     break;
   }
   if (r) {

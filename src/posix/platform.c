@@ -57,6 +57,10 @@ static int open_object(const shmbus__root *root, const char *path, int flags,
   return fd;
 }
 
+static int unlink_object(const shmbus__root *root, const char *path) {
+  return root->backend == SHMBUS_BACKEND_DIR ? unlink(path) : shm_unlink(path);
+}
+
 int shmbus__root_check(const shmbus__root *root) {
   if (root->backend == SHMBUS_BACKEND_SHM) return 0;
   if (root->backend != SHMBUS_BACKEND_DIR) return SHMBUS_ERR_INVAL;
@@ -82,6 +86,57 @@ static int sys_fallocate(int fd, int64_t offset, int64_t length) {
 
 int (*shmbus__sys_fallocate)(int fd, int64_t offset, int64_t length) = sys_fallocate;
 
+/* The directory an object's path lives in, where it is a file system
+ * directory: the root's, or /dev/shm for Linux shared memory (glibc's
+ * shm_open names are its files). NULL where there is none. */
+static const char *object_dir(const shmbus__root *root) {
+  if (root->backend == SHMBUS_BACKEND_DIR) return root->dir;
+#ifdef __linux__
+  return "/dev/shm";
+#else
+  return NULL;
+#endif
+}
+
+/* Opens a new object that is to be called `path`: unnamed (Linux
+ * O_TMPFILE) where the object directory allows it, *named = 0; otherwise
+ * created under `path` exclusively, *named = 1. -1 with errno on failure. */
+static int open_new(const shmbus__root *root, const char *path, int *named) {
+#ifdef O_TMPFILE
+  const char *dir = object_dir(root);
+  if (dir != NULL) {
+    int fd;
+    do {
+      fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)root->mode);
+    } while (fd < 0 && errno == EINTR);
+    /* Anything else than "not here" (an old kernel or a file system
+     * without it) would fail the named creation just the same. */
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) {
+      *named = 0;
+      return fd;
+    }
+  }
+#else
+  (void)object_dir;
+#endif
+  *named = 1;
+  return open_object(root, path, O_RDWR | O_CREAT | O_EXCL, (mode_t)root->mode);
+}
+
+/* Gives the unnamed object `fd` the name `name`, exclusively (EXISTS). */
+static int name_object(const shmbus__root *root, const char *name, int fd) {
+  char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
+  int n = snprintf(path, sizeof path, "%s/%s", object_dir(root), name);
+  if (n < 0 || (size_t)n >= sizeof path) return SHMBUS_ERR_NAME;
+  /* linkat with AT_EMPTY_PATH needs a capability; following the
+   * descriptor's /proc link does not. */
+  char self[64];
+  snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+  return linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0
+             ? 0
+             : translate_errno(errno);
+}
+
 int shmbus__segment_create(const shmbus__root *root, const char *name,
                            uint64_t size, shmbus__segment *out) {
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
@@ -89,29 +144,35 @@ int shmbus__segment_create(const shmbus__root *root, const char *name,
   int r = object_path(root, name, path, sizeof path);
   if (r) return r;
   if (size == 0 || size > (uint64_t)INT64_MAX) return SHMBUS_ERR_TOO_LARGE;
-  int fd = open_object(root, path, O_RDWR | O_CREAT | O_EXCL, (mode_t)root->mode);
+  int named;
+  int fd = open_new(root, path, &named);
   if (fd < 0) return translate_errno(errno);
   /* The umask must not narrow what the caller asked for. */
   if (fchmod(fd, (mode_t)root->mode) != 0) {
     r = translate_errno(errno);
-    goto fail;
+  } else {
+    /* Reserves every page before anyone maps it, and only then grows the
+     * length from 0: an opener never maps pages that could SIGBUS. */
+    int e = shmbus__sys_fallocate(fd, 0, (int64_t)size);
+    r = e != 0 ? translate_errno(e) : map_fd(fd, size, 1, out);
   }
-  /* Reserves every page before anyone maps it, and only then grows the
-   * length from 0: an opener never maps pages that could SIGBUS. */
-  int e = shmbus__sys_fallocate(fd, 0, (int64_t)size);
-  if (e != 0) {
-    r = translate_errno(e);
-    goto fail;
+  if (r == 0 && !named) {
+    out->draft = (intptr_t)fd + 1; /* kept open: it is the object */
+    return 0;
   }
-  r = map_fd(fd, size, 1, out);
-  if (r) goto fail;
-  close(fd);
-  return 0;
-fail:
-  close(fd);
-  if (root->backend == SHMBUS_BACKEND_DIR) unlink(path);
-  else shm_unlink(path);
+  close(fd); /* an unnamed object goes with its last descriptor */
+  if (r && named) unlink_object(root, path);
   return r;
+}
+
+int shmbus__segment_publish(const shmbus__root *root, const char *name,
+                            shmbus__segment *seg) {
+  if (seg->draft == 0) return 0;
+  int r = name_object(root, name, (int)(seg->draft - 1));
+  if (r) return r;
+  close((int)(seg->draft - 1));
+  seg->draft = 0;
+  return 0;
 }
 
 int shmbus__segment_open(const shmbus__root *root, const char *name,
@@ -136,23 +197,20 @@ int shmbus__segment_open(const shmbus__root *root, const char *name,
 
 void shmbus__segment_close(shmbus__segment *seg) {
   if (seg->base != NULL) munmap(seg->base, (size_t)seg->size);
+  if (seg->draft != 0) close((int)(seg->draft - 1));
   seg->base = NULL;
   seg->size = 0;
+  seg->draft = 0;
 }
 
 int shmbus__segment_unlink(const shmbus__root *root, const char *name) {
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
   int r = object_path(root, name, path, sizeof path);
   if (r) return r;
-  int rc = root->backend == SHMBUS_BACKEND_DIR ? unlink(path) : shm_unlink(path);
-  return rc == 0 ? 0 : translate_errno(errno);
+  return unlink_object(root, path) == 0 ? 0 : translate_errno(errno);
 }
 
 /* ---- liveness tokens ---- */
-
-static int unlink_object(const shmbus__root *root, const char *path) {
-  return root->backend == SHMBUS_BACKEND_DIR ? unlink(path) : shm_unlink(path);
-}
 
 /* flock() locks belong to the open file description, which fork() shares:
  * a child would keep a dead parent's token locked. So every token's
@@ -198,20 +256,23 @@ int shmbus__token_create(const shmbus__root *root, const char *name, shmbus__tok
   out->owner = (int64_t)getpid();
   int r = object_path(root, name, path, sizeof path);
   if (r) return r;
-  int fd = open_object(root, path, O_RDWR | O_CREAT | O_EXCL, (mode_t)root->mode);
+  int named;
+  int fd = open_new(root, path, &named);
   if (fd < 0) return translate_errno(errno);
   /* Blocking: a prober may hold a shared lock for an instant. */
   while ((r = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
   }
-  /* Length 1 says "finished": a prober that finds the token unlocked and
-   * still empty is looking at a creator between open and lock. */
+  /* Length 1 says "finished": a prober that finds a token unlocked and
+   * still empty is looking at a creator between open and lock (only where
+   * the token could not be made unnamed and then named, locked). */
   if (r != 0 || fchmod(fd, (mode_t)root->mode) != 0 || ftruncate(fd, 1) != 0)
     r = translate_errno(errno);
   else
     r = tokens_add(fd);
+  if (r == 0 && !named && (r = name_object(root, name, fd)) != 0) tokens_remove(fd);
   if (r) {
     close(fd);
-    unlink_object(root, path);
+    if (named) unlink_object(root, path);
     return r;
   }
   out->handle = fd;
