@@ -23,7 +23,8 @@
  *     shmbus_subscriber_take, _take_latest and _release make no heap
  *     allocation, take no lock and make no system call in steady state. They
  *     may map or unmap segments when a peer joins or leaves.
- *   - Time is CLOCK_MONOTONIC nanoseconds.
+ *   - Time is CLOCK_MONOTONIC nanoseconds. Timeouts are int64_t
+ *     nanoseconds: 0 polls, a negative one waits forever.
  */
 #ifndef SHMBUS_H
 #define SHMBUS_H
@@ -75,7 +76,10 @@ extern "C" {
   XX(EMPTY, "no sample available")                                            \
   XX(TIMEDOUT, "timed out")                                                   \
   XX(BUSY, "object is in use")                                                \
-  XX(IO, "operating system error")
+  XX(IO, "operating system error")                                            \
+  XX(NO_PUBLISHER, "no publisher is connected any more")                      \
+  XX(PEER_DEAD, "a subscriber the publish waited for died; nothing was sent") \
+  XX(UNSUPPORTED, "not supported on this system")
 
 enum {
   SHMBUS__ERR_IDX_OK_ = 0,
@@ -204,7 +208,9 @@ typedef struct shmbus_type {
 enum {
   SHMBUS_OVERFLOW_DEFAULT = 0,     /* DROP_OLDEST when creating, any when opening */
   SHMBUS_OVERFLOW_DROP_OLDEST = 1, /* evict the oldest queued sample             */
-  SHMBUS_OVERFLOW_DROP_NEWEST = 2  /* do not deliver the new sample              */
+  SHMBUS_OVERFLOW_DROP_NEWEST = 2, /* do not deliver the new sample              */
+  SHMBUS_OVERFLOW_BLOCK = 3        /* publish waits for room (backpressure):
+                                      see shmbus_publisher_set_block_timeout */
 };
 
 /* A service is a name plus a type plus limits. The first port to open a
@@ -272,8 +278,16 @@ SHMBUS_EXTERN int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements,
 /* Publishes a loaned payload to every connected subscriber and to the
  * history; the payload then belongs to the subscribers. Stamps the sample
  * with the next sequence number (per publisher, from 0) and the time.
+ * A subscriber sleeping in shmbus_subscriber_wait or a wait set is woken
+ * (one system call for it); nobody sleeping costs no system call.
+ * With SHMBUS_OVERFLOW_BLOCK, waits until every subscriber has room for the
+ * sample (it took or released one), for at most the block timeout.
  * Errors: INVAL (NULL), NOT_LOANED (not a current loan of this publisher;
- *   nothing happens). Hot path. */
+ *   nothing happens). With SHMBUS_OVERFLOW_BLOCK also TIMEDOUT (a subscriber
+ *   stayed full) and PEER_DEAD (a subscriber it waited for died; it is
+ *   disconnected and its samples reclaimed, so publishing again goes on with
+ *   the others): in both cases nothing was delivered and the payload is still
+ *   loaned to the caller. Hot path unless it has to wait. */
 SHMBUS_EXTERN int shmbus_publisher_publish(shmbus_publisher *pub, void *payload);
 
 /* Publishes only the first `bytes` bytes of a loaned payload (variable
@@ -305,6 +319,12 @@ SHMBUS_EXTERN int shmbus_publisher_update(shmbus_publisher *pub);
 
 /* The publisher's id (unique within its service), or 0 for NULL. */
 SHMBUS_EXTERN uint64_t shmbus_publisher_id(const shmbus_publisher *pub);
+
+/* How long a publish of a SHMBUS_OVERFLOW_BLOCK service waits for a full
+ * subscriber: 0 never waits (TIMEDOUT at once), negative waits as long as
+ * the subscriber lives (the default). Errors: INVAL (NULL). */
+SHMBUS_EXTERN int shmbus_publisher_set_block_timeout(shmbus_publisher *pub,
+                                                     int64_t timeout_ns);
 
 /* ------------------------------------------------------------------------ */
 /* Subscriber                                                               */
@@ -363,6 +383,88 @@ SHMBUS_EXTERN int shmbus_subscriber_publishers(shmbus_subscriber *sub);
 
 /* The subscriber's id (unique within its service), or 0 for NULL. */
 SHMBUS_EXTERN uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub);
+
+/* ------------------------------------------------------------------------ */
+/* Waiting                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Waits until a sample can be taken, spinning first for the subscriber's
+ * spin time (shmbus_subscriber_set_spin), then sleeping (Linux: a futex on
+ * a word of the service; a publisher makes the wake-up system call only
+ * while a waiter sleeps). The sample stays queued: take it.
+ *   timeout_ns: 0 looks once, negative waits forever.
+ * Returns 0 (a sample is queued), or
+ *   TIMEDOUT      nothing arrived in time;
+ *   NO_PUBLISHER  the subscriber was connected to a publisher and none is
+ *                 left (closed or died), with nothing queued. Reported once
+ *                 per loss: the next wait waits for a new publisher;
+ *   BUSY          the subscriber is attached to a wait set (wait there);
+ *   INVAL, HOLD_LIMIT (max_held samples held: a sample could not be taken).
+ * Sleeping makes system calls; a waiter also wakes every 100 ms to look for
+ * dead publishers. Not a hot-path function. */
+SHMBUS_EXTERN int shmbus_subscriber_wait(shmbus_subscriber *sub, int64_t timeout_ns);
+
+/* How long shmbus_subscriber_wait (and a wait set holding the subscriber)
+ * polls before it sleeps: 0 (the default) sleeps at once, trading latency
+ * for CPU. Errors: INVAL (NULL, negative). */
+SHMBUS_EXTERN int shmbus_subscriber_set_spin(shmbus_subscriber *sub, int64_t spin_ns);
+
+/* A wait set: one thread waits on many subscribers (of any services) and a
+ * user trigger at once. It owns a Unix datagram socket in the abstract
+ * namespace (Linux), named after a random id, to which publishers send a
+ * one-byte wake-up only while the wait set sleeps: processes need not share
+ * descriptors. Not thread-safe except shmbus_waitset_trigger. */
+typedef struct shmbus_waitset shmbus_waitset;
+
+/* Opens a wait set. Errors: INVAL, NOMEM, UNSUPPORTED (no abstract Unix
+ * sockets: not Linux), IO. */
+SHMBUS_EXTERN int shmbus_waitset_open(shmbus_node *node, shmbus_waitset **out);
+
+/* Detaches every subscriber and closes. NULL is a no-op. */
+SHMBUS_EXTERN void shmbus_waitset_close(shmbus_waitset *ws);
+
+/* Adds a subscriber; `user` is reported with its events. A subscriber is in
+ * at most one wait set, and then shmbus_subscriber_wait refuses it (BUSY).
+ * Close the subscriber only after detaching it.
+ * Errors: INVAL, BUSY (in a wait set already), NOMEM. */
+SHMBUS_EXTERN int shmbus_waitset_attach(shmbus_waitset *ws, shmbus_subscriber *sub,
+                                        void *user);
+
+/* Removes a subscriber. Errors: INVAL, NOT_FOUND (not in this wait set). */
+SHMBUS_EXTERN int shmbus_waitset_detach(shmbus_waitset *ws, shmbus_subscriber *sub);
+
+/* Wakes the wait set's waiter, which reports a SHMBUS_WAIT_TRIGGER event
+ * (for shutdown). Thread-safe and async-signal-safe. Errors: INVAL. */
+SHMBUS_EXTERN int shmbus_waitset_trigger(shmbus_waitset *ws);
+
+enum {
+  SHMBUS_WAIT_DATA = 1,         /* samples can be taken from `sub`          */
+  SHMBUS_WAIT_NO_PUBLISHER = 2, /* `sub` lost its last publisher (once)     */
+  SHMBUS_WAIT_TRIGGER = 3       /* shmbus_waitset_trigger; `sub` is NULL     */
+};
+
+typedef struct shmbus_wait_event {
+  int what;                 /* SHMBUS_WAIT_*                               */
+  shmbus_subscriber *sub;
+  void *user;               /* as given to shmbus_waitset_attach            */
+} shmbus_wait_event;
+
+/* Waits until a subscriber of the set has data or lost its publishers, or
+ * the set is triggered, then reports up to `cap` events in out[]. The
+ * scan starts after the subscriber reported first last time, so one that
+ * always has data cannot starve the others. Spins first for the longest
+ * spin time of its subscribers. Returns the number of events (>= 1), or
+ * TIMEDOUT, INVAL (cap 0, NULL), IO. timeout_ns as shmbus_subscriber_wait;
+ * 0 looks once (the way to collect after the descriptor polled readable). */
+SHMBUS_EXTERN int shmbus_waitset_wait(shmbus_waitset *ws, int64_t timeout_ns,
+                                      shmbus_wait_event *out, size_t cap);
+
+/* A descriptor for poll/epoll/libuv: readable when the wait set may have
+ * events. Protocol: call shmbus_waitset_wait(ws, 0, ...) when it is readable
+ * and until it returns TIMEDOUT; then sleep on the descriptor again (a wait
+ * that found nothing arms the publishers' wake-up before returning). Owned by
+ * the wait set: do not read or close it. Errors: INVAL. */
+SHMBUS_EXTERN int shmbus_waitset_fd(const shmbus_waitset *ws);
 
 #ifdef __cplusplus
 } /* extern "C" */

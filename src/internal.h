@@ -72,6 +72,32 @@ int shmbus__segment_open_wait(const shmbus__root *root, const char *name,
                               int writable, uint32_t kind,
                               uint64_t deadline_ns, shmbus__segment *out);
 
+/* ---- subscriber.c: waiting, shared with waitset.c ---------------------- */
+
+/* 0 when a sample can be taken, NO_PUBLISHER when the last publisher went
+ * (once), EMPTY otherwise. Looks for new publishers. */
+int shmbus__subscriber_ready(shmbus_subscriber *sub);
+/* Announces that the caller may sleep (the subscriber's `sleeping`, then a
+ * seq_cst fence); look with shmbus__subscriber_ready once more before
+ * sleeping. */
+void shmbus__subscriber_arm(shmbus_subscriber *sub);
+void shmbus__subscriber_disarm(shmbus_subscriber *sub);
+/* 1 when every connected publisher has acknowledged that it wakes us. */
+int shmbus__subscriber_acked(const shmbus_subscriber *sub);
+int64_t shmbus__subscriber_spin(const shmbus_subscriber *sub);
+/* Reaps dead ports of the subscriber's service. */
+void shmbus__subscriber_sweep(shmbus_subscriber *sub);
+/* Records the wait set (NULL: none) and the notifier publishers wake
+ * (0: the futex). BUSY when joining a second wait set. */
+int shmbus__subscriber_join(shmbus_subscriber *sub, shmbus_waitset *ws, uint64_t notifier);
+/* A deadline for a timeout (negative: none). */
+uint64_t shmbus__wait_deadline(int64_t timeout_ns);
+/* How long to sleep now: short, doubling slices (*ack_slice) while not
+ * every publisher acknowledged, else the liveness slice; never past the
+ * deadline. */
+uint64_t shmbus__wait_slice(uint64_t *ack_slice, int acked, uint64_t now, uint64_t deadline);
+enum { SHMBUS__LIVENESS_SLICE_NS = 100 * 1000 * 1000 };
+
 /* Test hook: the sequence number the publisher's next sample gets (tests
  * cross the 2^64 wrap with it). */
 void shmbus__publisher_set_sequence(shmbus_publisher *pub, uint64_t next);

@@ -26,7 +26,7 @@
 
 #define SHMBUS__CACHE_LINE 64
 #define SHMBUS__MAGIC UINT64_C(0x3153554248534d53) /* "SMHSBUS1" little-endian */
-#define SHMBUS__LAYOUT_VERSION 1u
+#define SHMBUS__LAYOUT_VERSION 2u
 #define SHMBUS__INITIALISED 0x494e4954u /* "INIT" */
 
 #define SHMBUS__LAYOUT_ASSERT(type, member, offset) \
@@ -81,7 +81,7 @@ typedef struct shmbus__service_config {
   uint32_t history;
   uint32_t max_loans;
   uint32_t max_held;
-  uint32_t overflow;        /* SHMBUS_OVERFLOW_DROP_OLDEST or _DROP_NEWEST   */
+  uint32_t overflow;        /* SHMBUS_OVERFLOW_DROP_OLDEST, _NEWEST, _BLOCK  */
   uint32_t reserved[6];
 } shmbus__service_config;
 SHMBUS__LAYOUT_ASSERT(shmbus__service_config, type_name, 256);
@@ -89,15 +89,37 @@ SHMBUS__LAYOUT_ASSERT(shmbus__service_config, element_size, 384);
 SHMBUS__LAYOUT_ASSERT(shmbus__service_config, overflow, 420);
 SHMBUS__SIZE_ASSERT(shmbus__service_config, 448);
 
-/* A registry slot of a publisher or subscriber. `word` is 0 when free,
- * id << 1 while its owner sets up, (id << 1) | 1 once the port is ready.
- * Written by the port that owns the slot (claimed by compare-and-swap). */
+/* A registry slot of a publisher or subscriber, one cache line. `word` is
+ * 0 when free, id << 1 while its owner sets up, (id << 1) | 1 once the port
+ * is ready. Written by the port that owns the slot (claimed by
+ * compare-and-swap), except `event`.
+ *
+ * The rest serves a subscriber's sleep (subscriber.c, "waiting"); the
+ * claimer zeroes it before the slot is ready:
+ *   wait_mode  1 once the subscriber may sleep; publishers that saw it
+ *              check `sleeping` after each publish (and say so in their
+ *              connection's wait_ack);
+ *   sleeping   1 while the subscriber, or its wait set, may sleep;
+ *   event      the futex word: a waker adds 1, then wakes (many writers:
+ *              fetch-add only);
+ *   notifier   0: sleepers wait on `event`; else the id of the wait set's
+ *              notifier to send a wake-up to. */
 typedef struct shmbus__port_slot {
   uint64_t word;
   uint64_t node_id;
+  uint32_t wait_mode;
+  uint32_t sleeping;
+  uint32_t event;
+  uint32_t reserved0;
+  uint64_t notifier;
+  uint64_t reserved1[3];
 } shmbus__port_slot;
 SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, node_id, 8);
-SHMBUS__SIZE_ASSERT(shmbus__port_slot, 16);
+SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, wait_mode, 16);
+SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, sleeping, 20);
+SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, event, 24);
+SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, notifier, 32);
+SHMBUS__SIZE_ASSERT(shmbus__port_slot, 64);
 
 #define SHMBUS__USERS_REMOVING (UINT64_C(1) << 63)
 
@@ -163,7 +185,10 @@ typedef struct shmbus__conn {
   /* Line 0: written by the publisher. */
   uint64_t sub_id;          /* bound subscriber id, 0 while unbound          */
   uint64_t lost;            /* samples dropped for this subscriber           */
-  uint64_t pad0[6];
+  uint64_t wait_ack;        /* = sub_id once we wake it when it sleeps       */
+  uint32_t pub_waiting;     /* 1 while we wait for room (overflow BLOCK)     */
+  uint32_t reserved0;
+  uint64_t pad0[4];
   /* Line 1: the submission ring's read position. The one shared word with
    * two writers: the subscriber advances it by compare-and-swap on take,
    * the publisher by compare-and-swap when it evicts the oldest sample of a
@@ -173,15 +198,21 @@ typedef struct shmbus__conn {
   /* Line 2: written by the subscriber. */
   uint64_t done_tail;       /* completion ring write position                */
   uint64_t sub_ack;         /* = sub_id once the subscriber has mapped us    */
-  uint64_t pad2[6];
+  uint32_t room_event;      /* futex word: +1 when it frees room for a
+                               waiting publisher (overflow BLOCK)            */
+  uint32_t reserved2;
+  uint64_t pad2[5];
   /* Line 3: written by the publisher: completion ring read position. */
   uint64_t done_head;
   uint64_t pad3[7];
 } shmbus__conn;
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, lost, 8);
+SHMBUS__LAYOUT_ASSERT(shmbus__conn, wait_ack, 16);
+SHMBUS__LAYOUT_ASSERT(shmbus__conn, pub_waiting, 24);
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, head, 64);
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, done_tail, 128);
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, sub_ack, 136);
+SHMBUS__LAYOUT_ASSERT(shmbus__conn, room_event, 144);
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, done_head, 192);
 SHMBUS__SIZE_ASSERT(shmbus__conn, 256);
 

@@ -117,6 +117,46 @@ int shmbus__token_probe(const shmbus__root *root, const char *name);
 int shmbus__list_objects(const shmbus__root *root, const char *prefix,
                          int (*fn)(const char *name, void *arg), void *arg);
 
+/* ---- waiting ----------------------------------------------------------- */
+
+/* Sleeps while the 32-bit word at `word` (in a shared mapping) holds
+ * `expected`, for at most `timeout_ns` (negative: no limit). Returns 0 when
+ * woken or when the word differed at once, TIMEDOUT otherwise; spurious
+ * returns are allowed, callers re-check. Linux: FUTEX_WAIT (not the private
+ * flavour: the word is shared between processes). Other POSIX systems:
+ * re-reads the word every 50 us (no process-shared primitive there waits
+ * on an arbitrary word without a lock a dead peer could keep).
+ * Win32 (to come): a named event per word. */
+int shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
+
+/* Wakes every process sleeping on `word` (FUTEX_WAKE). The caller changed
+ * the word first. One system call; nothing elsewhere. */
+void shmbus__word_wake(uint32_t *word);
+
+/* A notifier: a wake-up channel that a process that shares no descriptor
+ * with the waiter reaches by a 64-bit id. Linux: a Unix datagram socket
+ * bound in the abstract namespace ("\0shmbus.<domain>.w.<id>"), so nothing
+ * is left in any file system when its owner dies. Other systems:
+ * UNSUPPORTED. */
+typedef struct shmbus__notifier {
+  intptr_t handle;
+} shmbus__notifier;
+
+/* Binds notifier `id` of the domain. EXISTS (id taken), UNSUPPORTED, IO. */
+int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out);
+void shmbus__notifier_close(shmbus__notifier *n);
+/* The pollable descriptor: readable while a wake-up is pending. */
+int shmbus__notifier_fd(const shmbus__notifier *n);
+/* Consumes every pending wake-up; never blocks. */
+void shmbus__notifier_drain(shmbus__notifier *n);
+/* Sleeps until a wake-up is pending or `timeout_ns` passed (negative: no
+ * limit). 0 or TIMEDOUT. */
+int shmbus__notifier_wait(shmbus__notifier *n, int64_t timeout_ns);
+/* Sends one wake-up to notifier `id` of the domain: one system call, never
+ * blocks (a full queue already holds wake-ups). Async-signal-safe once the
+ * process's sending socket exists (made at the first call). */
+void shmbus__notify(const char *domain, uint64_t id);
+
 /* Monotonic clock in nanoseconds; never a system call where the OS offers
  * a user-space clock (vDSO, QueryPerformanceCounter). */
 uint64_t shmbus__now_ns(void);

@@ -20,6 +20,7 @@ typedef struct pub_conn {
   uint64_t node_id;     /* its node, for liveness checks                   */
   uint64_t next_probe;  /* monotonic time before which we do not probe     */
   int broken;           /* the subscriber broke the protocol: not served   */
+  int waker;            /* it may sleep: wake it after each publish        */
   uint64_t tail;        /* submission write position (we are its writer)   */
   uint64_t head_seen;   /* last head loaded; saves reloading it per publish */
   uint64_t done_head;   /* completion read position (we are its writer)    */
@@ -37,6 +38,8 @@ struct shmbus_publisher {
   uint32_t inflight_limit;    /* queue_depth + max_held                 */
   uint64_t sequence;
   uint64_t sub_generation;    /* last one acted on                      */
+  uint32_t wakers;            /* conns with waker set                   */
+  int64_t block_timeout_ns;   /* overflow BLOCK; negative: no limit     */
   shmbus__segment data;
   shmbus__segment ctl;
   uint8_t *chunks;            /* first chunk in the data segment        */
@@ -170,7 +173,7 @@ static int make_room(shmbus_publisher *pub, pub_conn *c) {
     }
     c->head_seen = head;
     if (c->tail - head < pub->depth) return 1;
-    if (pub->svc.cfg.overflow == SHMBUS_OVERFLOW_DROP_NEWEST) return 0;
+    if (pub->svc.cfg.overflow != SHMBUS_OVERFLOW_DROP_OLDEST) return 0;
     /* Counted before the eviction: a subscriber that takes the sample after
      * the evicted one (its head CAS follows ours) sees the loss counted, and
      * a publisher killed in between leaves an over-count, never a gap that
@@ -189,6 +192,43 @@ static int make_room(shmbus_publisher *pub, pub_conn *c) {
   }
   break_conn(pub, c);
   return 0;
+}
+
+/* ---- waking subscribers -------------------------------------------------
+ * A subscriber that may sleep sets wait_mode in its slot once. We notice it
+ * (a relaxed load per delivery until then, or at bind after a fence), say
+ * so in the connection's wait_ack, and from then on follow each publish by
+ * a fence and a look at its `sleeping` word: the fence pairs with the one
+ * the sleeper issues between storing `sleeping` and its last look at the
+ * rings, so either it sees the sample or we see it asleep. A subscriber
+ * does not sleep for long on a connection that has not acknowledged. Busy
+ * subscribers cost one predictable branch per delivery. */
+
+static void set_waker(shmbus_publisher *pub, pub_conn *c, int on) {
+  if (c->waker == on) return;
+  c->waker = on;
+  if (on) {
+    pub->wakers++;
+    /* Pairs with the subscriber's load-acquire of wait_ack: what we
+     * delivered before is visible with it. */
+    shmbus__store64_release(&c->ring.conn->wait_ack, c->bound_id);
+  } else {
+    pub->wakers--;
+  }
+}
+
+static void watch_wait_mode(shmbus_publisher *pub, uint32_t k) {
+  if (shmbus__load32_relaxed(&pub->svc.sub_slots[k].wait_mode) != 0)
+    set_waker(pub, &pub->conns[k], 1);
+}
+
+/* After the samples of a publish are in the rings. */
+static void wake_sleepers(shmbus_publisher *pub) {
+  if (pub->wakers == 0) return;
+  /* Pairs with the fence in the subscriber's arm (subscriber.c). */
+  shmbus__fence_seq_cst();
+  for (uint32_t i = 0; i < pub->nserving; i++)
+    if (pub->conns[pub->serving[i]].waker) shmbus__service_wake(&pub->svc, pub->serving[i]);
 }
 
 static void deliver(shmbus_publisher *pub, uint32_t k, uint32_t chunk) {
@@ -219,12 +259,14 @@ static void deliver(shmbus_publisher *pub, uint32_t k, uint32_t chunk) {
   c->tail++;
   mark(c, chunk);
   shmbus__pool_ref(&pub->pool, chunk);
+  if (!c->waker) watch_wait_mode(pub, k);
 }
 
 static void unbind(shmbus_publisher *pub, pub_conn *c) {
   reclaim_all(pub, c);
   /* Pairs with the subscriber's load-acquire of sub_id (try_bind). */
   shmbus__store64_release(&c->ring.conn->sub_id, 0);
+  set_waker(pub, c, 0);
   c->bound_id = 0;
   c->broken = 0;
 }
@@ -248,6 +290,10 @@ static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
   shmbus__store64_relaxed(&conn->sub_ack, 0);
   shmbus__store64_relaxed(&conn->done_head, 0);
   shmbus__store64_relaxed(&conn->lost, 0);
+  shmbus__store64_relaxed(&conn->wait_ack, 0);
+  shmbus__store32_relaxed(&conn->pub_waiting, 0);
+  shmbus__store32_relaxed(&conn->room_event, 0);
+  set_waker(pub, c, 0);
   for (uint32_t i = 0; i <= c->ring.slot_mask; i++) shmbus__store64_relaxed(&c->ring.slots[i], 0);
   c->tail = c->head_seen = c->done_head = c->lost = 0;
   c->broken = 0;
@@ -256,6 +302,10 @@ static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
    * reset connection and the replayed history are visible first. */
   shmbus__store64_release(&conn->sub_id, sub_id);
   c->bound_id = sub_id;
+  /* Pairs with the fence in the subscriber's arm: it either sees the
+   * generation that announced us, or we see its wait_mode. */
+  shmbus__fence_seq_cst();
+  watch_wait_mode(pub, k);
 }
 
 /* Acts on subscribers that joined or left since the last look. */
@@ -360,6 +410,7 @@ int shmbus_publisher_open(shmbus_node *node, const char *service,
   shmbus__node_ref(node);
   pub->depth = pub->svc.cfg.queue_depth;
   pub->inflight_limit = pub->svc.cfg.queue_depth + pub->svc.cfg.max_held;
+  pub->block_timeout_ns = -1;
   int claimed = 0;
   r = shmbus__service_claim(&pub->svc, SHMBUS__PUBLISHER, &pub->slot, &pub->id);
   if (r == 0) {
@@ -392,6 +443,10 @@ void shmbus_publisher_close(shmbus_publisher *pub) {
   shmbus__remove_publisher_segments(node, pub->svc.hash, pub->id);
   free_private(pub);
   shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot);
+  /* Sleepers learn that we left (the generation) and may be left with no
+   * publisher. Pairs with the fence in the subscriber's arm. */
+  shmbus__fence_seq_cst();
+  for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++) shmbus__service_wake(&pub->svc, k);
   shmbus__service_detach(&pub->svc);
   shmbus__segment_close(&pub->data);
   shmbus__segment_close(&pub->ctl);
@@ -444,6 +499,79 @@ static void history_push(shmbus_publisher *pub, uint32_t chunk) {
   shmbus__pool_ref(&pub->pool, chunk);
 }
 
+/* ---- backpressure (SHMBUS_OVERFLOW_BLOCK) ---------------------------------
+ * A publish first waits until every connection has room: a free queue slot
+ * and an in-flight count below queue_depth + max_held. The publisher sleeps
+ * on the connection's room_event after announcing itself in pub_waiting; a
+ * subscriber that frees room (take, release) and sees pub_waiting adds to
+ * room_event and wakes it (the fences on both sides pair as for subscriber
+ * sleep). Every ROOM_SLICE_NS it checks that the subscriber lives. */
+
+enum { ROOM_SLICE_NS = 10 * 1000 * 1000 };
+
+/* 1 when connection k cannot take another sample now. */
+static int conn_full(shmbus_publisher *pub, pub_conn *c) {
+  if (c->broken) return 0;
+  if (c->tail - c->head_seen >= pub->depth) {
+    uint64_t head = shmbus__ring_head(&c->ring);
+    if (c->tail - head > pub->depth) { /* head ahead of tail or far behind */
+      break_conn(pub, c);
+      return 0;
+    }
+    c->head_seen = head;
+    if (c->tail - head >= pub->depth) return 1;
+  }
+  if (c->inflight >= pub->inflight_limit) collect(pub, c);
+  return !c->broken && c->inflight >= pub->inflight_limit;
+}
+
+/* Sleeps once on connection k's room_event. PEER_DEAD if its subscriber
+ * died (it is reclaimed then). */
+static int sleep_for_room(shmbus_publisher *pub, uint32_t k, uint64_t deadline) {
+  pub_conn *c = &pub->conns[k];
+  shmbus__conn *conn = c->ring.conn;
+  shmbus__store32_relaxed(&conn->pub_waiting, 1);
+  /* Pairs with the fence in the subscriber's room_freed. */
+  shmbus__fence_seq_cst();
+  uint32_t seen = shmbus__load32_acquire(&conn->room_event);
+  int r = 0;
+  if (conn_full(pub, c)) {
+    uint64_t now = shmbus__now_ns();
+    uint64_t left = deadline - now;
+    r = shmbus__word_wait(&conn->room_event, seen,
+                          (int64_t)(left < ROOM_SLICE_NS ? left : ROOM_SLICE_NS));
+  }
+  shmbus__store32_relaxed(&conn->pub_waiting, 0);
+  if (r == SHMBUS_ERR_TIMEDOUT && !shmbus__node_alive(pub->svc.node, c->node_id)) {
+    shmbus__service_reap(&pub->svc, SHMBUS__SUBSCRIBER, k, (c->bound_id << 1) | 1u);
+    update_connections(pub, 0);
+    return SHMBUS_ERR_PEER_DEAD;
+  }
+  return 0;
+}
+
+static int wait_for_room(shmbus_publisher *pub) {
+  uint64_t deadline = pub->block_timeout_ns < 0
+                          ? UINT64_MAX
+                          : shmbus__now_ns() + (uint64_t)pub->block_timeout_ns;
+  update_connections(pub, 0);
+  for (uint32_t i = 0; i < pub->nserving; i++) {
+    uint32_t k = pub->serving[i];
+    while (conn_full(pub, &pub->conns[k])) {
+      if (shmbus__now_ns() >= deadline) return SHMBUS_ERR_TIMEDOUT;
+      int r = sleep_for_room(pub, k, deadline);
+      if (r) return r;
+      /* A subscriber that left is not waited for; the set may change. */
+      update_connections(pub, 0);
+      if (pub->conns[k].bound_id == 0) {
+        i = (uint32_t)-1; /* look at every connection again */
+        break;
+      }
+    }
+  }
+  return 0;
+}
+
 static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int whole) {
   if (pub == NULL || payload == NULL) return SHMBUS_ERR_INVAL;
   int64_t found = loaned_chunk(pub, payload);
@@ -454,11 +582,16 @@ static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int
     if (bytes > hdr->payload_bytes) return SHMBUS_ERR_TOO_LARGE;
     hdr->payload_bytes = (uint32_t)bytes;
   }
+  if (pub->svc.cfg.overflow == SHMBUS_OVERFLOW_BLOCK) {
+    int r = wait_for_room(pub);
+    if (r) return r;
+  }
   hdr->sequence = pub->sequence++;
   hdr->timestamp_ns = shmbus__now_ns();
   hdr->publisher_id = pub->id;
   update_connections(pub, 0);
   for (uint32_t i = 0; i < pub->nserving; i++) deliver(pub, pub->serving[i], chunk);
+  wake_sleepers(pub);
   if (pub->svc.cfg.history) history_push(pub, chunk);
   end_loan(pub, chunk);
   return 0;
@@ -489,6 +622,12 @@ int shmbus_publisher_send_copy(shmbus_publisher *pub, const void *data, size_t b
   if (r) return r;
   memcpy(payload, data, bytes);
   return publish_chunk(pub, payload, bytes, 0);
+}
+
+int shmbus_publisher_set_block_timeout(shmbus_publisher *pub, int64_t timeout_ns) {
+  if (pub == NULL) return SHMBUS_ERR_INVAL;
+  pub->block_timeout_ns = timeout_ns;
+  return 0;
 }
 
 int shmbus_publisher_update(shmbus_publisher *pub) {

@@ -36,7 +36,7 @@ int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *ou
       !in_range(cfg->max_loans, 1, SHMBUS_MAX_LOANS) ||
       !in_range(cfg->max_held, 1, SHMBUS_MAX_HELD) ||
       (cfg->overflow != SHMBUS_OVERFLOW_DROP_OLDEST &&
-       cfg->overflow != SHMBUS_OVERFLOW_DROP_NEWEST))
+       cfg->overflow != SHMBUS_OVERFLOW_DROP_NEWEST && cfg->overflow != SHMBUS_OVERFLOW_BLOCK))
     return SHMBUS_ERR_INVAL;
   /* Both factors are below 2^32: the product fits in 64 bits. */
   uint64_t max_payload = (uint64_t)cfg->element_size * cfg->max_elements;
@@ -87,8 +87,7 @@ static int config_from_opts(const char *name, const shmbus_service_opts *o,
   if ((o->type.align & (o->type.align - 1)) != 0 || o->type.align > 4096)
     return SHMBUS_ERR_INVAL;
   if (o->type.size > UINT32_MAX) return SHMBUS_ERR_TOO_LARGE;
-  if (o->overflow != SHMBUS_OVERFLOW_DEFAULT && o->overflow != SHMBUS_OVERFLOW_DROP_OLDEST &&
-      o->overflow != SHMBUS_OVERFLOW_DROP_NEWEST)
+  if (o->overflow < SHMBUS_OVERFLOW_DEFAULT || o->overflow > SHMBUS_OVERFLOW_BLOCK)
     return SHMBUS_ERR_INVAL;
   memcpy(cfg->name, name, strlen(name) + 1);
   memcpy(cfg->type_name, o->type.name, strlen(o->type.name) + 1);
@@ -299,6 +298,10 @@ int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64
     if (shmbus__cas64(&slots[i % count].word, &expected, my_id << 1)) {
       /* Pairs with the sweeper's load-acquire of node_id. */
       shmbus__store64_release(&slots[i % count].node_id, svc->node->id);
+      /* The previous owner's wait state; ready publishes the reset. */
+      shmbus__store32_relaxed(&slots[i % count].wait_mode, 0);
+      shmbus__store32_relaxed(&slots[i % count].sleeping, 0);
+      shmbus__store64_relaxed(&slots[i % count].notifier, 0);
       *slot = i % count;
       *id = my_id;
       return 0;
@@ -384,4 +387,20 @@ void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot) {
   shmbus__store64_relaxed(&slots[slot].node_id, 0);
   shmbus__store64_release(&slots[slot].word, 0);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
+}
+
+void shmbus__service_wake(shmbus__service *svc, uint32_t k) {
+  shmbus__port_slot *slot = &svc->sub_slots[k];
+  /* Pairs with the sleeper's store-release of `sleeping` (subscriber.c,
+   * arm): its `notifier` is visible too. */
+  if (shmbus__load32_acquire(&slot->sleeping) == 0) return;
+  uint64_t notifier = shmbus__load64_relaxed(&slot->notifier);
+  if (notifier != 0) {
+    shmbus__notify(svc->node->domain, notifier);
+    return;
+  }
+  /* Pairs with the sleeper's load-acquire of `event` before it sleeps: a
+   * change after that load makes its futex wait return at once. */
+  shmbus__fetch_add32(&slot->event, 1);
+  shmbus__word_wake(&slot->event);
 }

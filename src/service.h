@@ -70,6 +70,11 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
  * publishers' segments, and tells the other side. Returns how many. */
 int shmbus__service_sweep(shmbus__service *svc);
 
+/* Wakes subscriber slot `k` if it sleeps: one system call then, none
+ * otherwise. The caller made its news visible and then issued a seq_cst
+ * fence (the sleeper stores `sleeping`, fences, then looks for news). */
+void shmbus__service_wake(shmbus__service *svc, uint32_t k);
+
 /* Removes publisher `pub_id`'s segments (the data and control objects). */
 void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
                                        uint64_t pub_id);

@@ -50,6 +50,12 @@ struct shmbus_subscriber {
   held_sample *held;      /* [max_held]                           */
   uint32_t *held_free;    /* stack of free indices into held      */
   uint32_t held_free_count;
+  int block;              /* the service's overflow is BLOCK      */
+  int may_sleep;          /* wait_mode set in our slot            */
+  int had_publisher;      /* a publisher was connected since the
+                             last NO_PUBLISHER                    */
+  int64_t spin_ns;
+  shmbus_waitset *waitset; /* the one we are attached to, or NULL */
 };
 
 /* ---- sources ----------------------------------------------------------- */
@@ -155,10 +161,27 @@ static void refresh_sources(shmbus_subscriber *sub) {
   if (!retry) sub->pub_generation = gen;
 }
 
+/* Wakes the publisher if it waits for room on this connection. */
+static void wake_publisher(sub_source *s) {
+  /* Pairs with the fence in the publisher's sleep_for_room: it sees the
+   * room we made (or that we left), or we see it waiting. */
+  shmbus__fence_seq_cst();
+  if (shmbus__load32_relaxed(&s->ring.conn->pub_waiting) == 0) return;
+  shmbus__fetch_add32(&s->ring.conn->room_event, 1);
+  shmbus__word_wake(&s->ring.conn->room_event);
+}
+
+/* Overflow BLOCK: we took or released a sample. */
+static void room_freed(const shmbus_subscriber *sub, sub_source *s) {
+  if (sub->block) wake_publisher(s);
+}
+
 /* Returns a chunk to its publisher. */
-static void complete(sub_source *s, uint32_t chunk) {
-  if (s->state == SRC_BOUND || s->state == SRC_GONE)
+static void complete(const shmbus_subscriber *sub, sub_source *s, uint32_t chunk) {
+  if (s->state == SRC_BOUND || s->state == SRC_GONE) {
     (void)shmbus__done_push(&s->ring, &s->done_tail, &s->done_head_seen, chunk);
+    room_freed(sub, s);
+  }
 }
 
 static void break_source(sub_source *s) { s->state = SRC_BROKEN; }
@@ -178,7 +201,7 @@ static int read_chunk(shmbus_subscriber *sub, sub_source *s, uint32_t chunk,
   const shmbus__chunk_header *hdr = source_chunk(sub, s, chunk);
   uint32_t bytes = hdr->payload_bytes;
   if (bytes > l->max_payload) {
-    complete(s, chunk);
+    complete(sub, s, chunk);
     break_source(s);
     return SHMBUS_ERR_CORRUPT;
   }
@@ -214,6 +237,7 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
       if (!source_usable(sub, s)) continue;
       uint32_t chunk;
       if (shmbus__ring_pop(&s->ring, &chunk)) {
+        room_freed(sub, s);
         sub->cursor = i + 1 == sub->nsources ? 0 : i + 1;
         int r = read_chunk(sub, s, chunk, out);
         if (r) {
@@ -246,16 +270,17 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
     shmbus_sample cand;
     /* Bounded: a publisher refilling as fast as we drain cannot keep us. */
     for (uint32_t n = 0; n <= sub->svc.layout.queue_cap && shmbus__ring_pop(&s->ring, &chunk); n++) {
+      room_freed(sub, s);
       int r = read_chunk(sub, s, chunk, &cand);
       if (r) {
         err = r;
         break;
       }
       if (best_source != UINT32_MAX && cand.timestamp_ns < out->timestamp_ns) {
-        complete(s, chunk);
+        complete(sub, s, chunk);
         continue;
       }
-      if (best_source != UINT32_MAX) complete(&sub->sources[best_source], best_chunk);
+      if (best_source != UINT32_MAX) complete(sub, &sub->sources[best_source], best_chunk);
       *out = cand;
       best_source = i;
       best_chunk = chunk;
@@ -280,7 +305,7 @@ int shmbus_subscriber_release(shmbus_subscriber *sub, const shmbus_sample *sampl
   const uint8_t *expected = (const uint8_t *)source_chunk(sub, s, chunk) +
                             sub->svc.layout.payload_offset;
   if (sample->payload != expected) return SHMBUS_ERR_NOT_HELD;
-  complete(s, chunk);
+  complete(sub, s, chunk);
   s->held--;
   e->source = UINT32_MAX;
   sub->held_free[sub->held_free_count++] = (uint32_t)h;
@@ -326,6 +351,145 @@ int shmbus_subscriber_publishers(shmbus_subscriber *sub) {
 
 uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub) { return sub ? sub->id : 0; }
 
+/* ---- waiting -------------------------------------------------------------
+ * A sleeper stores `sleeping` in its registry slot, issues a seq_cst fence,
+ * then looks at every ring once more; a publisher stores its sample, issues
+ * a fence, then looks at `sleeping` (publisher.c, wake_sleepers). One of the
+ * two sees the other. A publisher only looks once it has seen our
+ * wait_mode, which it acknowledges in the connection's wait_ack; until
+ * every connection has, we sleep in short, growing slices. Sleepers also
+ * wake every LIVENESS_SLICE_NS to reap dead publishers. */
+
+enum { ACK_SLICE_NS = 1000 * 1000, LIVENESS_SLICE_NS = SHMBUS__LIVENESS_SLICE_NS };
+
+void shmbus__subscriber_arm(shmbus_subscriber *sub) {
+  shmbus__port_slot *slot = &sub->svc.sub_slots[sub->slot];
+  if (!sub->may_sleep) {
+    sub->may_sleep = 1;
+    shmbus__store32_relaxed(&slot->wait_mode, 1);
+  }
+  /* Pairs with the publisher's load-acquire in shmbus__service_wake: it
+   * then sees our notifier. */
+  shmbus__store32_release(&slot->sleeping, 1);
+  /* Pairs with the fences in wake_sleepers, bind and publisher close. */
+  shmbus__fence_seq_cst();
+}
+
+void shmbus__subscriber_disarm(shmbus_subscriber *sub) {
+  shmbus__store32_relaxed(&sub->svc.sub_slots[sub->slot].sleeping, 0);
+}
+
+int shmbus__subscriber_ready(shmbus_subscriber *sub) {
+  refresh_sources(sub);
+  int publishers = 0, retired = 0;
+  for (uint32_t i = 0; i < sub->nsources; i++) {
+    sub_source *s = &sub->sources[i];
+    if (s->state == SRC_CONNECTING && !source_usable(sub, s)) {
+      publishers++;
+      continue;
+    }
+    if (s->state != SRC_BOUND && s->state != SRC_GONE) continue;
+    if (!shmbus__ring_empty(&s->ring)) return 0;
+    if (s->state == SRC_BOUND) {
+      publishers++;
+    } else if (s->held == 0) {
+      retire(sub, s);
+      retired = 1;
+    }
+  }
+  /* A publisher that found no free source can be connected now. */
+  if (retired) return shmbus__subscriber_ready(sub);
+  if (publishers > 0) {
+    sub->had_publisher = 1;
+    return SHMBUS_ERR_EMPTY;
+  }
+  if (!sub->had_publisher) return SHMBUS_ERR_EMPTY;
+  sub->had_publisher = 0;
+  return SHMBUS_ERR_NO_PUBLISHER;
+}
+
+int shmbus__subscriber_acked(const shmbus_subscriber *sub) {
+  for (uint32_t i = 0; i < sub->nsources; i++) {
+    const sub_source *s = &sub->sources[i];
+    if (s->state != SRC_CONNECTING && s->state != SRC_BOUND) continue;
+    /* Pairs with the publisher's store-release of wait_ack (set_waker). */
+    if (shmbus__load64_acquire(&s->ring.conn->wait_ack) != sub->id) return 0;
+  }
+  return 1;
+}
+
+int64_t shmbus__subscriber_spin(const shmbus_subscriber *sub) { return sub->spin_ns; }
+
+void shmbus__subscriber_sweep(shmbus_subscriber *sub) { shmbus__service_sweep(&sub->svc); }
+
+int shmbus__subscriber_join(shmbus_subscriber *sub, shmbus_waitset *ws, uint64_t notifier) {
+  if (ws != NULL && sub->waitset != NULL) return SHMBUS_ERR_BUSY;
+  sub->waitset = ws;
+  shmbus__store64_relaxed(&sub->svc.sub_slots[sub->slot].notifier, notifier);
+  return 0;
+}
+
+int shmbus_subscriber_set_spin(shmbus_subscriber *sub, int64_t spin_ns) {
+  if (sub == NULL || spin_ns < 0) return SHMBUS_ERR_INVAL;
+  sub->spin_ns = spin_ns;
+  return 0;
+}
+
+uint64_t shmbus__wait_deadline(int64_t timeout_ns) {
+  return timeout_ns < 0 ? UINT64_MAX : shmbus__now_ns() + (uint64_t)timeout_ns;
+}
+
+uint64_t shmbus__wait_slice(uint64_t *ack_slice, int acked, uint64_t now, uint64_t deadline) {
+  uint64_t slice = LIVENESS_SLICE_NS;
+  if (!acked) {
+    slice = *ack_slice;
+    *ack_slice = *ack_slice * 2 < LIVENESS_SLICE_NS ? *ack_slice * 2 : LIVENESS_SLICE_NS;
+  }
+  return deadline - now < slice ? deadline - now : slice;
+}
+
+int shmbus_subscriber_wait(shmbus_subscriber *sub, int64_t timeout_ns) {
+  if (sub == NULL) return SHMBUS_ERR_INVAL;
+  if (sub->waitset != NULL) return SHMBUS_ERR_BUSY;
+  if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
+  uint64_t deadline = shmbus__wait_deadline(timeout_ns);
+  int r = shmbus__subscriber_ready(sub);
+  if (r != SHMBUS_ERR_EMPTY) return r;
+  if (timeout_ns == 0) return SHMBUS_ERR_TIMEDOUT;
+  uint64_t now = shmbus__now_ns();
+  uint64_t spin_end = now + (uint64_t)sub->spin_ns;
+  while (now < spin_end && now < deadline) {
+    shmbus__cpu_relax();
+    if ((r = shmbus__subscriber_ready(sub)) != SHMBUS_ERR_EMPTY) return r;
+    now = shmbus__now_ns();
+  }
+  uint32_t *event = &sub->svc.sub_slots[sub->slot].event;
+  uint64_t ack_slice = ACK_SLICE_NS, next_sweep = now + LIVENESS_SLICE_NS;
+  for (;;) {
+    shmbus__subscriber_arm(sub);
+    /* Pairs with the waker's fetch-add: a wake-up after this load makes
+     * the futex wait return at once. */
+    uint32_t seen = shmbus__load32_acquire(event);
+    r = shmbus__subscriber_ready(sub);
+    if (r == SHMBUS_ERR_EMPTY) {
+      now = shmbus__now_ns();
+      if (now >= deadline) {
+        shmbus__subscriber_disarm(sub);
+        return SHMBUS_ERR_TIMEDOUT;
+      }
+      uint64_t slice = shmbus__wait_slice(&ack_slice, shmbus__subscriber_acked(sub), now, deadline);
+      shmbus__word_wait(event, seen, (int64_t)slice);
+    }
+    shmbus__subscriber_disarm(sub);
+    if (r != SHMBUS_ERR_EMPTY) return r;
+    now = shmbus__now_ns();
+    if (now >= next_sweep) {
+      shmbus__service_sweep(&sub->svc);
+      next_sweep = now + LIVENESS_SLICE_NS;
+    }
+  }
+}
+
 /* ---- open / close ------------------------------------------------------ */
 
 static void free_subscriber(shmbus_subscriber *sub) {
@@ -370,6 +534,7 @@ int shmbus_subscriber_open(shmbus_node *node, const char *service,
     sub->held_free[h] = cfg->max_held - 1 - h;
   }
   sub->held_free_count = cfg->max_held;
+  sub->block = cfg->overflow == SHMBUS_OVERFLOW_BLOCK;
   sub->pub_generation = shmbus__load64_relaxed(&sub->svc.shm->dyn.pub_generation) - 1;
   shmbus__service_ready(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot, sub->id);
   refresh_sources(sub);
@@ -380,9 +545,14 @@ int shmbus_subscriber_open(shmbus_node *node, const char *service,
 void shmbus_subscriber_close(shmbus_subscriber *sub) {
   if (sub == NULL) return;
   shmbus_node *node = sub->svc.node;
+  if (sub->waitset) shmbus_waitset_detach(sub->waitset, sub);
   /* The publishers reclaim everything in flight on our connections when
    * they see the slot free: no need to hand samples back one by one. */
   shmbus__service_leave(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot);
+  /* A publisher waiting for room for us looks again and unbinds us. */
+  if (sub->block)
+    for (uint32_t i = 0; i < sub->nsources; i++)
+      if (sub->sources[i].state == SRC_BOUND) wake_publisher(&sub->sources[i]);
   shmbus__service_detach(&sub->svc); /* right after leave: see publisher close */
   free_subscriber(sub);
   shmbus__node_unref(node);

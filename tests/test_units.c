@@ -347,7 +347,7 @@ static void test_layout_defaults(void **state) {
   assert_int_equal(l.done_ring_offset, 256 + 16 * 8);
   assert_int_equal(l.conn_stride, 256 + 128 + 128);
   assert_int_equal(l.control_size, 64 + 8 * 512);
-  assert_int_equal(l.service_size, 704 + 12 * 16);
+  assert_int_equal(l.service_size, 704 + 12 * 64);
 }
 
 static void test_layout_shapes(void **state) {
@@ -465,7 +465,7 @@ static void test_layout_limits(void **state) {
       CASE(max_held, 0),
       CASE(max_held, SHMBUS_MAX_HELD + 1),
       CASE(overflow, 0), /* DEFAULT is resolved before a config exists */
-      CASE(overflow, 3),
+      CASE(overflow, 4), /* past SHMBUS_OVERFLOW_BLOCK */
       CASE(overflow, UINT32_MAX),
 #undef CASE
   };

@@ -357,3 +357,136 @@ uint64_t shmbus__random64(void) {
 }
 
 const char *shmbus__getenv(const char *name) { return getenv(name); }
+
+/* ---- waiting ---- */
+
+#ifdef __linux__
+#include <linux/futex.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+
+int shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+  struct timespec ts, *tp = NULL;
+  if (timeout_ns >= 0) {
+    ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+    ts.tv_nsec = (long)(timeout_ns % 1000000000);
+    tp = &ts;
+  }
+  /* Relative timeout, CLOCK_MONOTONIC. Not FUTEX_PRIVATE_FLAG: the word
+   * lives in memory shared with other processes. */
+  long rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, tp, NULL, 0);
+  return rc != 0 && errno == ETIMEDOUT ? SHMBUS_ERR_TIMEDOUT : 0;
+}
+
+void shmbus__word_wake(uint32_t *word) {
+  syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+/* The abstract address of notifier `id`; returns its length. */
+static socklen_t notifier_addr(const char *domain, uint64_t id, struct sockaddr_un *a) {
+  memset(a, 0, sizeof *a);
+  a->sun_family = AF_UNIX;
+  int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "shmbus.%s.w.%016llx", domain,
+                   (unsigned long long)id);
+  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out) {
+  out->handle = -1;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return translate_errno(errno);
+  struct sockaddr_un a;
+  socklen_t len = notifier_addr(domain, id, &a);
+  if (bind(fd, (struct sockaddr *)&a, len) != 0) {
+    int r = errno == EADDRINUSE ? SHMBUS_ERR_EXISTS : translate_errno(errno);
+    close(fd);
+    return r;
+  }
+  out->handle = fd;
+  return 0;
+}
+
+void shmbus__notifier_close(shmbus__notifier *n) {
+  if (n->handle >= 0) close((int)n->handle);
+  n->handle = -1;
+}
+
+int shmbus__notifier_fd(const shmbus__notifier *n) { return (int)n->handle; }
+
+void shmbus__notifier_drain(shmbus__notifier *n) {
+  char buf[64];
+  while (recv((int)n->handle, buf, sizeof buf, MSG_DONTWAIT) >= 0) {
+  }
+}
+
+int shmbus__notifier_wait(shmbus__notifier *n, int64_t timeout_ns) {
+  struct pollfd p = {(int)n->handle, POLLIN, 0};
+  struct timespec ts, *tp = NULL;
+  if (timeout_ns >= 0) {
+    ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+    ts.tv_nsec = (long)(timeout_ns % 1000000000);
+    tp = &ts;
+  }
+  int rc = ppoll(&p, 1, tp, NULL);
+  return rc == 0 ? SHMBUS_ERR_TIMEDOUT : 0;
+}
+
+/* The process's sending socket, made once (a fork child shares it, which
+ * is harmless: it is never bound). */
+static int notify_fd = -1;
+
+void shmbus__notify(const char *domain, uint64_t id) {
+  int fd = __atomic_load_n(&notify_fd, __ATOMIC_ACQUIRE);
+  if (fd < 0) {
+    int mine = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (mine < 0) return;
+    int expected = -1;
+    if (__atomic_compare_exchange_n(&notify_fd, &expected, mine, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+      fd = mine;
+    } else {
+      close(mine);
+      fd = expected;
+    }
+  }
+  struct sockaddr_un a;
+  socklen_t len = notifier_addr(domain, id, &a);
+  static const char one = 1;
+  (void)sendto(fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a, len);
+}
+
+#else /* other POSIX systems */
+
+int shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
+  uint64_t end = timeout_ns < 0 ? UINT64_MAX : shmbus__now_ns() + (uint64_t)timeout_ns;
+  while (__atomic_load_n(word, __ATOMIC_ACQUIRE) == expected) {
+    if (shmbus__now_ns() >= end) return SHMBUS_ERR_TIMEDOUT;
+    shmbus__sleep_ns(50 * 1000);
+  }
+  return 0;
+}
+
+void shmbus__word_wake(uint32_t *word) { (void)word; }
+
+int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out) {
+  (void)domain;
+  (void)id;
+  out->handle = -1;
+  return SHMBUS_ERR_UNSUPPORTED;
+}
+void shmbus__notifier_close(shmbus__notifier *n) { n->handle = -1; }
+int shmbus__notifier_fd(const shmbus__notifier *n) { return (int)n->handle; }
+void shmbus__notifier_drain(shmbus__notifier *n) { (void)n; }
+int shmbus__notifier_wait(shmbus__notifier *n, int64_t timeout_ns) {
+  (void)n;
+  shmbus__sleep_ns(timeout_ns < 0 ? 1000000 : (uint64_t)timeout_ns);
+  return SHMBUS_ERR_TIMEDOUT;
+}
+void shmbus__notify(const char *domain, uint64_t id) {
+  (void)domain;
+  (void)id;
+}
+
+#endif
