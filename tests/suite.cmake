@@ -40,3 +40,11 @@ shmbus_add_test(test_multiprocess
   SOURCES "${_shmbus_suite_dir}/test_multiprocess.c" ${_shmbus_support}
   LABELS multiprocess
   TIMEOUT 300)
+
+# test_wait  wait  blocking waits, wait sets, the pollable descriptor and the
+#                  BLOCK overflow policy between processes (about 15 s: 10^5
+#                  sleeping ping-pong cycles, 10^6 samples under backpressure)
+shmbus_add_test(test_wait
+  SOURCES "${_shmbus_suite_dir}/test_wait.c" ${_shmbus_support}
+  LABELS wait
+  TIMEOUT 300)
