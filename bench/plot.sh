@@ -3,7 +3,10 @@
 # Draws shmbus-bench results with gnuplot.
 #   bench/plot.sh RESULTS.csv OUTDIR
 # Writes OUTDIR/latency.{svg,png}  one-way p50 against payload size (log-log),
-#                                   one line per transport and mode
+#                                   one line per transport and mode: busy rows
+#                                   (shmbus, floor, iceoryx) and blocking rows
+#                                   (shmbus, futex_floor, pipe, uds, mqueue, zmq);
+#                                   the floors have one point (64 B)
 #        OUTDIR/percentiles.{svg,png}  p50 .. p99.9 and max at 64 B per transport
 set -euo pipefail
 if [ $# -ne 2 ]; then
@@ -34,7 +37,8 @@ while read -r f; do
 done < "$tmp/series"
 
 for term in svg png; do
-  if [ "$term" = svg ]; then setterm="set terminal svg size 900,560 dynamic background '#ffffff'"
+  # noenhanced: names such as futex_floor are not subscripts.
+  if [ "$term" = svg ]; then setterm="set terminal svg size 900,560 dynamic noenhanced background '#ffffff'"
   else setterm="set terminal pngcairo size 900,560 noenhanced"; fi
   if [ "$term" = png ] && ! gnuplot -e 'set terminal pngcairo' 2>/dev/null; then
     setterm="set terminal png size 900,560"

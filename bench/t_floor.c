@@ -1,9 +1,16 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The hardware floors: one cache line ping-ponged between the two cores
- * (latency), and an SPSC ring of 64-byte records (throughput). Shared
- * memory is an anonymous shared mapping made before the processes fork. */
+/* The floors: one cache line ping-ponged between the two cores (busy
+ * latency), a futex word ping-ponged with both sides asleep in the kernel
+ * (blocking latency), and an SPSC ring of 64-byte records (throughput).
+ * Shared memory is an anonymous shared mapping made before the processes
+ * fork. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/futex.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -51,6 +58,85 @@ static int floor_run(const bench_params *p, int role, bench_shared *sh) {
 }
 
 const bench_transport bench_floor = {"floor", "busy", 0, NULL, floor_prepare, floor_run, NULL};
+
+/* ---- futex ping-pong: the floor of a blocking transport ----
+ * One 32-bit word. A stores an odd value and wakes, B sleeps until it sees
+ * it, stores the next even value and wakes, A sleeps until it sees that.
+ * Both sides sleep at once (no spinning: shmbus_subscriber_wait's default
+ * spin time is 0 too) and every wake is a FUTEX_WAKE system call. The
+ * mapping is shared between processes, so the futex is not PRIVATE. */
+
+#define FUTEX_STOP UINT32_MAX /* never reached by the counter: < 2^31 trips */
+
+static uint32_t *fword;
+
+static int futex_prepare(const bench_params *p) {
+  (void)p;
+  void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) return -1;
+  fword = m;
+  __atomic_store_n(fword, 0, __ATOMIC_RELAXED);
+  return 0;
+}
+
+static void futex_cleanup(const bench_params *p) {
+  (void)p;
+  if (fword) munmap(fword, 4096);
+  fword = NULL;
+}
+
+static int futex_wake(bench_shared *sh) {
+  if (syscall(SYS_futex, fword, FUTEX_WAKE, 1, NULL, NULL, 0) < 0) {
+    bench_fail(sh, "FUTEX_WAKE: %s", strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* Sleeps until the word is `want` (0) or FUTEX_STOP (1); -1 on error. */
+static int futex_await(bench_shared *sh, uint32_t want) {
+  for (;;) {
+    uint32_t v = __atomic_load_n(fword, __ATOMIC_ACQUIRE);
+    if (v == want) return 0;
+    if (v == FUTEX_STOP) return 1;
+    if (syscall(SYS_futex, fword, FUTEX_WAIT, v, NULL, NULL, 0) < 0 && errno != EAGAIN &&
+        errno != EINTR) {
+      bench_fail(sh, "FUTEX_WAIT: %s", strerror(errno));
+      return -1;
+    }
+  }
+}
+
+static int futex_run(const bench_params *p, int role, bench_shared *sh) {
+  if (bench_handshake(sh, role)) return -1;
+  uint64_t start = bench_now_ns();
+  for (uint64_t i = 0;; i++) {
+    uint32_t ask = (uint32_t)(2 * i + 1), answer = (uint32_t)(2 * i + 2);
+    if (role == ROLE_A) {
+      uint64_t t0 = bench_now_ns();
+      __atomic_store_n(fword, ask, __ATOMIC_RELEASE);
+      if (futex_wake(sh) || futex_await(sh, answer)) break;
+      if (!bench_record(p, sh, i, t0, bench_now_ns(), start)) {
+        __atomic_store_n(fword, FUTEX_STOP, __ATOMIC_RELEASE);
+        return futex_wake(sh);
+      }
+    } else {
+      int r = futex_await(sh, ask);
+      if (r > 0) return 0; /* A said stop */
+      if (r < 0) break;
+      __atomic_store_n(fword, answer, __ATOMIC_RELEASE);
+      if (futex_wake(sh)) break;
+    }
+  }
+  /* A failure: let the other side out of its sleep. */
+  if (sh->why[0] == 0) bench_fail(sh, "futex_floor: unexpected stop");
+  __atomic_store_n(fword, FUTEX_STOP, __ATOMIC_RELEASE);
+  syscall(SYS_futex, fword, FUTEX_WAKE, 1, NULL, NULL, 0);
+  return -1;
+}
+
+const bench_transport bench_futex_floor = {"futex_floor", "blocking", 0, NULL, futex_prepare,
+                                           futex_run, futex_cleanup};
 
 /* ---- SPSC ring of 64-byte records ---- */
 

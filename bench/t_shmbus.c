@@ -80,17 +80,28 @@ static int send_stamp(const bench_params *p, bench_shared *sh, shmbus_publisher 
   return r;
 }
 
-/* Busy-polls for the next sample and checks its stamp. */
-static int recv_stamp(bench_shared *sh, shmbus_subscriber *sub, uint64_t stamp) {
-  shmbus_sample s;
+/* Takes the next sample: busy-polls shmbus_subscriber_take, or (blocking)
+ * sleeps in shmbus_subscriber_wait(sub, -1) with the default spin time 0
+ * until one is queued. 0, or non-zero with sh->why set. */
+static int take_next(bench_shared *sh, shmbus_subscriber *sub, int blocking, shmbus_sample *s) {
   int r;
-  while ((r = shmbus_subscriber_take(sub, &s)) == SHMBUS_ERR_EMPTY) {
+  for (;;) {
+    if (blocking && (r = shmbus_subscriber_wait(sub, -1)) != 0) {
+      bench_fail(sh, "shmbus wait: %s", shmbus_strerror(r));
+      return r;
+    }
+    if ((r = shmbus_subscriber_take(sub, s)) != SHMBUS_ERR_EMPTY) break;
     if (sh->failed) return -1;
   }
-  if (r) {
-    bench_fail(sh, "shmbus take: %s", shmbus_strerror(r));
-    return r;
-  }
+  if (r) bench_fail(sh, "shmbus take: %s", shmbus_strerror(r));
+  return r;
+}
+
+/* Takes the next sample and checks its stamp. */
+static int recv_stamp(bench_shared *sh, shmbus_subscriber *sub, int blocking, uint64_t stamp) {
+  shmbus_sample s;
+  int r = take_next(sh, sub, blocking, &s);
+  if (r) return r;
   uint64_t got = bench_stamp(s.payload);
   shmbus_subscriber_release(sub, &s);
   if (got != stamp) {
@@ -101,7 +112,9 @@ static int recv_stamp(bench_shared *sh, shmbus_subscriber *sub, uint64_t stamp) 
   return 0;
 }
 
-static int latency(const bench_params *p, int role, bench_shared *sh) {
+/* The ping-pong, busy (both sides poll take) or blocking (both sides sleep
+ * in shmbus_subscriber_wait); everything else is the same. */
+static int latency(const bench_params *p, int role, bench_shared *sh, int blocking) {
   ends e;
   const char *out = role == ROLE_A ? "bench/ping" : "bench/pong";
   const char *in = role == ROLE_A ? "bench/pong" : "bench/ping";
@@ -112,22 +125,16 @@ static int latency(const bench_params *p, int role, bench_shared *sh) {
     if (role == ROLE_A) {
       uint64_t t0 = bench_now_ns();
       if ((r = send_stamp(p, sh, e.pub, i)) != 0) break;
-      if ((r = recv_stamp(sh, e.sub, i)) != 0) break;
+      if ((r = recv_stamp(sh, e.sub, blocking, i)) != 0) break;
       if (!bench_record(p, sh, i, t0, bench_now_ns(), start)) {
         /* Tell B to stop: a stamp it will echo once more. */
         r = send_stamp(p, sh, e.pub, UINT64_MAX);
-        if (r == 0) r = recv_stamp(sh, e.sub, UINT64_MAX);
+        if (r == 0) r = recv_stamp(sh, e.sub, blocking, UINT64_MAX);
         break;
       }
     } else {
       shmbus_sample s;
-      while ((r = shmbus_subscriber_take(e.sub, &s)) == SHMBUS_ERR_EMPTY) {
-        if (sh->failed) {
-          r = -1;
-          break;
-        }
-      }
-      if (r) break;
+      if ((r = take_next(sh, e.sub, blocking, &s)) != 0) break;
       uint64_t stamp = bench_stamp(s.payload);
       shmbus_subscriber_release(e.sub, &s);
       r = send_stamp(p, sh, e.pub, stamp);
@@ -138,7 +145,17 @@ static int latency(const bench_params *p, int role, bench_shared *sh) {
   return r;
 }
 
-const bench_transport bench_shmbus = {"shmbus", "busy", 0, NULL, NULL, latency, NULL};
+static int latency_busy(const bench_params *p, int role, bench_shared *sh) {
+  return latency(p, role, sh, 0);
+}
+
+static int latency_blocking(const bench_params *p, int role, bench_shared *sh) {
+  return latency(p, role, sh, 1);
+}
+
+const bench_transport bench_shmbus = {"shmbus", "busy", 0, NULL, NULL, latency_busy, NULL};
+const bench_transport bench_shmbus_blocking = {"shmbus", "blocking", 0, NULL, NULL,
+                                               latency_blocking, NULL};
 
 /* ---- throughput ---- */
 
