@@ -14,13 +14,13 @@
 
 #include <shmbus.h>
 
-static uint64_t now_ns(void) {
+static inline uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void sleep_ns(uint64_t ns) {
+static inline void sleep_ns(uint64_t ns) {
   struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
@@ -31,12 +31,12 @@ static void sleep_ns(uint64_t ns) {
  * participant notices; see shmbus_domain_cleanup). */
 static volatile sig_atomic_t interrupted;
 
-static void on_signal(int sig) {
+static inline void on_signal(int sig) {
   (void)sig;
   interrupted = 1;
 }
 
-static void catch_signals(void) {
+static inline void catch_signals(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
@@ -45,13 +45,13 @@ static void catch_signals(void) {
   sigaction(SIGTERM, &sa, NULL);
 }
 
-static void report(const char *what, int err) {
+static inline void report(const char *what, int err) {
   fprintf(stderr, "%s: %s: %s (SHMBUS_ERR_%s)\n", PROGRAM, what, shmbus_strerror(err),
           shmbus_err_name(err));
 }
 
 /* A decimal count from 1 to 10^12. */
-static int parse_count(const char *text, uint64_t *out) {
+static inline int parse_count(const char *text, uint64_t *out) {
   char *end;
   errno = 0;
   unsigned long long v = strtoull(text, &end, 10);

@@ -110,14 +110,6 @@ static int check_sample(tally *t, const shmbus_sample *sample) {
   return 1;
 }
 
-/* Polling with a growing pause: 20 us, 40 us, ... up to 1 ms. A program
- * that must react faster spins instead (at the cost of a core). */
-static void back_off(unsigned *idle) {
-  uint64_t pause = (uint64_t)20000 << (*idle < 6 ? *idle : 6);
-  sleep_ns(pause < 1 * MS ? pause : 1 * MS);
-  if (*idle < 6) (*idle)++;
-}
-
 int main(int argc, char **argv) {
   uint64_t count = 1000;
   const char *service = IMU_DEFAULT_SERVICE;
@@ -156,7 +148,6 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   uint64_t last_progress = now_ns();
-  unsigned idle = 0;
   while (t.received + lost < count) {
     if (interrupted) {
       fprintf(stderr, "%s: interrupted: %llu received, %llu lost, %llu expected\n", PROGRAM,
@@ -177,7 +168,6 @@ int main(int argc, char **argv) {
       }
       if (!ok) goto done;
       last_progress = now_ns();
-      idle = 0;
       continue;
     }
     if (r != SHMBUS_ERR_EMPTY) {
@@ -200,7 +190,14 @@ int main(int argc, char **argv) {
               (unsigned long long)count, shmbus_node_domain(node));
       goto done;
     }
-    back_off(&idle);
+    /* Sleeps until a sample arrives (a publisher wakes us only while we
+     * sleep), at most 100 ms so that signals and the idle limit are seen. A
+     * program that must react faster spins first: shmbus_subscriber_set_spin. */
+    r = shmbus_subscriber_wait(sub, (int64_t)(100 * MS));
+    if (r != 0 && r != SHMBUS_ERR_TIMEDOUT && r != SHMBUS_ERR_NO_PUBLISHER) {
+      report("shmbus_subscriber_wait", r);
+      goto done;
+    }
   }
 
   printf("%s: %llu of %llu samples received, %llu lost, from %u publisher(s)\n", PROGRAM,
