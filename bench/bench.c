@@ -264,7 +264,7 @@ static void summary(void) {
   const row *b64 = find("shmbus", "blocking", 64), *ffl = find("futex_floor", "blocking", 64);
   if (s64 && fl) verdict("shmbus 64 B / floor", s64->p50 / fl->p50, 1.5, 1);
   if (b64 && ffl)
-    verdict("shmbus blocking / futex_floor p50 at 64 B", b64->p50 / ffl->p50, 1.5, 1);
+    verdict("shmbus blocking / futex_floor p50 at 64 B", b64->p50 / ffl->p50, 1.15, 1);
   else if (b64 || ffl)
     printf("  (shmbus blocking / futex_floor: a 64 B row is missing, see above)\n");
   if (s64 && s4m) verdict("shmbus 4 MiB / shmbus 64 B", s4m->p50 / s64->p50, 1.1, 1);
