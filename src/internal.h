@@ -21,6 +21,9 @@
 
 struct shmbus_node {
   uint64_t refs;  /* user reference + one per open port (atomic) */
+  uint64_t opening; /* port opens in progress (atomic): cleanup spares
+                       services while one may be between counting itself
+                       as a user and claiming its slot               */
   uint64_t id;    /* random, non-zero, never reused              */
   shmbus__root root;
   shmbus__token token; /* held while the node lives                */
@@ -30,6 +33,8 @@ struct shmbus_node {
 /* A port takes a reference on open and drops it on close. */
 void shmbus__node_ref(shmbus_node *node);
 void shmbus__node_unref(shmbus_node *node);
+/* +1 when a port open starts, -1 when it ends (see `opening`). */
+void shmbus__node_opening(shmbus_node *node, int delta);
 
 /* ---- names.c ------------------------------------------------------------ */
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomic.h"
 #include "service.h"
 
 int shmbus__node_alive(const shmbus_node *self, uint64_t node_id) {
@@ -95,6 +96,21 @@ static int orphan_segment(shmbus_node *node, const char *name, int data) {
   return !shmbus__node_alive(node, creator);
 }
 
+/* No node of the domain but `node` lives, and `node` opens no port now. */
+static int alone(shmbus_node *node) {
+  /* Pairs with the fetch-adds around port opens. */
+  if (shmbus__load64_acquire(&node->opening) != 0) return 0;
+  name_list l;
+  if (list_domain(node, &l) != 0) return 0;
+  int others = 0;
+  for (size_t i = 0; i < l.count && !others; i++) {
+    uint64_t id = token_node_id(node, l.names[i]);
+    others = id != 0 && id != node->id && shmbus__node_alive(node, id);
+  }
+  free(l.names);
+  return !others;
+}
+
 int shmbus_domain_cleanup(shmbus_node *node) {
   if (node == NULL) return SHMBUS_ERR_INVAL;
   name_list l;
@@ -108,6 +124,7 @@ int shmbus_domain_cleanup(shmbus_node *node) {
     shmbus__service svc;
     if (shmbus__service_attach_object(node, l.names[i], deadline, &svc) != 0) continue;
     done += shmbus__service_sweep(&svc);
+    done += shmbus__service_remove_orphaned(&svc, alone);
     done += shmbus__service_detach(&svc);
   }
   for (size_t i = 0; i < l.count; i++) {

@@ -57,6 +57,11 @@ int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out) {
 
 void shmbus__node_ref(shmbus_node *node) { shmbus__fetch_add64(&node->refs, 1); }
 
+void shmbus__node_opening(shmbus_node *node, int delta) {
+  /* Pairs with the load-acquire in cleanup's look for activity (liveness.c). */
+  shmbus__fetch_add64(&node->opening, (uint64_t)(int64_t)delta);
+}
+
 void shmbus__node_unref(shmbus_node *node) {
   if (shmbus__fetch_add64(&node->refs, (uint64_t)-1) != 1) return;
   char name[SHMBUS__OBJECT_NAME_MAX];

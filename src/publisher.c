@@ -396,7 +396,7 @@ static int alloc_private(shmbus_publisher *pub) {
   return 0;
 }
 
-int shmbus_publisher_open(shmbus_node *node, const char *service,
+static int open_publisher(shmbus_node *node, const char *service,
                           const shmbus_service_opts *opts, shmbus_publisher **out) {
   SHMBUS__CLEAR_OUT(out);
   if (node == NULL || service == NULL || opts == NULL || out == NULL) return SHMBUS_ERR_INVAL;
@@ -429,8 +429,25 @@ int shmbus_publisher_open(shmbus_node *node, const char *service,
   }
   shmbus__service_ready(&pub->svc, SHMBUS__PUBLISHER, pub->slot, pub->id);
   update_connections(pub, 1);
+  /* Subscribers asleep (in a wait or an event loop) map us now, so that
+   * shmbus_publisher_update can count them before anything is published.
+   * Pairs with the fence in the subscriber's arm. */
+  shmbus__fence_seq_cst();
+  for (uint32_t i = 0; i < pub->nserving; i++) shmbus__service_wake(&pub->svc, pub->serving[i]);
   *out = pub;
   return 0;
+}
+
+int shmbus_publisher_open(shmbus_node *node, const char *service, const shmbus_service_opts *opts,
+                   shmbus_publisher **out) {
+  if (node == NULL) {
+    SHMBUS__CLEAR_OUT(out);
+    return SHMBUS_ERR_INVAL;
+  }
+  shmbus__node_opening(node, 1);
+  int r = open_publisher(node, service, opts, out);
+  shmbus__node_opening(node, -1);
+  return r;
 }
 
 void shmbus_publisher_close(shmbus_publisher *pub) {

@@ -404,3 +404,37 @@ void shmbus__service_wake(shmbus__service *svc, uint32_t k) {
   shmbus__fetch_add32(&slot->event, 1);
   shmbus__word_wake(&slot->event);
 }
+
+int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node)) {
+  /* A slot with an owner: the sweep that ran before found it alive. */
+  for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
+    uint32_t count;
+    shmbus__port_slot *slots = slots_of(svc, kind, &count);
+    for (uint32_t i = 0; i < count; i++) {
+      uint64_t word = shmbus__load64_acquire(&slots[i].word);
+      if (word != 0 && shmbus__load64_acquire(&slots[i].node_id) != 0) return 0;
+    }
+  }
+  if (!alone(svc->node)) return 0;
+  /* Claimed without an owner, and no other node lives: its claimant died
+   * between claiming and writing its node id. */
+  int done = 0;
+  for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
+    uint32_t count;
+    shmbus__port_slot *slots = slots_of(svc, kind, &count);
+    for (uint32_t i = 0; i < count; i++) {
+      uint64_t word = shmbus__load64_acquire(&slots[i].word);
+      if (word != 0 && word != SLOT_REAPING) done += shmbus__service_reap(svc, kind, i, word);
+    }
+  }
+  /* Whatever the count says now beyond our own use was left by ports that
+   * died between counting themselves and claiming a slot. The order makes
+   * it safe: a live opener counted in `users` held its node's token before
+   * it counted itself, so the look for live nodes that follows our load
+   * sees it; one that counts itself after our load makes the exchange fail. */
+  uint64_t users = shmbus__load64_acquire(&svc->shm->dyn.users);
+  if ((users & SHMBUS__USERS_REMOVING) || !alone(svc->node) ||
+      !shmbus__cas64(&svc->shm->dyn.users, &users, SHMBUS__USERS_REMOVING))
+    return done;
+  return done + (shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0);
+}

@@ -70,6 +70,15 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
  * publishers' segments, and tells the other side. Returns how many. */
 int shmbus__service_sweep(shmbus__service *svc);
 
+/* Cleanup's last resort, for a service whose sweep found no live port:
+ * when alone(node) says that no other node of the domain lives and that
+ * this one opens no port, frees slots claimed by owners that died before
+ * writing their node id and removes the service whatever its use count
+ * (a port killed between counting itself and claiming its slot leaks a
+ * use). Returns the slots freed plus 1 if it removed the service (the
+ * caller's detach then only unmaps). */
+int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node));
+
 /* Wakes subscriber slot `k` if it sleeps: one system call then, none
  * otherwise. The caller made its news visible and then issued a seq_cst
  * fence (the sleeper stores `sleeping`, fences, then looks for news). */

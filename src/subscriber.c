@@ -101,6 +101,7 @@ static int connect_source(shmbus_subscriber *sub, uint32_t pub_slot, uint64_t pu
     return r;
   }
   s->state = SRC_CONNECTING;
+  sub->had_publisher = 1; /* its loss will be reported (waiting) */
   s->pub_id = pub_id;
   s->pub_slot = pub_slot;
   s->chunks = (const uint8_t *)s->data.base + l->chunks_offset;
@@ -503,7 +504,7 @@ static void free_subscriber(shmbus_subscriber *sub) {
   free(sub);
 }
 
-int shmbus_subscriber_open(shmbus_node *node, const char *service,
+static int open_subscriber(shmbus_node *node, const char *service,
                            const shmbus_service_opts *opts, shmbus_subscriber **out) {
   SHMBUS__CLEAR_OUT(out);
   if (node == NULL || service == NULL || opts == NULL || out == NULL) return SHMBUS_ERR_INVAL;
@@ -540,6 +541,18 @@ int shmbus_subscriber_open(shmbus_node *node, const char *service,
   refresh_sources(sub);
   *out = sub;
   return 0;
+}
+
+int shmbus_subscriber_open(shmbus_node *node, const char *service, const shmbus_service_opts *opts,
+                   shmbus_subscriber **out) {
+  if (node == NULL) {
+    SHMBUS__CLEAR_OUT(out);
+    return SHMBUS_ERR_INVAL;
+  }
+  shmbus__node_opening(node, 1);
+  int r = open_subscriber(node, service, opts, out);
+  shmbus__node_opening(node, -1);
+  return r;
 }
 
 void shmbus_subscriber_close(shmbus_subscriber *sub) {

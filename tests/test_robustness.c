@@ -1360,6 +1360,73 @@ static void test_killed_while_creating_service(void **state) {
              names);
 }
 
+/* A node that only lives: a node open, no ports, until told to go. */
+static int child_idle_node(rb_child *self, void *varg) {
+  (void)varg;
+  shmbus_node *node = NULL;
+  CK_ERR(rb_node_open(&node, 0), 0);
+  CK(rb_csend(self, 1) == 0);
+  uint64_t m;
+  CK(rb_crecv(self, &m) == 0);
+  shmbus_node_close(node);
+  return 0;
+}
+
+/* The two windows no sweep can judge: a port killed between counting
+ * itself as a user of the service and claiming its slot (a use without a
+ * slot), and one killed between claiming a slot and writing its node id
+ * there (a slot without an owner). Both are forged here, in a service whose
+ * real ports then close: the service stays. Cleanup must leave it while
+ * another node lives (it could be such an opener, alive) and remove it once
+ * the cleaning node is alone. */
+static void test_cleanup_leaked_use(void **state) {
+  (void)state;
+  rb_watchdog(60);
+  shmbus_service_opts o = rb_opts();
+  shmbus_node *node = rb_node();
+  shmbus_subscriber *sub = NULL;
+  assert_ok(shmbus_subscriber_open(node, "leaked-use", &o, &sub));
+  char name[128];
+  rb_service_object(name, sizeof name, "leaked-use");
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", rb_objdir(), name);
+  int fd = open(path, O_RDWR | O_CLOEXEC);
+  assert_true(fd >= 0);
+  struct stat st;
+  assert_int_equal(fstat(fd, &st), 0);
+  uint8_t *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  assert_true(map != MAP_FAILED);
+  shmbus__service_seg *seg = (shmbus__service_seg *)map;
+  shmbus__port_slot *pub_slot = (shmbus__port_slot *)(map + sizeof *seg); /* publisher 0 */
+  __atomic_fetch_add(&seg->dyn.users, 2, __ATOMIC_SEQ_CST); /* both windows counted a use */
+  uint64_t no_owner = (UINT64_C(4242) << 1);               /* claimed, node id never written */
+  __atomic_store_n(&pub_slot->word, no_owner, __ATOMIC_SEQ_CST);
+  shmbus_subscriber_close(sub);
+  assert_true(rb_object_exists(name));
+
+  rb_child c;
+  rb_child_start(&c, child_idle_node, NULL, 0);
+  RB_EXPECT(&c, 1);
+  int r = shmbus_domain_cleanup(node);
+  print_message("cleanup while another node lives: %d, service %s\n", r,
+                rb_object_exists(name) ? "kept" : "removed");
+  assert_true(rb_object_exists(name));
+  assert_int_equal(__atomic_load_n(&pub_slot->word, __ATOMIC_SEQ_CST), no_owner);
+  RB_SEND(&c, 1);
+  assert_int_equal(rb_child_wait(&c, RB_WAIT_MS), 0);
+
+  r = shmbus_domain_cleanup(node);
+  print_message("cleanup alone: %d, service %s\n", r,
+                rb_object_exists(name) ? "kept" : "removed");
+  assert_false(rb_object_exists(name));
+  assert_true(r >= 2); /* the ownerless slot and the service */
+  munmap(map, (size_t)st.st_size);
+  shmbus_node_close(node);
+  char names[1024];
+  if (rb_list(NULL, NULL, names, sizeof names) != 0) fail_msg("left: %s", names);
+}
+
 /* ---- killed in the middle of a close (interposed shm_unlink) ---------- */
 
 /* The test binary's own shm_unlink: the library's calls reach it first. It
@@ -3052,6 +3119,7 @@ int main(void) {
       RB_TEST(test_killed_while_closing_publisher),
       RB_TEST(test_forked_helper_keeps_node_alive),
       RB_TEST(test_stale_objects_removed),
+      RB_TEST(test_cleanup_leaked_use),
       RB_TEST(test_cleanup_spares_live),
       RB_TEST(test_creation_race),
       RB_TEST(test_no_space_injected),
@@ -3067,6 +3135,7 @@ int main(void) {
       RB_DIR_TEST(test_dead_publisher),
       RB_DIR_TEST(test_restart_single_publisher),
       RB_DIR_TEST(test_stale_objects_removed),
+      RB_DIR_TEST(test_cleanup_leaked_use),
       RB_DIR_TEST(test_cleanup_spares_live),
       RB_DIR_TEST(test_creation_race),
       RB_DIR_TEST(test_stopped_subscriber),
