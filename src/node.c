@@ -55,6 +55,10 @@ int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out) {
   return 0;
 }
 
+#if defined(__SANITIZE_THREAD__)
+uint64_t shmbus__tsan_fence_word; /* see shmbus__fence_seq_cst */
+#endif
+
 void shmbus__node_ref(shmbus_node *node) { shmbus__fetch_add64(&node->refs, 1); }
 
 void shmbus__node_opening(shmbus_node *node, int delta) {

@@ -303,9 +303,13 @@ static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
   shmbus__store64_release(&conn->sub_id, sub_id);
   c->bound_id = sub_id;
   /* Pairs with the fence in the subscriber's arm: it either sees the
-   * generation that announced us, or we see its wait_mode. */
+   * generation that announced us and our sub_id, or we see its wait_mode
+   * and that it sleeps. Woken, it maps us and acknowledges the binding, so
+   * that shmbus_publisher_update counts a subscriber asleep in a wait or an
+   * event loop before anything is published. */
   shmbus__fence_seq_cst();
   watch_wait_mode(pub, k);
+  shmbus__service_wake(&pub->svc, k);
 }
 
 /* Acts on subscribers that joined or left since the last look. */
@@ -429,11 +433,6 @@ static int open_publisher(shmbus_node *node, const char *service,
   }
   shmbus__service_ready(&pub->svc, SHMBUS__PUBLISHER, pub->slot, pub->id);
   update_connections(pub, 1);
-  /* Subscribers asleep (in a wait or an event loop) map us now, so that
-   * shmbus_publisher_update can count them before anything is published.
-   * Pairs with the fence in the subscriber's arm. */
-  shmbus__fence_seq_cst();
-  for (uint32_t i = 0; i < pub->nserving; i++) shmbus__service_wake(&pub->svc, pub->serving[i]);
   *out = pub;
   return 0;
 }

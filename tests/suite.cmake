@@ -41,10 +41,10 @@ shmbus_add_test(test_multiprocess
   LABELS multiprocess
   TIMEOUT 300)
 
-# test_wait  wait  blocking waits, wait sets, the pollable descriptor and the
+# test_wait  wait, threads (also under TSan)  blocking waits, wait sets, the pollable descriptor and the
 #                  BLOCK overflow policy between processes (about 15 s: 10^5
 #                  sleeping ping-pong cycles, 10^6 samples under backpressure)
 shmbus_add_test(test_wait
   SOURCES "${_shmbus_suite_dir}/test_wait.c" ${_shmbus_support}
-  LABELS wait
+  LABELS wait threads
   TIMEOUT 300)

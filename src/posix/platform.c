@@ -384,13 +384,19 @@ void shmbus__word_wake(uint32_t *word) {
   syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
-/* The abstract address of notifier `id`; returns its length. */
+/* The abstract address of notifier `id` ("\0shmbus.<domain>.w.<16 hex>");
+ * returns its length. Built by hand, without snprintf: it runs inside
+ * shmbus_waitset_trigger, which signal handlers may call. */
 static socklen_t notifier_addr(const char *domain, uint64_t id, struct sockaddr_un *a) {
+  static const char hex[] = "0123456789abcdef";
   memset(a, 0, sizeof *a);
   a->sun_family = AF_UNIX;
-  int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "shmbus.%s.w.%016llx", domain,
-                   (unsigned long long)id);
-  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+  char *p = a->sun_path + 1; /* abstract: starts with a NUL */
+  const char *parts[3] = {"shmbus.", domain, ".w."};
+  for (int i = 0; i < 3; i++)
+    for (const char *q = parts[i]; *q; q++) *p++ = *q; /* domain <= 32 chars: fits */
+  for (int shift = 60; shift >= 0; shift -= 4) *p++ = hex[(id >> shift) & 15];
+  return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)(p - a->sun_path));
 }
 
 int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out) {
