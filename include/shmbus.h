@@ -301,7 +301,9 @@ SHMBUS_EXTERN int shmbus_publisher_discard(shmbus_publisher *pub, void *payload)
 
 /* Loans, copies `bytes` bytes (1..element size x max_elements, a multiple of
  * the element size is not required) and publishes.
- * Errors: INVAL, TOO_LARGE, LOAN_LIMIT. Hot path (plus the copy). */
+ * Errors: INVAL, TOO_LARGE, LOAN_LIMIT; with SHMBUS_OVERFLOW_BLOCK also
+ * TIMEDOUT and PEER_DEAD (nothing was sent; the internal loan is given
+ * back). Hot path (plus the copy). */
 SHMBUS_EXTERN int shmbus_publisher_send_copy(shmbus_publisher *pub,
                                              const void *data, size_t bytes);
 
@@ -425,8 +427,9 @@ SHMBUS_EXTERN void shmbus_waitset_close(shmbus_waitset *ws);
 
 /* Adds a subscriber; `user` is reported with its events. A subscriber is in
  * at most one wait set, and then shmbus_subscriber_wait refuses it (BUSY).
- * Close the subscriber only after detaching it.
- * Errors: INVAL, BUSY (in a wait set already), NOMEM. */
+ * Closing the subscriber detaches it.
+ * Errors: INVAL (also: the subscriber's node has another domain than the
+ *   wait set's), BUSY (in a wait set already), NOMEM. */
 SHMBUS_EXTERN int shmbus_waitset_attach(shmbus_waitset *ws, shmbus_subscriber *sub,
                                         void *user);
 
@@ -450,7 +453,8 @@ typedef struct shmbus_wait_event {
 } shmbus_wait_event;
 
 /* Waits until a subscriber of the set has data or lost its publishers, or
- * the set is triggered, then reports up to `cap` events in out[]. The
+ * the set is triggered, then reports up to `cap` events in out[] (a
+ * subscriber that holds max_held samples is not reported: release first). The
  * scan starts after the subscriber reported first last time, so one that
  * always has data cannot starve the others. Spins first for the longest
  * spin time of its subscribers. Returns the number of events (>= 1), or
@@ -462,8 +466,12 @@ SHMBUS_EXTERN int shmbus_waitset_wait(shmbus_waitset *ws, int64_t timeout_ns,
 /* A descriptor for poll/epoll/libuv: readable when the wait set may have
  * events. Protocol: call shmbus_waitset_wait(ws, 0, ...) when it is readable
  * and until it returns TIMEDOUT; then sleep on the descriptor again (a wait
- * that found nothing arms the publishers' wake-up before returning). Owned by
- * the wait set: do not read or close it. Errors: INVAL. */
+ * that found nothing arms the publishers' wake-up before returning). A
+ * publisher that closes wakes the descriptor; one that dies is found by a
+ * look for dead ports that shmbus_waitset_wait makes at most every 100 ms,
+ * so a loop that must report dead publishers sleeps at most that long
+ * before looking. Owned by the wait set: do not read or close it.
+ * Errors: INVAL. */
 SHMBUS_EXTERN int shmbus_waitset_fd(const shmbus_waitset *ws);
 
 #ifdef __cplusplus

@@ -79,7 +79,8 @@ int shmbus__segment_open_wait(const shmbus__root *root, const char *name,
 
 /* ---- subscriber.c: waiting, shared with waitset.c ---------------------- */
 
-/* 0 when a sample can be taken, NO_PUBLISHER when the last publisher went
+/* 0 when a sample can be taken, HOLD_LIMIT when one is queued but the
+ * subscriber holds its maximum, NO_PUBLISHER when the last publisher went
  * (once), EMPTY otherwise. Looks for new publishers. */
 int shmbus__subscriber_ready(shmbus_subscriber *sub);
 /* Announces that the caller may sleep (the subscriber's `sleeping`, then a
@@ -93,8 +94,11 @@ int64_t shmbus__subscriber_spin(const shmbus_subscriber *sub);
 /* Reaps dead ports of the subscriber's service. */
 void shmbus__subscriber_sweep(shmbus_subscriber *sub);
 /* Records the wait set (NULL: none) and the notifier publishers wake
- * (0: the futex). BUSY when joining a second wait set. */
-int shmbus__subscriber_join(shmbus_subscriber *sub, shmbus_waitset *ws, uint64_t notifier);
+ * (0: the futex). BUSY when joining a second wait set, INVAL when the wait
+ * set's `domain` is not the subscriber's (its notifier would be addressed
+ * in the wrong domain). */
+int shmbus__subscriber_join(shmbus_subscriber *sub, shmbus_waitset *ws, const char *domain,
+                            uint64_t notifier);
 /* A deadline for a timeout (negative: none). */
 uint64_t shmbus__wait_deadline(int64_t timeout_ns);
 /* How long to sleep now: short, doubling slices (*ack_slice) while not

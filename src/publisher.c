@@ -297,11 +297,11 @@ static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
   for (uint32_t i = 0; i <= c->ring.slot_mask; i++) shmbus__store64_relaxed(&c->ring.slots[i], 0);
   c->tail = c->head_seen = c->done_head = c->lost = 0;
   c->broken = 0;
+  c->bound_id = sub_id; /* the replay may acknowledge wait_mode with it */
   history_replay(pub, k);
   /* Pairs with the subscriber's load-acquire of sub_id (try_bind): the
    * reset connection and the replayed history are visible first. */
   shmbus__store64_release(&conn->sub_id, sub_id);
-  c->bound_id = sub_id;
   /* Pairs with the fence in the subscriber's arm: it either sees the
    * generation that announced us and our sub_id, or we see its wait_mode
    * and that it sleeps. Woken, it maps us and acknowledges the binding, so
@@ -541,51 +541,57 @@ static int conn_full(shmbus_publisher *pub, pub_conn *c) {
   return !c->broken && c->inflight >= pub->inflight_limit;
 }
 
-/* Sleeps once on connection k's room_event. PEER_DEAD if its subscriber
- * died (it is reclaimed then). */
-static int sleep_for_room(shmbus_publisher *pub, uint32_t k, uint64_t deadline) {
+/* Sleeps once on connection k's room_event, at most until `until`. */
+static void sleep_for_room(shmbus_publisher *pub, uint32_t k, uint64_t until) {
   pub_conn *c = &pub->conns[k];
   shmbus__conn *conn = c->ring.conn;
   shmbus__store32_relaxed(&conn->pub_waiting, 1);
-  /* Pairs with the fence in the subscriber's room_freed. */
+  /* Pairs with the fence in the subscriber's room_freed (and its close). */
   shmbus__fence_seq_cst();
   uint32_t seen = shmbus__load32_acquire(&conn->room_event);
-  int r = 0;
-  if (conn_full(pub, c)) {
-    uint64_t now = shmbus__now_ns();
-    uint64_t left = deadline - now;
-    r = shmbus__word_wait(&conn->room_event, seen,
-                          (int64_t)(left < ROOM_SLICE_NS ? left : ROOM_SLICE_NS));
-  }
+  uint64_t now = shmbus__now_ns();
+  /* Pairs with the fetch-add in shmbus__service_leave: a subscriber that
+   * left is not waited for. */
+  if (conn_full(pub, c) && now < until &&
+      shmbus__load64_acquire(&pub->svc.shm->dyn.sub_generation) == pub->sub_generation)
+    shmbus__word_wait(&conn->room_event, seen, (int64_t)(until - now));
   shmbus__store32_relaxed(&conn->pub_waiting, 0);
-  if (r == SHMBUS_ERR_TIMEDOUT && !shmbus__node_alive(pub->svc.node, c->node_id)) {
-    shmbus__service_reap(&pub->svc, SHMBUS__SUBSCRIBER, k, (c->bound_id << 1) | 1u);
-    update_connections(pub, 0);
-    return SHMBUS_ERR_PEER_DEAD;
-  }
-  return 0;
 }
 
 static int wait_for_room(shmbus_publisher *pub) {
-  uint64_t deadline = pub->block_timeout_ns < 0
-                          ? UINT64_MAX
-                          : shmbus__now_ns() + (uint64_t)pub->block_timeout_ns;
-  update_connections(pub, 0);
-  for (uint32_t i = 0; i < pub->nserving; i++) {
-    uint32_t k = pub->serving[i];
-    while (conn_full(pub, &pub->conns[k])) {
-      if (shmbus__now_ns() >= deadline) return SHMBUS_ERR_TIMEDOUT;
-      int r = sleep_for_room(pub, k, deadline);
-      if (r) return r;
-      /* A subscriber that left is not waited for; the set may change. */
-      update_connections(pub, 0);
-      if (pub->conns[k].bound_id == 0) {
-        i = (uint32_t)-1; /* look at every connection again */
-        break;
+  uint64_t now = shmbus__now_ns();
+  uint64_t deadline =
+      pub->block_timeout_ns < 0 ? UINT64_MAX : now + (uint64_t)pub->block_timeout_ns;
+  uint64_t next_probe = now + ROOM_SLICE_NS;
+  for (;;) {
+    update_connections(pub, 0);
+    uint64_t gen = pub->sub_generation;
+    uint32_t i = 0;
+    for (; i < pub->nserving; i++) {
+      uint32_t k = pub->serving[i];
+      if (!conn_full(pub, &pub->conns[k])) continue;
+      now = shmbus__now_ns();
+      if (now >= deadline) return SHMBUS_ERR_TIMEDOUT;
+      /* Liveness by the clock, not by how the sleep ended: signals or a
+       * subscriber that keeps bumping room_event do not postpone it. */
+      if (now >= next_probe) {
+        next_probe = now + ROOM_SLICE_NS;
+        pub_conn *c = &pub->conns[k];
+        if (!shmbus__node_alive(pub->svc.node, c->node_id)) {
+          shmbus__service_reap(&pub->svc, SHMBUS__SUBSCRIBER, k, (c->bound_id << 1) | 1u);
+          update_connections(pub, 0);
+          return SHMBUS_ERR_PEER_DEAD;
+        }
       }
+      sleep_for_room(pub, k, deadline < next_probe ? deadline : next_probe);
+      break; /* look at every connection again: the set may have changed */
+    }
+    if (i == pub->nserving) {
+      /* Pairs with the fetch-add in shmbus__service_ready/_leave: nobody
+       * joined or left since the look; every connection has room. */
+      if (shmbus__load64_acquire(&pub->svc.shm->dyn.sub_generation) == gen) return 0;
     }
   }
-  return 0;
 }
 
 static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int whole) {
@@ -594,18 +600,19 @@ static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int
   if (found < 0) return SHMBUS_ERR_NOT_LOANED;
   uint32_t chunk = (uint32_t)found;
   shmbus__chunk_header *hdr = chunk_header(pub, chunk);
-  if (!whole) {
-    if (bytes > hdr->payload_bytes) return SHMBUS_ERR_TOO_LARGE;
-    hdr->payload_bytes = (uint32_t)bytes;
-  }
+  if (!whole && bytes > hdr->payload_bytes) return SHMBUS_ERR_TOO_LARGE;
   if (pub->svc.cfg.overflow == SHMBUS_OVERFLOW_BLOCK) {
+    /* Its look at the subscribers is the one this publish delivers to:
+     * one bound later could be full of history. */
     int r = wait_for_room(pub);
-    if (r) return r;
+    if (r) return r; /* still the caller's loan, unchanged */
+  } else {
+    update_connections(pub, 0);
   }
+  if (!whole) hdr->payload_bytes = (uint32_t)bytes;
   hdr->sequence = pub->sequence++;
   hdr->timestamp_ns = shmbus__now_ns();
   hdr->publisher_id = pub->id;
-  update_connections(pub, 0);
   for (uint32_t i = 0; i < pub->nserving; i++) deliver(pub, pub->serving[i], chunk);
   wake_sleepers(pub);
   if (pub->svc.cfg.history) history_push(pub, chunk);
@@ -637,7 +644,11 @@ int shmbus_publisher_send_copy(shmbus_publisher *pub, const void *data, size_t b
   int r = shmbus_publisher_loan(pub, (bytes + size - 1) / size, &payload);
   if (r) return r;
   memcpy(payload, data, bytes);
-  return publish_chunk(pub, payload, bytes, 0);
+  r = publish_chunk(pub, payload, bytes, 0);
+  /* The caller never saw this loan: a publish that could not happen
+   * (overflow BLOCK) gives it back. */
+  if (r) shmbus_publisher_discard(pub, payload);
+  return r;
 }
 
 int shmbus_publisher_set_block_timeout(shmbus_publisher *pub, int64_t timeout_ns) {

@@ -343,6 +343,12 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
    * its add_user then says BUSY and the open creates it anew. */
   drop_user(svc);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
+  if (kind == SHMBUS__PUBLISHER) {
+    /* Its subscribers may be asleep with nobody else to tell them. Pairs
+     * with the fence in the subscriber's arm. */
+    shmbus__fence_seq_cst();
+    for (uint32_t k = 0; k < svc->cfg.max_subscribers; k++) shmbus__service_wake(svc, k);
+  }
   return 1;
 }
 
@@ -406,27 +412,30 @@ void shmbus__service_wake(shmbus__service *svc, uint32_t k) {
 }
 
 int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node)) {
-  /* A slot with an owner: the sweep that ran before found it alive. */
+  /* The exact words of slots claimed without an owner. Port ids are never
+   * reused, so a slot claimed anew after this look never matches. */
+  uint64_t ownerless[2 * SHMBUS_MAX_PORTS];
+  uint32_t where[2 * SHMBUS_MAX_PORTS];
+  uint32_t n = 0;
   for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
     uint32_t count;
     shmbus__port_slot *slots = slots_of(svc, kind, &count);
     for (uint32_t i = 0; i < count; i++) {
       uint64_t word = shmbus__load64_acquire(&slots[i].word);
-      if (word != 0 && shmbus__load64_acquire(&slots[i].node_id) != 0) return 0;
+      if (word == 0 || word == SLOT_REAPING) continue;
+      /* A slot with an owner: the sweep that ran before found it alive. */
+      if (shmbus__load64_acquire(&slots[i].node_id) != 0) return 0;
+      ownerless[n] = word;
+      where[n++] = (uint32_t)kind << 16 | i;
     }
   }
+  /* No other node lives, and ours opens nothing: every claimant of an
+   * ownerless slot seen above is dead (a live one held its node's token
+   * before it claimed), killed between claiming and writing its node id. */
   if (!alone(svc->node)) return 0;
-  /* Claimed without an owner, and no other node lives: its claimant died
-   * between claiming and writing its node id. */
   int done = 0;
-  for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
-    uint32_t count;
-    shmbus__port_slot *slots = slots_of(svc, kind, &count);
-    for (uint32_t i = 0; i < count; i++) {
-      uint64_t word = shmbus__load64_acquire(&slots[i].word);
-      if (word != 0 && word != SLOT_REAPING) done += shmbus__service_reap(svc, kind, i, word);
-    }
-  }
+  for (uint32_t j = 0; j < n; j++)
+    done += shmbus__service_reap(svc, (int)(where[j] >> 16), where[j] & 0xffffu, ownerless[j]);
   /* Whatever the count says now beyond our own use was left by ports that
    * died between counting themselves and claiming a slot. The order makes
    * it safe: a live opener counted in `users` held its node's token before

@@ -390,7 +390,9 @@ int shmbus__subscriber_ready(shmbus_subscriber *sub) {
       continue;
     }
     if (s->state != SRC_BOUND && s->state != SRC_GONE) continue;
-    if (!shmbus__ring_empty(&s->ring)) return 0;
+    /* Queued but not takeable while we hold our maximum. */
+    if (!shmbus__ring_empty(&s->ring))
+      return sub->held_free_count > 0 ? 0 : SHMBUS_ERR_HOLD_LIMIT;
     if (s->state == SRC_BOUND) {
       publishers++;
     } else if (s->held == 0) {
@@ -423,7 +425,10 @@ int64_t shmbus__subscriber_spin(const shmbus_subscriber *sub) { return sub->spin
 
 void shmbus__subscriber_sweep(shmbus_subscriber *sub) { shmbus__service_sweep(&sub->svc); }
 
-int shmbus__subscriber_join(shmbus_subscriber *sub, shmbus_waitset *ws, uint64_t notifier) {
+int shmbus__subscriber_join(shmbus_subscriber *sub, shmbus_waitset *ws, const char *domain,
+                            uint64_t notifier) {
+  /* Publishers address the notifier in their own domain. */
+  if (ws != NULL && strcmp(domain, sub->svc.node->domain) != 0) return SHMBUS_ERR_INVAL;
   if (ws != NULL && sub->waitset != NULL) return SHMBUS_ERR_BUSY;
   sub->waitset = ws;
   shmbus__store64_relaxed(&sub->svc.sub_slots[sub->slot].notifier, notifier);
@@ -565,7 +570,7 @@ void shmbus_subscriber_close(shmbus_subscriber *sub) {
   /* A publisher waiting for room for us looks again and unbinds us. */
   if (sub->block)
     for (uint32_t i = 0; i < sub->nsources; i++)
-      if (sub->sources[i].state == SRC_BOUND) wake_publisher(&sub->sources[i]);
+      if (sub->sources[i].state != SRC_FREE) wake_publisher(&sub->sources[i]);
   shmbus__service_detach(&sub->svc); /* right after leave: see publisher close */
   free_subscriber(sub);
   shmbus__node_unref(node);

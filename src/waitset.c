@@ -26,6 +26,7 @@ struct shmbus_waitset {
   ws_entry *entries;
   size_t count, cap;
   size_t cursor;       /* where the next scan starts (fairness)   */
+  uint64_t next_sweep; /* when to look for dead publishers next   */
   uint32_t triggered;  /* set by shmbus_waitset_trigger (atomic)  */
 };
 
@@ -53,7 +54,7 @@ void shmbus_waitset_close(shmbus_waitset *ws) {
   if (ws == NULL) return;
   for (size_t i = 0; i < ws->count; i++) {
     shmbus__subscriber_disarm(ws->entries[i].sub);
-    shmbus__subscriber_join(ws->entries[i].sub, NULL, 0);
+    shmbus__subscriber_join(ws->entries[i].sub, NULL, NULL, 0);
   }
   shmbus__notifier_close(&ws->notifier);
   shmbus__node_unref(ws->node);
@@ -70,7 +71,7 @@ int shmbus_waitset_attach(shmbus_waitset *ws, shmbus_subscriber *sub, void *user
     ws->entries = p;
     ws->cap = cap;
   }
-  int r = shmbus__subscriber_join(sub, ws, ws->id);
+  int r = shmbus__subscriber_join(sub, ws, ws->node->domain, ws->id);
   if (r) return r;
   ws->entries[ws->count].sub = sub;
   ws->entries[ws->count].user = user;
@@ -83,7 +84,7 @@ int shmbus_waitset_detach(shmbus_waitset *ws, shmbus_subscriber *sub) {
   for (size_t i = 0; i < ws->count; i++) {
     if (ws->entries[i].sub != sub) continue;
     shmbus__subscriber_disarm(sub);
-    shmbus__subscriber_join(sub, NULL, 0);
+    shmbus__subscriber_join(sub, NULL, NULL, 0);
     memmove(&ws->entries[i], &ws->entries[i + 1], (ws->count - i - 1) * sizeof *ws->entries);
     ws->count--;
     if (ws->cursor >= ws->count) ws->cursor = 0;
@@ -138,6 +139,15 @@ static void arm_all(shmbus_waitset *ws, int on) {
   }
 }
 
+/* Reaps dead ports of the subscribers' services once per liveness slice,
+ * also for callers that only look (the descriptor protocol): a reaped
+ * publisher wakes its subscribers' sleepers. */
+static void sweep_when_due(shmbus_waitset *ws, uint64_t now) {
+  if (now < ws->next_sweep) return;
+  ws->next_sweep = now + SHMBUS__LIVENESS_SLICE_NS;
+  for (size_t i = 0; i < ws->count; i++) shmbus__subscriber_sweep(ws->entries[i].sub);
+}
+
 static int all_acked(const shmbus_waitset *ws) {
   for (size_t i = 0; i < ws->count; i++)
     if (!shmbus__subscriber_acked(ws->entries[i].sub)) return 0;
@@ -148,20 +158,22 @@ int shmbus_waitset_wait(shmbus_waitset *ws, int64_t timeout_ns, shmbus_wait_even
                         size_t cap) {
   if (ws == NULL || out == NULL || cap == 0) return SHMBUS_ERR_INVAL;
   uint64_t deadline = shmbus__wait_deadline(timeout_ns);
+  uint64_t now = shmbus__now_ns();
+  if (ws->next_sweep == 0) ws->next_sweep = now + SHMBUS__LIVENESS_SLICE_NS;
+  sweep_when_due(ws, now);
   int n = collect(ws, out, cap);
   int64_t spin = 0;
   for (size_t i = 0; i < ws->count; i++) {
     int64_t s = shmbus__subscriber_spin(ws->entries[i].sub);
     if (s > spin) spin = s;
   }
-  uint64_t now = shmbus__now_ns();
   uint64_t spin_end = timeout_ns == 0 ? now : now + (uint64_t)spin;
   while (n == 0 && now < spin_end && now < deadline) {
     shmbus__cpu_relax();
     n = collect(ws, out, cap);
     now = shmbus__now_ns();
   }
-  uint64_t ack_slice = 1000 * 1000, next_sweep = now + SHMBUS__LIVENESS_SLICE_NS;
+  uint64_t ack_slice = 1000 * 1000;
   while (n == 0) {
     /* Wake-ups sent before we look are stale; one sent after is not. */
     shmbus__notifier_drain(&ws->notifier);
@@ -173,11 +185,7 @@ int shmbus_waitset_wait(shmbus_waitset *ws, int64_t timeout_ns, shmbus_wait_even
     if (now >= deadline) return SHMBUS_ERR_TIMEDOUT;
     shmbus__notifier_wait(&ws->notifier,
                           (int64_t)shmbus__wait_slice(&ack_slice, all_acked(ws), now, deadline));
-    now = shmbus__now_ns();
-    if (now >= next_sweep) {
-      for (size_t i = 0; i < ws->count; i++) shmbus__subscriber_sweep(ws->entries[i].sub);
-      next_sweep = now + SHMBUS__LIVENESS_SLICE_NS;
-    }
+    sweep_when_due(ws, shmbus__now_ns());
   }
   arm_all(ws, 0);
   return n;

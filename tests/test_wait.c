@@ -476,6 +476,65 @@ static void test_waitset_fd_epoll(void **state) {
   ts_assert_env_clean(env);
 }
 
+/* Through the descriptor, a killed publisher is reported too: the looks
+ * the loop makes (at least every 100 ms) reap it. A subscriber of another
+ * domain cannot join (its publishers would address the wrong notifier). */
+static void test_waitset_fd_publisher_killed(void **state) {
+  ts_env *env = *state;
+  shmbus_node *node = ts_node(env);
+  wait_cfg c;
+  cfg_init(&c, env, "epoll-kill");
+  shmbus_subscriber *sub = NULL;
+  ts_assert_ok(shmbus_subscriber_open(node, c.service, &c.opts, &sub));
+  shmbus_waitset *ws = NULL;
+  ts_assert_ok(shmbus_waitset_open(node, &ws));
+  ts_assert_ok(shmbus_waitset_attach(ws, sub, NULL));
+
+  ts_env other = *env;
+  ts_unique_domain(other.domain);
+  shmbus_node *node2 = ts_node(&other);
+  shmbus_subscriber *foreign = NULL;
+  ts_assert_ok(shmbus_subscriber_open(node2, c.service, &c.opts, &foreign));
+  ts_assert_err(shmbus_waitset_attach(ws, foreign, NULL), SHMBUS_ERR_INVAL);
+  shmbus_subscriber_close(foreign);
+  shmbus_node_close(node2);
+  ts_assert_env_clean(&other);
+
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  assert_true(ep >= 0);
+  struct epoll_event e = {.events = EPOLLIN};
+  assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, shmbus_waitset_fd(ws), &e), 0);
+  ts_child child;
+  ts_child_start(&child, one_sample_publisher, &c);
+  unsigned round = 0;
+  while (shmbus_subscriber_publishers(sub) < 1) ts_backoff(&round);
+  ts_parent_expect(&child, MSG_READY);
+  kill(child.pid, SIGKILL);
+  assert_int_equal(ts_child_wait(&child), 128 + SIGKILL);
+  uint64_t t0 = now_ns();
+  int what = 0;
+  while (what == 0 && now_ns() - t0 < 3000 * MS) {
+    shmbus_wait_event ev;
+    int n = shmbus_waitset_wait(ws, 0, &ev, 1);
+    if (n == 1) {
+      what = ev.what;
+      break;
+    }
+    ts_assert_err(n, SHMBUS_ERR_TIMEDOUT);
+    struct epoll_event out;
+    epoll_wait(ep, &out, 1, 100);
+  }
+  print_message("descriptor loop: killed publisher reported after %.1f ms\n",
+                (double)(now_ns() - t0) / 1e6);
+  assert_int_equal(what, SHMBUS_WAIT_NO_PUBLISHER);
+  close(ep);
+  shmbus_waitset_close(ws);
+  shmbus_subscriber_close(sub);
+  shmbus_domain_cleanup(node);
+  shmbus_node_close(node);
+  ts_assert_env_clean(env);
+}
+
 /* ---- backpressure: SHMBUS_OVERFLOW_BLOCK ---------------------------------- */
 
 #define BLOCK_SAMPLES 1000000
@@ -614,6 +673,13 @@ static void test_block_subscriber_killed(void **state) {
   assert_true(took >= 50 * MS && took < 1000 * MS);
   ts_assert_ok(shmbus_publisher_set_block_timeout(pub, 0));
   ts_assert_err(shmbus_publisher_publish(pub, p), SHMBUS_ERR_TIMEDOUT);
+  /* A failed publish_bytes leaves the loan whole; send_copy gives its own
+   * loan back (more failures than max_loans, never LOAN_LIMIT). */
+  ts_assert_err(shmbus_publisher_publish_bytes(pub, p, 8), SHMBUS_ERR_TIMEDOUT);
+  ts_sample copy;
+  ts_sample_fill(&copy, 1, 99);
+  for (int i = 0; i < 3 * 4; i++)
+    ts_assert_err(shmbus_publisher_send_copy(pub, &copy, sizeof copy), SHMBUS_ERR_TIMEDOUT);
 
   /* Forever, and the subscriber is killed meanwhile. */
   ts_assert_ok(shmbus_publisher_set_block_timeout(pub, -1));
@@ -695,6 +761,7 @@ int main(void) {
       SHM_TEST(test_waitset_32_services),
       SHM_TEST(test_waitset_no_starvation),
       SHM_TEST(test_waitset_fd_epoll),
+      SHM_TEST(test_waitset_fd_publisher_killed),
       SHM_TEST(test_block_slow_subscriber),
       SHM_TEST(test_block_subscriber_killed),
       SHM_TEST(test_block_subscriber_closes),
