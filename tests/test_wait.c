@@ -424,6 +424,25 @@ static void test_waitset_no_starvation(void **state) {
   ts_assert_env_clean(env);
 }
 
+/* An epoll loop over a wait set with one subscriber on c->service. */
+static int epoll_loop_open(shmbus_node *node, const wait_cfg *c, shmbus_subscriber **sub,
+                           shmbus_waitset **ws) {
+  ts_assert_ok(shmbus_subscriber_open(node, c->service, &c->opts, sub));
+  ts_assert_ok(shmbus_waitset_open(node, ws));
+  ts_assert_ok(shmbus_waitset_attach(*ws, *sub, NULL));
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  assert_true(ep >= 0);
+  struct epoll_event e = {.events = EPOLLIN};
+  assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, shmbus_waitset_fd(*ws), &e), 0);
+  return ep;
+}
+
+static void epoll_loop_close(int ep, shmbus_subscriber *sub, shmbus_waitset *ws) {
+  close(ep);
+  shmbus_waitset_close(ws);
+  shmbus_subscriber_close(sub);
+}
+
 /* The descriptor in an epoll loop, with the publisher in another process. */
 static void test_waitset_fd_epoll(void **state) {
   ts_env *env = *state;
@@ -431,14 +450,8 @@ static void test_waitset_fd_epoll(void **state) {
   wait_cfg c;
   cfg_init(&c, env, "epoll");
   shmbus_subscriber *sub = NULL;
-  ts_assert_ok(shmbus_subscriber_open(node, c.service, &c.opts, &sub));
   shmbus_waitset *ws = NULL;
-  ts_assert_ok(shmbus_waitset_open(node, &ws));
-  ts_assert_ok(shmbus_waitset_attach(ws, sub, NULL));
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-  assert_true(ep >= 0);
-  struct epoll_event e = {.events = EPOLLIN};
-  assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, shmbus_waitset_fd(ws), &e), 0);
+  int ep = epoll_loop_open(node, &c, &sub, &ws);
 
   shmbus_wait_event ev[2];
   struct epoll_event out;
@@ -469,9 +482,7 @@ static void test_waitset_fd_epoll(void **state) {
   assert_int_equal(epoll_wait(ep, &out, 1, 2000), 1);
   assert_int_equal(shmbus_waitset_wait(ws, 0, ev, 2), 1);
   assert_int_equal(ev[0].what, SHMBUS_WAIT_NO_PUBLISHER);
-  close(ep);
-  shmbus_waitset_close(ws);
-  shmbus_subscriber_close(sub);
+  epoll_loop_close(ep, sub, ws);
   shmbus_node_close(node);
   ts_assert_env_clean(env);
 }
@@ -485,10 +496,8 @@ static void test_waitset_fd_publisher_killed(void **state) {
   wait_cfg c;
   cfg_init(&c, env, "epoll-kill");
   shmbus_subscriber *sub = NULL;
-  ts_assert_ok(shmbus_subscriber_open(node, c.service, &c.opts, &sub));
   shmbus_waitset *ws = NULL;
-  ts_assert_ok(shmbus_waitset_open(node, &ws));
-  ts_assert_ok(shmbus_waitset_attach(ws, sub, NULL));
+  int ep = epoll_loop_open(node, &c, &sub, &ws);
 
   ts_env other = *env;
   ts_unique_domain(other.domain);
@@ -500,10 +509,6 @@ static void test_waitset_fd_publisher_killed(void **state) {
   shmbus_node_close(node2);
   ts_assert_env_clean(&other);
 
-  int ep = epoll_create1(EPOLL_CLOEXEC);
-  assert_true(ep >= 0);
-  struct epoll_event e = {.events = EPOLLIN};
-  assert_int_equal(epoll_ctl(ep, EPOLL_CTL_ADD, shmbus_waitset_fd(ws), &e), 0);
   ts_child child;
   ts_child_start(&child, one_sample_publisher, &c);
   unsigned round = 0;
@@ -527,9 +532,7 @@ static void test_waitset_fd_publisher_killed(void **state) {
   print_message("descriptor loop: killed publisher reported after %.1f ms\n",
                 (double)(now_ns() - t0) / 1e6);
   assert_int_equal(what, SHMBUS_WAIT_NO_PUBLISHER);
-  close(ep);
-  shmbus_waitset_close(ws);
-  shmbus_subscriber_close(sub);
+  epoll_loop_close(ep, sub, ws);
   shmbus_domain_cleanup(node);
   shmbus_node_close(node);
   ts_assert_env_clean(env);
