@@ -123,10 +123,11 @@ int shmbus__list_objects(const shmbus__root *root, const char *prefix,
  * `expected`, for at most `timeout_ns` (negative: no limit). Returns 0 when
  * woken or when the word differed at once, TIMEDOUT otherwise; spurious
  * returns are allowed, callers re-check. Linux: FUTEX_WAIT (not the private
- * flavour: the word is shared between processes). Other POSIX systems:
- * re-reads the word every 50 us (no process-shared primitive there waits
- * on an arbitrary word without a lock a dead peer could keep).
- * Win32 (to come): a named event per word. */
+ * flavour: the word is shared between processes). macOS: __ulock_wait
+ * (UL_COMPARE_AND_WAIT_SHARED); FreeBSD: _umtx_op(UMTX_OP_WAIT_UINT); both
+ * untested here. Other POSIX systems: re-reads the word every 50 us (a
+ * process-shared mutex and condition variable would need a lock that a
+ * dead peer could keep). Win32 (to come): a named event per word. */
 int shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
 
 /* Wakes every process sleeping on `word` (FUTEX_WAKE). The caller changed
