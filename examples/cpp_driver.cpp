@@ -244,6 +244,16 @@ class Subscriber {
     return std::optional<Sample<T>>(std::move(guard));
   }
 
+  // Sleeps until a sample can be taken (true) or `timeout_ns` passed
+  // (false). A publisher that closed or died is not an error here: the next
+  // wait waits for a new one.
+  bool wait(int64_t timeout_ns) {
+    int r = shmbus_subscriber_wait(sub_.get(), timeout_ns);
+    if (r == SHMBUS_ERR_TIMEDOUT || r == SHMBUS_ERR_NO_PUBLISHER) return false;
+    check(r, "shmbus_subscriber_wait");
+    return true;
+  }
+
   // Samples dropped because our queue was full.
   uint64_t lost() const noexcept { return shmbus_subscriber_lost(sub_.get()); }
 
@@ -356,7 +366,7 @@ int receive(const shmbus::Node &node, uint64_t count) {
                    kProgram, received, lost);
       return 1;
     }
-    sleep_ns(50 * 1000);
+    sub.wait(static_cast<int64_t>(100 * kMs));  // sleeps; a publish wakes it
   }
   std::printf("%s: %" PRIu64 " of %" PRIu64 " readings received, %" PRIu64 " lost\n", kProgram,
               received, count, lost);

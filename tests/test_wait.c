@@ -752,6 +752,47 @@ static void test_block_subscriber_closes(void **state) {
   alarm(0);
 }
 
+/* A late joiner under BLOCK gets the history replayed into its queue; a
+ * publish that finds that queue full waits (here: TIMEDOUT at once) instead
+ * of losing the sample, and goes through once the subscriber took one. */
+static void test_block_history_late_joiner(void **state) {
+  ts_env *env = *state;
+  shmbus_node *node = ts_node(env);
+  shmbus_service_opts o = block_opts();
+  o.queue_depth = 4;
+  o.history = 4;
+  shmbus_publisher *pub = NULL;
+  ts_assert_ok(shmbus_publisher_open(node, "block-history", &o, &pub));
+  ts_assert_ok(shmbus_publisher_set_block_timeout(pub, 0));
+  ts_sample s;
+  for (uint64_t i = 0; i < 4; i++) {
+    ts_sample_fill(&s, 2, i);
+    ts_assert_ok(shmbus_publisher_send_copy(pub, &s, sizeof s)); /* nobody yet: history */
+  }
+  shmbus_subscriber *sub = NULL;
+  ts_assert_ok(shmbus_subscriber_open(node, "block-history", &o, &sub));
+  void *p;
+  ts_assert_ok(shmbus_publisher_loan(pub, 1, &p));
+  ts_sample_fill(p, 2, 4);
+  ts_assert_err(shmbus_publisher_publish(pub, p), SHMBUS_ERR_TIMEDOUT); /* 4 replayed */
+  shmbus_sample got;
+  ts_assert_ok(shmbus_subscriber_take(sub, &got));
+  assert_int_equal(got.sequence, 0);
+  ts_assert_ok(shmbus_subscriber_release(sub, &got));
+  ts_assert_ok(shmbus_publisher_publish(pub, p));
+  for (uint64_t i = 1; i <= 4; i++) {
+    ts_assert_ok(shmbus_subscriber_take(sub, &got));
+    assert_int_equal(got.sequence, i);
+    assert_true(ts_sample_valid(got.payload));
+    ts_assert_ok(shmbus_subscriber_release(sub, &got));
+  }
+  assert_int_equal(shmbus_subscriber_lost(sub), 0);
+  shmbus_subscriber_close(sub);
+  shmbus_publisher_close(pub);
+  shmbus_node_close(node);
+  ts_assert_env_clean(env);
+}
+
 #define SHM_TEST(f) cmocka_unit_test_setup_teardown(f, ts_setup_shm, ts_teardown)
 #define DIR_TEST(f) cmocka_unit_test_setup_teardown(f, ts_setup_dir, ts_teardown)
 
@@ -768,6 +809,7 @@ int main(void) {
       SHM_TEST(test_block_slow_subscriber),
       SHM_TEST(test_block_subscriber_killed),
       SHM_TEST(test_block_subscriber_closes),
+      SHM_TEST(test_block_history_late_joiner),
       DIR_TEST(test_wait_publisher_closes),
       DIR_TEST(test_waitset_fd_epoll),
   };
