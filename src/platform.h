@@ -153,9 +153,13 @@ void shmbus__notifier_drain(shmbus__notifier *n);
 /* Sleeps until a wake-up is pending or `timeout_ns` passed (negative: no
  * limit). 0 or TIMEDOUT. */
 int shmbus__notifier_wait(shmbus__notifier *n, int64_t timeout_ns);
+/* Makes the process's sending socket if it does not exist yet (publishers
+ * and wait sets call it when they open, so that a wake-up never fails for
+ * want of a descriptor later). IO, NOMEM (descriptors exhausted). */
+int shmbus__notify_init(void);
 /* Sends one wake-up to notifier `id` of the domain: one system call, never
- * blocks (a full queue already holds wake-ups). Async-signal-safe once the
- * process's sending socket exists (made at the first call). */
+ * blocks (a full queue already holds wake-ups). Async-signal-safe once
+ * shmbus__notify_init succeeded. */
 void shmbus__notify(const char *domain, uint64_t id);
 
 /* Monotonic clock in nanoseconds; never a system call where the OS offers

@@ -406,7 +406,15 @@ static int open_publisher(shmbus_node *node, const char *service,
   if (node == NULL || service == NULL || opts == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   shmbus_publisher *pub = calloc(1, sizeof *pub);
   if (pub == NULL) return SHMBUS_ERR_NOMEM;
-  int r = shmbus__service_attach(node, service, opts, &pub->svc);
+  /* Subscribers in wait sets are woken through it: made now, not found
+   * missing at a publish (and before we count as a user of the service:
+   * nothing slow between that and the slot claim). */
+  int r = shmbus__notify_init();
+  if (r) {
+    free(pub);
+    return r;
+  }
+  r = shmbus__service_attach(node, service, opts, &pub->svc);
   if (r) {
     free(pub);
     return r;

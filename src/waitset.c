@@ -33,9 +33,13 @@ struct shmbus_waitset {
 int shmbus_waitset_open(shmbus_node *node, shmbus_waitset **out) {
   SHMBUS__CLEAR_OUT(out);
   if (node == NULL || out == NULL) return SHMBUS_ERR_INVAL;
+  /* The trigger sends through it: made now, so that it is
+   * async-signal-safe later. */
+  int r = shmbus__notify_init();
+  if (r) return r;
   shmbus_waitset *ws = calloc(1, sizeof *ws);
   if (ws == NULL) return SHMBUS_ERR_NOMEM;
-  int r = SHMBUS_ERR_EXISTS;
+  r = SHMBUS_ERR_EXISTS;
   for (int tries = 0; tries < 4 && r == SHMBUS_ERR_EXISTS; tries++) {
     ws->id = shmbus__random64();
     r = shmbus__notifier_open(node->domain, ws->id, &ws->notifier);

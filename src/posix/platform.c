@@ -443,24 +443,24 @@ int shmbus__notifier_wait(shmbus__notifier *n, int64_t timeout_ns) {
  * is harmless: it is never bound). */
 static int notify_fd = -1;
 
+int shmbus__notify_init(void) {
+  if (__atomic_load_n(&notify_fd, __ATOMIC_ACQUIRE) >= 0) return 0;
+  int mine = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (mine < 0) return translate_errno(errno);
+  int expected = -1;
+  if (!__atomic_compare_exchange_n(&notify_fd, &expected, mine, 0, __ATOMIC_ACQ_REL,
+                                   __ATOMIC_ACQUIRE))
+    close(mine); /* another thread made it first */
+  return 0;
+}
+
 void shmbus__notify(const char *domain, uint64_t id) {
-  int fd = __atomic_load_n(&notify_fd, __ATOMIC_ACQUIRE);
-  if (fd < 0) {
-    int mine = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (mine < 0) return;
-    int expected = -1;
-    if (__atomic_compare_exchange_n(&notify_fd, &expected, mine, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE)) {
-      fd = mine;
-    } else {
-      close(mine);
-      fd = expected;
-    }
-  }
+  if (shmbus__notify_init() != 0) return;
   struct sockaddr_un a;
   socklen_t len = notifier_addr(domain, id, &a);
   static const char one = 1;
-  (void)sendto(fd, &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a, len);
+  (void)sendto(__atomic_load_n(&notify_fd, __ATOMIC_ACQUIRE), &one, 1,
+               MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a, len);
 }
 
 #else /* other POSIX systems */
@@ -531,6 +531,7 @@ int shmbus__notifier_wait(shmbus__notifier *n, int64_t timeout_ns) {
   shmbus__sleep_ns(timeout_ns < 0 ? 1000000 : (uint64_t)timeout_ns);
   return SHMBUS_ERR_TIMEDOUT;
 }
+int shmbus__notify_init(void) { return 0; }
 void shmbus__notify(const char *domain, uint64_t id) {
   (void)domain;
   (void)id;
