@@ -397,9 +397,14 @@ void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot) {
 
 void shmbus__service_wake(shmbus__service *svc, uint32_t k) {
   shmbus__port_slot *slot = &svc->sub_slots[k];
-  /* Pairs with the sleeper's store-release of `sleeping` (subscriber.c,
-   * arm): its `notifier` is visible too. */
-  if (shmbus__load32_acquire(&slot->sleeping) == 0) return;
+  /* The caller's fence orders this look after its news. Taking `sleeping`
+   * from 1 to 0 makes us the one waker of this sleep: publishes that follow
+   * before the sleeper runs find 0 and make no system call. The exchange
+   * pairs with the sleeper's store-release (subscriber.c, arm): its
+   * `notifier` is visible too. */
+  uint32_t asleep = 1;
+  if (shmbus__load32_relaxed(&slot->sleeping) == 0 || !shmbus__cas32(&slot->sleeping, &asleep, 0))
+    return;
   uint64_t notifier = shmbus__load64_relaxed(&slot->notifier);
   if (notifier != 0) {
     shmbus__notify(svc->node->domain, notifier);

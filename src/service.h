@@ -80,7 +80,7 @@ int shmbus__service_sweep(shmbus__service *svc);
 int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node));
 
 /* Wakes subscriber slot `k` if it sleeps: one system call then, none
- * otherwise. The caller made its news visible and then issued a seq_cst
+ * otherwise, and none for a sleeper that another waker already woke. The caller made its news visible and then issued a seq_cst
  * fence (the sleeper stores `sleeping`, fences, then looks for news). */
 void shmbus__service_wake(shmbus__service *svc, uint32_t k);
 
