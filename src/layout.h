@@ -92,16 +92,16 @@ SHMBUS__SIZE_ASSERT(shmbus__service_config, 448);
 /* A registry slot of a publisher or subscriber, one cache line. `word` is
  * 0 when free, id << 1 while its owner sets up, (id << 1) | 1 once the port
  * is ready. Written by the port that owns the slot (claimed by
- * compare-and-swap), except `event` and `sleeping` (below).
+ * compare-and-swap), except `event`.
  *
  * The rest serves a subscriber's sleep (subscriber.c, "waiting"); the
  * claimer zeroes it before the slot is ready:
  *   wait_mode  1 once the subscriber may sleep; publishers that saw it
  *              check `sleeping` after each publish (and say so in their
  *              connection's wait_ack);
- *   sleeping   1 while the subscriber, or its wait set, may sleep; stored
- *              by the subscriber, taken from 1 to 0 by the one waker of a
- *              sleep (compare-and-swap), so one wake-up serves it;
+ *   sleeping   non-zero while the subscriber, or its wait set, may sleep:
+ *              a new epoch per sleep, so that each waker wakes each sleep
+ *              once (it remembers the last epoch it woke);
  *   event      the futex word: a waker adds 1, then wakes (many writers:
  *              fetch-add only);
  *   notifier   0: sleepers wait on `event`; else the id of the wait set's

@@ -21,6 +21,7 @@ typedef struct pub_conn {
   uint64_t next_probe;  /* monotonic time before which we do not probe     */
   int broken;           /* the subscriber broke the protocol: not served   */
   int waker;            /* it may sleep: wake it after each publish        */
+  uint32_t woken;       /* the last of its sleeps we woke (an epoch)       */
   uint64_t tail;        /* submission write position (we are its writer)   */
   uint64_t head_seen;   /* last head loaded; saves reloading it per publish */
   uint64_t done_head;   /* completion read position (we are its writer)    */
@@ -228,7 +229,8 @@ static void wake_sleepers(shmbus_publisher *pub) {
   /* Pairs with the fence in the subscriber's arm (subscriber.c). */
   shmbus__fence_seq_cst();
   for (uint32_t i = 0; i < pub->nserving; i++)
-    if (pub->conns[pub->serving[i]].waker) shmbus__service_wake(&pub->svc, pub->serving[i]);
+    if (pub->conns[pub->serving[i]].waker)
+      shmbus__service_wake(&pub->svc, pub->serving[i], &pub->conns[pub->serving[i]].woken);
 }
 
 static void deliver(shmbus_publisher *pub, uint32_t k, uint32_t chunk) {
@@ -297,6 +299,7 @@ static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
   for (uint32_t i = 0; i <= c->ring.slot_mask; i++) shmbus__store64_relaxed(&c->ring.slots[i], 0);
   c->tail = c->head_seen = c->done_head = c->lost = 0;
   c->broken = 0;
+  c->woken = 0; /* the previous subscriber's epochs mean nothing now */
   c->bound_id = sub_id; /* the replay may acknowledge wait_mode with it */
   history_replay(pub, k);
   /* Pairs with the subscriber's load-acquire of sub_id (try_bind): the
@@ -309,7 +312,7 @@ static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
    * event loop before anything is published. */
   shmbus__fence_seq_cst();
   watch_wait_mode(pub, k);
-  shmbus__service_wake(&pub->svc, k);
+  shmbus__service_wake(&pub->svc, k, &c->woken);
 }
 
 /* Acts on subscribers that joined or left since the last look. */
@@ -470,7 +473,7 @@ void shmbus_publisher_close(shmbus_publisher *pub) {
   /* Sleepers learn that we left (the generation) and may be left with no
    * publisher. Pairs with the fence in the subscriber's arm. */
   shmbus__fence_seq_cst();
-  for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++) shmbus__service_wake(&pub->svc, k);
+  for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++) shmbus__service_wake(&pub->svc, k, NULL);
   shmbus__service_detach(&pub->svc);
   shmbus__segment_close(&pub->data);
   shmbus__segment_close(&pub->ctl);

@@ -347,7 +347,7 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
     /* Its subscribers may be asleep with nobody else to tell them. Pairs
      * with the fence in the subscriber's arm. */
     shmbus__fence_seq_cst();
-    for (uint32_t k = 0; k < svc->cfg.max_subscribers; k++) shmbus__service_wake(svc, k);
+    for (uint32_t k = 0; k < svc->cfg.max_subscribers; k++) shmbus__service_wake(svc, k, NULL);
   }
   return 1;
 }
@@ -395,16 +395,20 @@ void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot) {
   shmbus__fetch_add64(generation_of(svc, kind), 1);
 }
 
-void shmbus__service_wake(shmbus__service *svc, uint32_t k) {
+void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken) {
   shmbus__port_slot *slot = &svc->sub_slots[k];
-  /* The caller's fence orders this look after its news. Taking `sleeping`
-   * from 1 to 0 makes us the one waker of this sleep: publishes that follow
-   * before the sleeper runs find 0 and make no system call. The exchange
-   * pairs with the sleeper's store-release (subscriber.c, arm): its
+  /* The caller's fence orders this look after its news. Pairs with the
+   * sleeper's store-release of `sleeping` (subscriber.c, arm): its
    * `notifier` is visible too. */
-  uint32_t asleep = 1;
-  if (shmbus__load32_relaxed(&slot->sleeping) == 0 || !shmbus__cas32(&slot->sleeping, &asleep, 0))
-    return;
+  uint32_t sleep = shmbus__load32_acquire(&slot->sleeping);
+  if (sleep == 0) return;
+  /* This waker woke this sleep already: later publishes before the sleeper
+   * runs make no system call. Per waker, so a waker that stops or dies
+   * between its look and its wake-up holds back no other. */
+  if (woken != NULL) {
+    if (*woken == sleep) return;
+    *woken = sleep;
+  }
   uint64_t notifier = shmbus__load64_relaxed(&slot->notifier);
   if (notifier != 0) {
     shmbus__notify(svc->node->domain, notifier);
@@ -414,6 +418,17 @@ void shmbus__service_wake(shmbus__service *svc, uint32_t k) {
    * change after that load makes its futex wait return at once. */
   shmbus__fetch_add32(&slot->event, 1);
   shmbus__word_wake(&slot->event);
+}
+
+/* Whether any registry slot is claimed. */
+static int slots_in_use(shmbus__service *svc) {
+  for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
+    uint32_t count;
+    shmbus__port_slot *slots = slots_of(svc, kind, &count);
+    for (uint32_t i = 0; i < count; i++)
+      if (shmbus__load64_acquire(&slots[i].word) != 0) return 1;
+  }
+  return 0;
 }
 
 int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node)) {
@@ -443,11 +458,14 @@ int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_no
     done += shmbus__service_reap(svc, (int)(where[j] >> 16), where[j] & 0xffffu, ownerless[j]);
   /* Whatever the count says now beyond our own use was left by ports that
    * died between counting themselves and claiming a slot. The order makes
-   * it safe: a live opener counted in `users` held its node's token before
-   * it counted itself, so the look for live nodes that follows our load
-   * sees it; one that counts itself after our load makes the exchange fail. */
+   * it safe. A port counted in the `users` we load was opened by a node
+   * whose token existed before it counted itself: if that node is another
+   * one, the look for live nodes that follows sees it; if it is ours, the
+   * look sees it still opening, or its slot, marked ready before it stopped
+   * opening, is in the scan after that. A port that counts itself after our
+   * load makes the exchange fail. */
   uint64_t users = shmbus__load64_acquire(&svc->shm->dyn.users);
-  if ((users & SHMBUS__USERS_REMOVING) || !alone(svc->node) ||
+  if ((users & SHMBUS__USERS_REMOVING) || !alone(svc->node) || slots_in_use(svc) ||
       !shmbus__cas64(&svc->shm->dyn.users, &users, SHMBUS__USERS_REMOVING))
     return done;
   return done + (shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0);

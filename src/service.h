@@ -80,9 +80,12 @@ int shmbus__service_sweep(shmbus__service *svc);
 int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node));
 
 /* Wakes subscriber slot `k` if it sleeps: one system call then, none
- * otherwise, and none for a sleeper that another waker already woke. The caller made its news visible and then issued a seq_cst
- * fence (the sleeper stores `sleeping`, fences, then looks for news). */
-void shmbus__service_wake(shmbus__service *svc, uint32_t k);
+ * otherwise. `woken`, when not NULL, is the caller's memory of the last
+ * sleep it woke there (`sleeping` holds a per-sleep epoch): a sleep it woke
+ * already is not woken again. The caller made its news visible and then
+ * issued a seq_cst fence (the sleeper stores `sleeping`, fences, then looks
+ * for news). */
+void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken);
 
 /* Removes publisher `pub_id`'s segments (the data and control objects). */
 void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,

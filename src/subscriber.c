@@ -55,6 +55,7 @@ struct shmbus_subscriber {
   int had_publisher;      /* a publisher was connected since the
                              last NO_PUBLISHER                    */
   int64_t spin_ns;
+  uint32_t sleep_epoch;   /* stored in `sleeping` while asleep     */
   shmbus_waitset *waitset; /* the one we are attached to, or NULL */
 };
 
@@ -365,13 +366,18 @@ enum { ACK_SLICE_NS = 1000 * 1000, LIVENESS_SLICE_NS = SHMBUS__LIVENESS_SLICE_NS
 
 void shmbus__subscriber_arm(shmbus_subscriber *sub) {
   shmbus__port_slot *slot = &sub->svc.sub_slots[sub->slot];
+  /* Holding its maximum it could not take what a wake-up announces (a
+   * wait set would be woken by every publish for nothing). */
+  if (sub->held_free_count == 0) return;
   if (!sub->may_sleep) {
     sub->may_sleep = 1;
     shmbus__store32_relaxed(&slot->wait_mode, 1);
   }
+  /* A new epoch per sleep, never 0: each waker wakes each sleep once. */
+  if (++sub->sleep_epoch == 0) sub->sleep_epoch = 1;
   /* Pairs with the publisher's load-acquire in shmbus__service_wake: it
    * then sees our notifier. */
-  shmbus__store32_release(&slot->sleeping, 1);
+  shmbus__store32_release(&slot->sleeping, sub->sleep_epoch);
   /* Pairs with the fences in wake_sleepers, bind and publisher close. */
   shmbus__fence_seq_cst();
 }

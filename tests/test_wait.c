@@ -5,6 +5,7 @@
  * is 0 unless a case says otherwise, so every wake-up goes through the
  * futex or the wait set's notifier.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -443,6 +444,45 @@ static void epoll_loop_close(int ep, shmbus_subscriber *sub, shmbus_waitset *ws)
   shmbus_subscriber_close(sub);
 }
 
+/* A subscriber that holds its maximum is neither reported nor armed: the
+ * descriptor stays quiet while publishes arrive, until it releases. */
+static void test_waitset_hold_limit(void **state) {
+  ts_env *env = *state;
+  shmbus_node *node = ts_node(env);
+  shmbus_service_opts o = ts_opts();
+  o.max_held = 1;
+  shmbus_publisher *pub = NULL;
+  shmbus_subscriber *sub = NULL;
+  ts_assert_ok(shmbus_subscriber_open(node, "hold-limit", &o, &sub));
+  ts_assert_ok(shmbus_publisher_open(node, "hold-limit", &o, &pub));
+  shmbus_waitset *ws = NULL;
+  ts_assert_ok(shmbus_waitset_open(node, &ws));
+  ts_assert_ok(shmbus_waitset_attach(ws, sub, NULL));
+  ts_sample s;
+  ts_sample_fill(&s, 1, 0);
+  ts_assert_ok(shmbus_publisher_send_copy(pub, &s, sizeof s));
+  shmbus_wait_event ev;
+  assert_int_equal(shmbus_waitset_wait(ws, 0, &ev, 1), 1);
+  shmbus_sample held;
+  ts_assert_ok(shmbus_subscriber_take(sub, &held));
+  ts_assert_err(shmbus_waitset_wait(ws, 0, &ev, 1), SHMBUS_ERR_TIMEDOUT);
+  for (uint64_t i = 1; i <= 3; i++) {
+    ts_sample_fill(&s, 1, i);
+    ts_assert_ok(shmbus_publisher_send_copy(pub, &s, sizeof s));
+  }
+  ts_assert_err(shmbus_waitset_wait(ws, 0, &ev, 1), SHMBUS_ERR_TIMEDOUT);
+  struct pollfd pfd = {shmbus_waitset_fd(ws), POLLIN, 0};
+  assert_int_equal(poll(&pfd, 1, 0), 0); /* nobody was woken for nothing */
+  ts_assert_ok(shmbus_subscriber_release(sub, &held));
+  assert_int_equal(shmbus_waitset_wait(ws, 0, &ev, 1), 1);
+  assert_int_equal(ev.what, SHMBUS_WAIT_DATA);
+  shmbus_waitset_close(ws);
+  shmbus_subscriber_close(sub);
+  shmbus_publisher_close(pub);
+  shmbus_node_close(node);
+  ts_assert_env_clean(env);
+}
+
 /* The descriptor in an epoll loop, with the publisher in another process. */
 static void test_waitset_fd_epoll(void **state) {
   ts_env *env = *state;
@@ -804,6 +844,7 @@ int main(void) {
       SHM_TEST(test_no_lost_wakeup),
       SHM_TEST(test_waitset_32_services),
       SHM_TEST(test_waitset_no_starvation),
+      SHM_TEST(test_waitset_hold_limit),
       SHM_TEST(test_waitset_fd_epoll),
       SHM_TEST(test_waitset_fd_publisher_killed),
       SHM_TEST(test_block_slow_subscriber),

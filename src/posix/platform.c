@@ -101,10 +101,19 @@ static const char *object_dir(const shmbus__root *root) {
 /* Opens a new object that is to be called `path`: unnamed (Linux
  * O_TMPFILE) where the object directory allows it, *named = 0; otherwise
  * created under `path` exclusively, *named = 1. -1 with errno on failure. */
+#ifdef O_TMPFILE
+/* Naming an unnamed file goes through /proc/self/fd (name_object); without
+ * a mounted /proc (some chroots and containers) objects are created named. */
+static int proc_fd_usable;
+static pthread_once_t proc_fd_once = PTHREAD_ONCE_INIT;
+static void probe_proc_fd(void) { proc_fd_usable = access("/proc/self/fd", X_OK) == 0; }
+#endif
+
 static int open_new(const shmbus__root *root, const char *path, int *named) {
 #ifdef O_TMPFILE
   const char *dir = object_dir(root);
-  if (dir != NULL) {
+  pthread_once(&proc_fd_once, probe_proc_fd);
+  if (dir != NULL && proc_fd_usable) {
     int fd;
     do {
       fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, (mode_t)root->mode);
