@@ -130,7 +130,7 @@ typedef struct shmbus__service_dyn {
    * it by compare-and-swap; the one that takes it from 1 to REMOVING
    * unlinks the service. */
   uint64_t users;
-  uint64_t next_port_id;    /* fetch-add by every opener; ids start at 1     */
+  uint64_t next_port_id;    /* fetch-add by every opener; starts random     */
   uint64_t pad0[6];
   /* Line 1: bumped after a publisher became ready or left. */
   uint64_t pub_generation;

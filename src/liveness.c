@@ -84,13 +84,25 @@ int shmbus_node_list(shmbus_node *node, shmbus_node_info *out, size_t cap, size_
   return 0;
 }
 
+/* Objects are named only once initialised (platform.h), except where the
+ * OS cannot create them unnamed: there, a creator killed before it
+ * initialised one leaves it uninitialised for good. Such an object is taken
+ * for abandoned once nobody touched it for this long (the tokens' rule). */
+enum { ABANDONED_AFTER_S = 10 };
+
+static int abandoned(shmbus_node *node, const char *name) {
+  uint64_t age;
+  return shmbus__segment_age(&node->root, name, &age) == 0 && age >= ABANDONED_AFTER_S;
+}
+
 /* A publisher segment whose creator node is dead: its publisher died
  * before it could be reclaimed through its service. */
 static int orphan_segment(shmbus_node *node, const char *name, int data) {
   shmbus__segment seg;
   uint32_t kind = data ? SHMBUS__SEG_DATA : SHMBUS__SEG_CONTROL;
-  if (shmbus__segment_open_wait(&node->root, name, 0, kind, shmbus__now_ns(), &seg) != 0)
-    return 0;
+  int r = shmbus__segment_open_wait(&node->root, name, 0, kind, shmbus__now_ns(), &seg);
+  if (r == SHMBUS_ERR_NOT_READY) return abandoned(node, name);
+  if (r != 0) return 0;
   uint64_t creator = ((const shmbus__seg_header *)seg.base)->creator_node_id;
   shmbus__segment_close(&seg);
   return !shmbus__node_alive(node, creator);
@@ -122,7 +134,11 @@ int shmbus_domain_cleanup(shmbus_node *node) {
   for (size_t i = 0; i < l.count; i++) {
     if (!has_suffix(l.names[i], ".s")) continue;
     shmbus__service svc;
-    if (shmbus__service_attach_object(node, l.names[i], deadline, &svc) != 0) continue;
+    int opened = shmbus__service_attach_object(node, l.names[i], deadline, &svc);
+    if (opened == SHMBUS_ERR_NOT_READY && abandoned(node, l.names[i]) &&
+        shmbus__segment_unlink(&node->root, l.names[i]) == 0)
+      done++;
+    if (opened != 0) continue;
     done += shmbus__service_sweep(&svc);
     done += shmbus__service_remove_orphaned(&svc, alone);
     done += shmbus__service_detach(&svc);

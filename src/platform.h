@@ -84,6 +84,10 @@ void shmbus__segment_close(shmbus__segment *seg);
  * Errors: NOT_FOUND, PERM, IO. */
 int shmbus__segment_unlink(const shmbus__root *root, const char *name);
 
+/* Seconds since the object `name` was last modified (wall clock, as file
+ * times are). IO where the OS shows no times for shared memory objects. */
+int shmbus__segment_age(const shmbus__root *root, const char *name, uint64_t *seconds);
+
 /* ---- liveness --------------------------------------------------------- */
 
 /* A liveness token: an object its holder keeps locked for as long as it

@@ -159,7 +159,10 @@ static int create_service(shmbus__service *svc, const shmbus__service_config *cf
                           shmbus__random64());
   s->cfg = *cfg;
   s->dyn.users = 1;
-  s->dyn.next_port_id = 1;
+  /* Random: a port of a removed instance of this service (a mapping kept
+   * after the name went) never shares an id, nor object names, with a
+   * port of this one. Below 2^44, far from the 2^62 the registry allows. */
+  s->dyn.next_port_id = 1 + (shmbus__random64() >> 20);
   shmbus__seg_header_publish(&s->hdr);
   /* Named only now, whole: a creator that dies before leaves nothing. */
   r = shmbus__segment_publish(&node->root, svc->object_name, &svc->seg);

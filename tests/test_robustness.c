@@ -1427,6 +1427,53 @@ static void test_cleanup_leaked_use(void **state) {
   if (rb_list(NULL, NULL, names, sizeof names) != 0) fail_msg("left: %s", names);
 }
 
+/* Makes an uninitialised object of `size` zero bytes named `name`, last
+ * modified `age_s` seconds ago: what a creator killed before initialising
+ * leaves where objects cannot be created unnamed. */
+static void rb_forge_uninitialised(const char *name, off_t size, time_t age_s) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", rb_objdir(), name);
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  assert_true(fd >= 0);
+  assert_int_equal(ftruncate(fd, size), 0);
+  struct timespec t[2];
+  clock_gettime(CLOCK_REALTIME, &t[0]);
+  t[0].tv_sec -= age_s;
+  t[1] = t[0];
+  assert_int_equal(futimens(fd, t), 0);
+  close(fd);
+}
+
+/* Uninitialised objects (the named-creation fallback's creation window) are
+ * removed by cleanup once untouched for 10 s, and kept before. */
+static void test_cleanup_abandoned_uninitialised(void **state) {
+  (void)state;
+  rb_watchdog(60);
+  char svc_old[128], svc_new[128], data_old[128];
+  rb_service_object(svc_old, sizeof svc_old, "abandoned-old");
+  rb_service_object(svc_new, sizeof svc_new, "abandoned-new");
+  rb_publisher_object(data_old, sizeof data_old, "abandoned-old", 77, 1);
+  rb_forge_uninitialised(svc_old, 4096, 20);
+  rb_forge_uninitialised(data_old, 0, 20);
+  rb_forge_uninitialised(svc_new, 4096, 0);
+  shmbus_node *node = rb_node();
+  int r = shmbus_domain_cleanup(node);
+  print_message("cleanup: %d; old service %s, old data segment %s, fresh service %s\n", r,
+                rb_object_exists(svc_old) ? "kept" : "removed",
+                rb_object_exists(data_old) ? "kept" : "removed",
+                rb_object_exists(svc_new) ? "kept" : "removed");
+  assert_false(rb_object_exists(svc_old));
+  assert_false(rb_object_exists(data_old));
+  assert_true(rb_object_exists(svc_new));
+  assert_true(r >= 2);
+  char path[1024];
+  snprintf(path, sizeof path, "%s/%s", rb_objdir(), svc_new);
+  assert_int_equal(unlink(path), 0);
+  shmbus_node_close(node);
+  char names[1024];
+  if (rb_list(NULL, NULL, names, sizeof names) != 0) fail_msg("left: %s", names);
+}
+
 /* ---- killed in the middle of a close (interposed shm_unlink) ---------- */
 
 /* The test binary's own shm_unlink: the library's calls reach it first. It
@@ -3120,6 +3167,7 @@ int main(void) {
       RB_TEST(test_forked_helper_keeps_node_alive),
       RB_TEST(test_stale_objects_removed),
       RB_TEST(test_cleanup_leaked_use),
+      RB_TEST(test_cleanup_abandoned_uninitialised),
       RB_TEST(test_cleanup_spares_live),
       RB_TEST(test_creation_race),
       RB_TEST(test_no_space_injected),
@@ -3136,6 +3184,7 @@ int main(void) {
       RB_DIR_TEST(test_restart_single_publisher),
       RB_DIR_TEST(test_stale_objects_removed),
       RB_DIR_TEST(test_cleanup_leaked_use),
+      RB_DIR_TEST(test_cleanup_abandoned_uninitialised),
       RB_DIR_TEST(test_cleanup_spares_live),
       RB_DIR_TEST(test_creation_race),
       RB_DIR_TEST(test_stopped_subscriber),

@@ -219,6 +219,19 @@ int shmbus__segment_unlink(const shmbus__root *root, const char *name) {
   return unlink_object(root, path) == 0 ? 0 : translate_errno(errno);
 }
 
+int shmbus__segment_age(const shmbus__root *root, const char *name, uint64_t *seconds) {
+  char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
+  const char *dir = object_dir(root);
+  if (dir == NULL) return SHMBUS_ERR_IO;
+  int n = snprintf(path, sizeof path, "%s/%s", dir, name);
+  if (n < 0 || (size_t)n >= sizeof path) return SHMBUS_ERR_NAME;
+  struct stat st;
+  if (stat(path, &st) != 0) return translate_errno(errno);
+  time_t now = time(NULL);
+  *seconds = now > st.st_mtime ? (uint64_t)(now - st.st_mtime) : 0;
+  return 0;
+}
+
 /* ---- liveness tokens ---- */
 
 /* flock() locks belong to the open file description, which fork() shares:
