@@ -164,15 +164,23 @@ static void collect(shmbus_publisher *pub, pub_conn *c) {
   shmbus__done_consumed(&c->ring, tail);
 }
 
+/* Loads the subscriber's read position into head_seen, checked: a head
+ * ahead of tail or far behind it breaks the connection (0). */
+static int load_head(shmbus_publisher *pub, pub_conn *c) {
+  uint64_t head = shmbus__ring_head(&c->ring);
+  if (c->tail - head > pub->depth) {
+    break_conn(pub, c);
+    return 0;
+  }
+  c->head_seen = head;
+  return 1;
+}
+
 /* Makes room in a full submission ring. 1 when there is room. */
 static int make_room(shmbus_publisher *pub, pub_conn *c) {
   for (int tries = 0; tries < 4; tries++) {
-    uint64_t head = shmbus__ring_head(&c->ring);
-    if (c->tail - head > pub->depth) { /* head ahead of tail or far behind */
-      break_conn(pub, c);
-      return 0;
-    }
-    c->head_seen = head;
+    if (!load_head(pub, c)) return 0;
+    uint64_t head = c->head_seen;
     if (c->tail - head < pub->depth) return 1;
     if (pub->svc.cfg.overflow != SHMBUS_OVERFLOW_DROP_OLDEST) return 0;
     /* Counted before the eviction: a subscriber that takes the sample after
@@ -540,13 +548,8 @@ enum { ROOM_SLICE_NS = 10 * 1000 * 1000 };
 static int conn_full(shmbus_publisher *pub, pub_conn *c) {
   if (c->broken) return 0;
   if (c->tail - c->head_seen >= pub->depth) {
-    uint64_t head = shmbus__ring_head(&c->ring);
-    if (c->tail - head > pub->depth) { /* head ahead of tail or far behind */
-      break_conn(pub, c);
-      return 0;
-    }
-    c->head_seen = head;
-    if (c->tail - head >= pub->depth) return 1;
+    if (!load_head(pub, c)) return 0;
+    if (c->tail - c->head_seen >= pub->depth) return 1;
   }
   if (c->inflight >= pub->inflight_limit) collect(pub, c);
   return !c->broken && c->inflight >= pub->inflight_limit;
