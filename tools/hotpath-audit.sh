@@ -27,13 +27,14 @@ if [ "$markers" -ne 4 ]; then
   exit 1
 fi
 pid=$(awk '/getppid\(/ { print $1; exit }' "$trace")
-# The marking process's calls inside phase <n>, one per line (strace
-# splits a call that another process interrupts into "<unfinished ...>" and
-# "<... resumed>" lines: the second is not counted).
+# The marking process's calls inside phase <n>, one per line. Not counted:
+# the "<... resumed>" half of a call that strace split in two, and the
+# lines strace writes for signals ("--- SIGCHLD ...", the sleeping child
+# exiting) and exits ("+++"), which are not calls.
 phase() {
   awk -v pid="$pid" -v want="$1" '
     $1 == pid && /getppid\(/ { n++; next }
-    $1 == pid && n == 2 * want - 1 && !/resumed>/ { print }' "$trace"
+    $1 == pid && n == 2 * want - 1 && !/resumed>/ && $2 != "---" && $2 != "+++" { print }' "$trace"
 }
 busy=$(phase 1 | wc -l)
 asleep=$(phase 2 | wc -l)
