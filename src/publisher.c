@@ -411,7 +411,7 @@ static int alloc_private(shmbus_publisher *pub) {
   return 0;
 }
 
-static int open_publisher(shmbus_node *node, const char *service,
+int shmbus_publisher_open(shmbus_node *node, const char *service,
                           const shmbus_service_opts *opts, shmbus_publisher **out) {
   SHMBUS__CLEAR_OUT(out);
   if (node == NULL || service == NULL || opts == NULL || out == NULL) return SHMBUS_ERR_INVAL;
@@ -454,18 +454,6 @@ static int open_publisher(shmbus_node *node, const char *service,
   update_connections(pub, 1);
   *out = pub;
   return 0;
-}
-
-int shmbus_publisher_open(shmbus_node *node, const char *service, const shmbus_service_opts *opts,
-                   shmbus_publisher **out) {
-  if (node == NULL) {
-    SHMBUS__CLEAR_OUT(out);
-    return SHMBUS_ERR_INVAL;
-  }
-  shmbus__node_opening(node, 1);
-  int r = open_publisher(node, service, opts, out);
-  shmbus__node_opening(node, -1);
-  return r;
 }
 
 void shmbus_publisher_close(shmbus_publisher *pub) {

@@ -217,6 +217,8 @@ int shmbus__service_attach(shmbus_node *node, const char *name,
   svc->hash = shmbus__hash64(name);
   shmbus__object_name(svc->object_name, node->domain, svc->hash, "s");
 
+  /* Before we count as a user: see the `opening` rule in service.h. */
+  shmbus__node_opening(node, 1);
   uint64_t deadline = shmbus__now_ns() + SHMBUS__INIT_TIMEOUT_NS;
   for (;;) {
     /* Opening first: most ports join a service that exists. */
@@ -232,11 +234,20 @@ int shmbus__service_attach(shmbus_node *node, const char *name,
     break;
   }
   if (r) {
+    shmbus__node_opening(node, -1);
     memset(svc, 0, sizeof *svc);
     return r;
   }
   finish_attach(svc);
+  svc->opening = 1;
   return 0;
+}
+
+/* The port is ready, or its open failed: it no longer counts as opening. */
+static void opened(shmbus__service *svc) {
+  if (!svc->opening) return;
+  svc->opening = 0;
+  shmbus__node_opening(svc->node, -1);
 }
 
 int shmbus__service_attach_object(shmbus_node *node, const char *object_name,
@@ -279,6 +290,7 @@ static int drop_user(shmbus__service *svc) {
 int shmbus__service_detach(shmbus__service *svc) {
   if (svc->shm == NULL) return 0;
   int removed = drop_user(svc);
+  opened(svc);
   shmbus__segment_close(&svc->seg);
   memset(svc, 0, sizeof *svc);
   return removed;
@@ -387,6 +399,7 @@ void shmbus__service_ready(shmbus__service *svc, int kind, uint32_t slot, uint64
    * port's segments are complete before it is seen as ready. */
   shmbus__store64_release(&slots[slot].word, (id << 1) | 1u);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
+  opened(svc);
 }
 
 void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot) {

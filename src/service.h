@@ -38,11 +38,14 @@ typedef struct shmbus__service {
   shmbus__service_config cfg;    /* private, validated copy                  */
   shmbus__layout layout;
   uint64_t hash;                 /* of the service name                      */
+  int opening;                   /* counted in node->opening until ready     */
   char object_name[SHMBUS__OBJECT_NAME_MAX];
 } shmbus__service;
 
 /* Creates the service or opens and checks the existing one, and counts
- * the caller as a user. On error nothing is kept. */
+ * the caller as a user. On error nothing is kept. From here until
+ * shmbus__service_ready (or detach) the port counts as opening on its node
+ * (node->opening), which cleanup respects. */
 int shmbus__service_attach(shmbus_node *node, const char *name,
                            const shmbus_service_opts *opts, shmbus__service *svc);
 /* Opens an existing service by object name whatever its type (cleanup).

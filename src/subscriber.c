@@ -515,7 +515,7 @@ static void free_subscriber(shmbus_subscriber *sub) {
   free(sub);
 }
 
-static int open_subscriber(shmbus_node *node, const char *service,
+int shmbus_subscriber_open(shmbus_node *node, const char *service,
                            const shmbus_service_opts *opts, shmbus_subscriber **out) {
   SHMBUS__CLEAR_OUT(out);
   if (node == NULL || service == NULL || opts == NULL || out == NULL) return SHMBUS_ERR_INVAL;
@@ -552,18 +552,6 @@ static int open_subscriber(shmbus_node *node, const char *service,
   refresh_sources(sub);
   *out = sub;
   return 0;
-}
-
-int shmbus_subscriber_open(shmbus_node *node, const char *service, const shmbus_service_opts *opts,
-                   shmbus_subscriber **out) {
-  if (node == NULL) {
-    SHMBUS__CLEAR_OUT(out);
-    return SHMBUS_ERR_INVAL;
-  }
-  shmbus__node_opening(node, 1);
-  int r = open_subscriber(node, service, opts, out);
-  shmbus__node_opening(node, -1);
-  return r;
 }
 
 void shmbus_subscriber_close(shmbus_subscriber *sub) {
