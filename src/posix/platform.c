@@ -98,9 +98,14 @@ static const char *object_dir(const shmbus__root *root) {
 #endif
 }
 
-/* Opens a new object that is to be called `path`: unnamed (Linux
- * O_TMPFILE) where the object directory allows it, *named = 0; otherwise
- * created under `path` exclusively, *named = 1. -1 with errno on failure. */
+/* The file system path of object `name` in its directory (object_dir). */
+static int dir_path(const shmbus__root *root, const char *name, char *path, size_t cap) {
+  const char *dir = object_dir(root);
+  if (dir == NULL) return SHMBUS_ERR_IO;
+  int n = snprintf(path, cap, "%s/%s", dir, name);
+  return (n < 0 || (size_t)n >= cap) ? SHMBUS_ERR_NAME : 0;
+}
+
 #ifdef O_TMPFILE
 /* Naming an unnamed file goes through /proc/self/fd (name_object); without
  * a mounted /proc (some chroots and containers) objects are created named. */
@@ -109,6 +114,9 @@ static pthread_once_t proc_fd_once = PTHREAD_ONCE_INIT;
 static void probe_proc_fd(void) { proc_fd_usable = access("/proc/self/fd", X_OK) == 0; }
 #endif
 
+/* Opens a new object that is to be called `path`: unnamed (Linux
+ * O_TMPFILE) where the object directory allows it, *named = 0; otherwise
+ * created under `path` exclusively, *named = 1. -1 with errno on failure. */
 static int open_new(const shmbus__root *root, const char *path, int *named) {
 #ifdef O_TMPFILE
   const char *dir = object_dir(root);
@@ -125,8 +133,6 @@ static int open_new(const shmbus__root *root, const char *path, int *named) {
       return fd;
     }
   }
-#else
-  (void)object_dir;
 #endif
   *named = 1;
   return open_object(root, path, O_RDWR | O_CREAT | O_EXCL, (mode_t)root->mode);
@@ -135,8 +141,8 @@ static int open_new(const shmbus__root *root, const char *path, int *named) {
 /* Gives the unnamed object `fd` the name `name`, exclusively (EXISTS). */
 static int name_object(const shmbus__root *root, const char *name, int fd) {
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
-  int n = snprintf(path, sizeof path, "%s/%s", object_dir(root), name);
-  if (n < 0 || (size_t)n >= sizeof path) return SHMBUS_ERR_NAME;
+  int r = dir_path(root, name, path, sizeof path);
+  if (r) return r;
   /* linkat with AT_EMPTY_PATH needs a capability; following the
    * descriptor's /proc link does not. */
   char self[64];
@@ -221,10 +227,8 @@ int shmbus__segment_unlink(const shmbus__root *root, const char *name) {
 
 int shmbus__segment_age(const shmbus__root *root, const char *name, uint64_t *seconds) {
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
-  const char *dir = object_dir(root);
-  if (dir == NULL) return SHMBUS_ERR_IO;
-  int n = snprintf(path, sizeof path, "%s/%s", dir, name);
-  if (n < 0 || (size_t)n >= sizeof path) return SHMBUS_ERR_NAME;
+  int r = dir_path(root, name, path, sizeof path);
+  if (r) return r;
   struct stat st;
   if (stat(path, &st) != 0) return translate_errno(errno);
   time_t now = time(NULL);
@@ -360,6 +364,15 @@ uint64_t shmbus__now_ns(void) {
 
 void shmbus__yield(void) { sched_yield(); }
 
+/* `ns` as a relative timespec in *ts, or NULL (no limit) when negative.
+ * Inline: not every system's waits below use it. */
+static inline struct timespec *relative_timeout(int64_t ns, struct timespec *ts) {
+  if (ns < 0) return NULL;
+  ts->tv_sec = (time_t)(ns / 1000000000);
+  ts->tv_nsec = (long)(ns % 1000000000);
+  return ts;
+}
+
 void shmbus__sleep_ns(uint64_t ns) {
   struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -390,12 +403,8 @@ const char *shmbus__getenv(const char *name) { return getenv(name); }
 #include <sys/un.h>
 
 int shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
-  struct timespec ts, *tp = NULL;
-  if (timeout_ns >= 0) {
-    ts.tv_sec = (time_t)(timeout_ns / 1000000000);
-    ts.tv_nsec = (long)(timeout_ns % 1000000000);
-    tp = &ts;
-  }
+  struct timespec ts;
+  struct timespec *tp = relative_timeout(timeout_ns, &ts);
   /* Relative timeout, CLOCK_MONOTONIC. Not FUTEX_PRIVATE_FLAG: the word
    * lives in memory shared with other processes. */
   long rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, tp, NULL, 0);
@@ -451,12 +460,8 @@ void shmbus__notifier_drain(shmbus__notifier *n) {
 
 int shmbus__notifier_wait(shmbus__notifier *n, int64_t timeout_ns) {
   struct pollfd p = {(int)n->handle, POLLIN, 0};
-  struct timespec ts, *tp = NULL;
-  if (timeout_ns >= 0) {
-    ts.tv_sec = (time_t)(timeout_ns / 1000000000);
-    ts.tv_nsec = (long)(timeout_ns % 1000000000);
-    tp = &ts;
-  }
+  struct timespec ts;
+  struct timespec *tp = relative_timeout(timeout_ns, &ts);
   int rc = ppoll(&p, 1, tp, NULL);
   return rc == 0 ? SHMBUS_ERR_TIMEDOUT : 0;
 }
@@ -514,12 +519,8 @@ void shmbus__word_wake(uint32_t *word) {
 #include <sys/umtx.h>
 
 int shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
-  struct timespec ts, *tp = NULL;
-  if (timeout_ns >= 0) {
-    ts.tv_sec = (time_t)(timeout_ns / 1000000000);
-    ts.tv_nsec = (long)(timeout_ns % 1000000000);
-    tp = &ts;
-  }
+  struct timespec ts;
+  struct timespec *tp = relative_timeout(timeout_ns, &ts);
   /* A relative timespec in uaddr2 when uaddr is NULL. */
   int rc = _umtx_op(word, UMTX_OP_WAIT_UINT, expected, NULL, tp);
   return rc != 0 && errno == ETIMEDOUT ? SHMBUS_ERR_TIMEDOUT : 0;
