@@ -105,7 +105,8 @@ uint64_t shmbus__wait_deadline(int64_t timeout_ns);
  * every publisher acknowledged, else the liveness slice; never past the
  * deadline. */
 uint64_t shmbus__wait_slice(uint64_t *ack_slice, int acked, uint64_t now, uint64_t deadline);
-enum { SHMBUS__LIVENESS_SLICE_NS = 100 * 1000 * 1000 };
+/* The first of the short slices, and the liveness slice. */
+enum { SHMBUS__ACK_SLICE_NS = 1000 * 1000, SHMBUS__LIVENESS_SLICE_NS = 100 * 1000 * 1000 };
 
 /* Test hook: the sequence number the publisher's next sample gets (tests
  * cross the 2^64 wrap with it). */

@@ -362,7 +362,7 @@ uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub) { return sub ? sub->
  * every connection has, we sleep in short, growing slices. Sleepers also
  * wake every LIVENESS_SLICE_NS to reap dead publishers. */
 
-enum { ACK_SLICE_NS = 1000 * 1000, LIVENESS_SLICE_NS = SHMBUS__LIVENESS_SLICE_NS };
+enum { ACK_SLICE_NS = SHMBUS__ACK_SLICE_NS, LIVENESS_SLICE_NS = SHMBUS__LIVENESS_SLICE_NS };
 
 void shmbus__subscriber_arm(shmbus_subscriber *sub) {
   shmbus__port_slot *slot = &sub->svc.sub_slots[sub->slot];

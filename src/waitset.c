@@ -177,7 +177,7 @@ int shmbus_waitset_wait(shmbus_waitset *ws, int64_t timeout_ns, shmbus_wait_even
     n = collect(ws, out, cap);
     now = shmbus__now_ns();
   }
-  uint64_t ack_slice = 1000 * 1000;
+  uint64_t ack_slice = SHMBUS__ACK_SLICE_NS;
   while (n == 0) {
     /* Wake-ups sent before we look are stale; one sent after is not. */
     shmbus__notifier_drain(&ws->notifier);
