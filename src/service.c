@@ -77,6 +77,19 @@ int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *ou
   return 0;
 }
 
+uint64_t shmbus__layout_conn_offset(const shmbus__layout *l, uint32_t k) {
+  return sizeof(shmbus__seg_header) + (uint64_t)k * l->conn_stride;
+}
+
+uint64_t shmbus__layout_slot_offset(const shmbus__service_config *cfg, int kind, uint32_t i) {
+  uint64_t first = kind == SHMBUS__PUBLISHER ? i : (uint64_t)cfg->max_publishers + i;
+  return sizeof(shmbus__service_seg) + first * sizeof(shmbus__port_slot);
+}
+
+uint64_t shmbus__layout_chunk_offset(const shmbus__layout *l, uint32_t c) {
+  return l->chunks_offset + (uint64_t)c * l->chunk_stride;
+}
+
 static uint32_t or_default(uint32_t v, uint32_t def) { return v ? v : def; }
 
 /* The configuration a creator would write for these options. */

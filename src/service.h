@@ -25,6 +25,15 @@ typedef struct shmbus__layout {
   uint64_t service_size;
 } shmbus__layout;
 
+/* Where things are, as byte offsets from the start of their segment (what
+ * tests, fuzzers and the cleanup tool use instead of repeating the layout):
+ * connection k in a publisher's control segment, registry slot i of a kind
+ * (SHMBUS__PUBLISHER, SHMBUS__SUBSCRIBER) in the service segment, chunk c
+ * in the data segment. */
+uint64_t shmbus__layout_conn_offset(const shmbus__layout *l, uint32_t k);
+uint64_t shmbus__layout_slot_offset(const shmbus__service_config *cfg, int kind, uint32_t i);
+uint64_t shmbus__layout_chunk_offset(const shmbus__layout *l, uint32_t c);
+
 /* Checks a configuration's limits and derives its layout.
  * INVAL for a limit out of range, TOO_LARGE when sizes overflow. */
 int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *out);
