@@ -193,6 +193,30 @@ SHMBUS_EXTERN int shmbus_node_list(shmbus_node *node, shmbus_node_info *out, siz
  * removed and ports reclaimed, or INVAL / IO. Thread-safe; system calls. */
 SHMBUS_EXTERN int shmbus_domain_cleanup(shmbus_node *node);
 
+/* ---- peers that truncate shared memory ------------------------------------
+ * Any process of the same user can shrink a segment that others have mapped;
+ * on POSIX, touching a page past its new end raises SIGBUS. shmbus installs
+ * a SIGBUS handler with its first mapping (as Wayland compositors do for
+ * client pools): a fault inside a shmbus mapping maps zero pages over that
+ * mapping, so the access completes (reading zeros) and the port that used it
+ * reports SHMBUS_ERR_CORRUPT; a fault anywhere else goes to the handler that
+ * was installed before (or kills the process, as without shmbus). See
+ * docs/security.md. */
+
+/* Installs (1) or removes (0) shmbus's SIGBUS handler. An application that
+ * owns SIGBUS calls shmbus_set_sigbus_handler(0) before opening anything
+ * (or sets SHMBUS_SIGBUS=0 in the environment) and calls
+ * shmbus_sigbus_repair() from its own handler. Removing restores the handler
+ * that was there when shmbus installed its own.
+ * Errors: IO (sigaction failed). Thread-safe; a system call. */
+SHMBUS_EXTERN int shmbus_set_sigbus_handler(int enable);
+
+/* For an application's own SIGBUS handler: if `fault_address` (siginfo's
+ * si_addr) lies in a shmbus mapping, replaces that mapping by zero pages and
+ * returns 1 (return from the handler: the access then completes); else 0.
+ * Async-signal-safe. */
+SHMBUS_EXTERN int shmbus_sigbus_repair(void *fault_address);
+
 /* ------------------------------------------------------------------------ */
 /* Services                                                                 */
 /* ------------------------------------------------------------------------ */
@@ -369,7 +393,10 @@ SHMBUS_EXTERN int shmbus_subscriber_take_latest(shmbus_subscriber *sub,
 
 /* Releases a taken sample; its payload must not be used afterwards.
  * Errors: INVAL (NULL), NOT_HELD (already released, or not from this
- *   subscriber: nothing happens). Hot path. */
+ *   subscriber: nothing happens), CORRUPT (the sample is released, but a
+ *   peer truncated its publisher's segment while it was held: what was read
+ *   may be zeros and must be discarded; that publisher is disconnected).
+ * Hot path. */
 SHMBUS_EXTERN int shmbus_subscriber_release(shmbus_subscriber *sub,
                                             const shmbus_sample *sample);
 

@@ -69,12 +69,14 @@ void shmbus__seg_header_init(shmbus__seg_header *hdr, uint32_t kind,
 void shmbus__seg_header_publish(shmbus__seg_header *hdr);
 /* Waits (bounded) until the segment is complete and checks its header
  * against the mapped size: CORRUPT (magic, kind, sizes), VERSION,
- * NOT_READY (never completed). */
+ * INCOMPATIBLE (another page size), NOT_READY (never completed). */
 int shmbus__seg_header_wait(const shmbus__segment *seg, uint32_t kind,
                             uint64_t deadline_ns);
-/* Opens a segment, retrying while its creator has not sized it yet. */
-int shmbus__segment_open_wait(const shmbus__root *root, const char *name,
-                              int writable, uint32_t kind,
+/* Opens a segment (shmbus__segment_open: at least min_size bytes, at most
+ * max_size mapped), retrying until deadline_ns while its creator has not
+ * sized or finished it; a deadline in the past tries once. */
+int shmbus__segment_open_wait(const shmbus__root *root, const char *name, int writable,
+                              uint32_t kind, uint64_t min_size, uint64_t max_size,
                               uint64_t deadline_ns, shmbus__segment *out);
 
 /* ---- subscriber.c: waiting, shared with waitset.c ---------------------- */

@@ -17,6 +17,17 @@
  *   data     (one per publisher) the chunk pool; subscribers map it read-only
  *   control  (one per publisher) one connection per subscriber slot: the
  *                                submission and completion rings
+ *
+ * Confinement (docs/security.md): what one port writes in steady state sits
+ * on pages of its own, and every port keeps the rest of its mappings
+ * read-only (mprotect), so its stray writes reach nothing that another
+ * port's delivery depends on. The unit is the page (seg header page_size):
+ *   service  page 0: header, config, dyn; then one page per registry slot
+ *            (its port's own); then the wake words (publishers write them);
+ *            writable whole only inside a port's short cold operations
+ *            (open, close, reaping a dead port);
+ *   control  page 0: header; then one page-aligned block per connection,
+ *            the only part its subscriber maps writable.
  */
 #ifndef SHMBUS_LAYOUT_H
 #define SHMBUS_LAYOUT_H
@@ -26,7 +37,7 @@
 
 #define SHMBUS__CACHE_LINE 64
 #define SHMBUS__MAGIC UINT64_C(0x3153554248534d53) /* "SMHSBUS1" little-endian */
-#define SHMBUS__LAYOUT_VERSION 2u
+#define SHMBUS__LAYOUT_VERSION 3u
 #define SHMBUS__INITIALISED 0x494e4954u /* "INIT" */
 
 #define SHMBUS__LAYOUT_ASSERT(type, member, offset) \
@@ -52,7 +63,7 @@ typedef struct shmbus__seg_header {
   uint64_t creator_node_id;
   uint64_t generation;      /* the instance: service nonce or publisher id   */
   uint32_t initialised;     /* SHMBUS__INITIALISED once complete             */
-  uint32_t reserved0;
+  uint32_t page_size;       /* the layout's page (platform page size)        */
   uint64_t reserved1;
 } shmbus__seg_header;
 SHMBUS__LAYOUT_ASSERT(shmbus__seg_header, magic, 0);
@@ -63,6 +74,7 @@ SHMBUS__LAYOUT_ASSERT(shmbus__seg_header, total_size, 24);
 SHMBUS__LAYOUT_ASSERT(shmbus__seg_header, creator_node_id, 32);
 SHMBUS__LAYOUT_ASSERT(shmbus__seg_header, generation, 40);
 SHMBUS__LAYOUT_ASSERT(shmbus__seg_header, initialised, 48);
+SHMBUS__LAYOUT_ASSERT(shmbus__seg_header, page_size, 52);
 SHMBUS__LAYOUT_ASSERT(shmbus__seg_header, reserved1, 56);
 SHMBUS__SIZE_ASSERT(shmbus__seg_header, 64);
 
@@ -89,10 +101,11 @@ SHMBUS__LAYOUT_ASSERT(shmbus__service_config, element_size, 384);
 SHMBUS__LAYOUT_ASSERT(shmbus__service_config, overflow, 420);
 SHMBUS__SIZE_ASSERT(shmbus__service_config, 448);
 
-/* A registry slot of a publisher or subscriber, one cache line. `word` is
- * 0 when free, id << 1 while its owner sets up, (id << 1) | 1 once the port
- * is ready. Written by the port that owns the slot (claimed by
- * compare-and-swap), except `event`.
+/* A registry slot of a publisher or subscriber, at the start of a page of
+ * its own. `word` is 0 when free, id << 1 while its owner sets up,
+ * (id << 1) | 1 once the port is ready. Written by the port that owns the
+ * slot (claimed by compare-and-swap; freed by it or by a reaper of a dead
+ * owner).
  *
  * The rest serves a subscriber's sleep (subscriber.c, "waiting"); the
  * claimer zeroes it before the slot is ready:
@@ -102,26 +115,32 @@ SHMBUS__SIZE_ASSERT(shmbus__service_config, 448);
  *   sleeping   non-zero while the subscriber, or its wait set, may sleep:
  *              a new epoch per sleep, so that each waker wakes each sleep
  *              once (it remembers the last epoch it woke);
- *   event      the futex word: a waker adds 1, then wakes (many writers:
- *              fetch-add only);
- *   notifier   0: sleepers wait on `event`; else the id of the wait set's
- *              notifier to send a wake-up to. */
+ *   notifier   0: sleepers wait on their wake word's `event`; else the id
+ *              of the wait set's notifier to send a wake-up to. */
 typedef struct shmbus__port_slot {
   uint64_t word;
   uint64_t node_id;
   uint32_t wait_mode;
   uint32_t sleeping;
-  uint32_t event;
-  uint32_t reserved0;
+  uint32_t reserved0[2];
   uint64_t notifier;
   uint64_t reserved1[3];
 } shmbus__port_slot;
 SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, node_id, 8);
 SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, wait_mode, 16);
 SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, sleeping, 20);
-SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, event, 24);
 SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, notifier, 32);
 SHMBUS__SIZE_ASSERT(shmbus__port_slot, 64);
+
+/* Subscriber slot k's futex word, one cache line each, after the slots:
+ * a waker adds 1 to `event`, then wakes (many writers: fetch-add only).
+ * Publishers keep these writable; a stray write here costs a sleeper a
+ * spurious or a late wake-up (at most one liveness slice), never a sample. */
+typedef struct shmbus__wake_word {
+  uint32_t event;
+  uint32_t reserved0[15];
+} shmbus__wake_word;
+SHMBUS__SIZE_ASSERT(shmbus__wake_word, 64);
 
 #define SHMBUS__USERS_REMOVING (UINT64_C(1) << 63)
 
@@ -148,7 +167,10 @@ typedef struct shmbus__service_seg {
   shmbus__seg_header hdr;
   shmbus__service_config cfg;
   shmbus__service_dyn dyn;
-  /* followed by shmbus__port_slot pubs[max_publishers], subs[max_subscribers] */
+  /* then, from the next page on (shmbus__layout in service.h): one page per
+   * slot, pubs[max_publishers] then subs[max_subscribers], each page
+   * starting with a shmbus__port_slot; then shmbus__wake_word
+   * wake[max_subscribers] */
 } shmbus__service_seg;
 SHMBUS__LAYOUT_ASSERT(shmbus__service_seg, cfg, 64);
 SHMBUS__LAYOUT_ASSERT(shmbus__service_seg, dyn, 512);
@@ -174,7 +196,9 @@ SHMBUS__SIZE_ASSERT(shmbus__chunk_header, 32);
 
 /* ---- control segment ---------------------------------------------------- */
 
-/* One connection publisher -> subscriber slot k. Followed in memory by
+/* One connection publisher -> subscriber slot k, at the start of a
+ * page-aligned block of its own (its subscriber maps only this block
+ * writable). Followed in memory by
  *   uint64_t sub_ring[queue capacity]   submission ring (publisher writes)
  *   uint32_t done_ring[done capacity]   completion ring (subscriber writes)
  * each starting on a cache line (see shmbus__layout in internal.h).

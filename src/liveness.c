@@ -100,12 +100,20 @@ static int abandoned(shmbus_node *node, const char *name) {
 static int orphan_segment(shmbus_node *node, const char *name, int data) {
   shmbus__segment seg;
   uint32_t kind = data ? SHMBUS__SEG_DATA : SHMBUS__SEG_CONTROL;
-  int r = shmbus__segment_open_wait(&node->root, name, 0, kind, shmbus__now_ns(), &seg);
+  /* Only the header is read: one page, whatever length the object has. */
+  int r = shmbus__segment_open(&node->root, name, 0, sizeof(shmbus__seg_header),
+                               shmbus__page_size(), &seg);
   if (r == SHMBUS_ERR_NOT_READY) return abandoned(node, name);
   if (r != 0) return 0;
-  uint64_t creator = ((const shmbus__seg_header *)seg.base)->creator_node_id;
+  const shmbus__seg_header *hdr = seg.base;
+  /* Pairs with the store-release in shmbus__seg_header_publish. */
+  int complete = shmbus__load32_acquire(&hdr->initialised) == SHMBUS__INITIALISED;
+  int ours = shmbus__load64_relaxed(&hdr->magic) == SHMBUS__MAGIC &&
+             shmbus__load32_relaxed(&hdr->kind) == kind;
+  uint64_t creator = shmbus__load64_relaxed(&hdr->creator_node_id);
   shmbus__segment_close(&seg);
-  return !shmbus__node_alive(node, creator);
+  if (!complete) return abandoned(node, name);
+  return ours && !shmbus__node_alive(node, creator);
 }
 
 /* No node of the domain but `node` lives, and `node` opens no port now. */

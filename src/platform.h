@@ -35,6 +35,7 @@ typedef struct shmbus__segment {
   void *base;
   uint64_t size;
   intptr_t draft;
+  intptr_t guard; /* its entry in the fault registry (faults below)     */
 } shmbus__segment;
 
 /* Checks that `root` is usable: for _DIR that `dir` is an existing,
@@ -69,12 +70,29 @@ int shmbus__segment_create(const shmbus__root *root, const char *name,
 int shmbus__segment_publish(const shmbus__root *root, const char *name,
                             shmbus__segment *seg);
 
-/* Opens and maps the existing object `name` over its whole current length,
- * read-write when `writable`, else read-only (writes then fault).
+/* Opens and maps the existing object `name`, read-write when `writable`,
+ * else read-only (writes then fault). Maps its current length, but never
+ * more than `max_size` bytes (a peer's huge sparse file cannot eat our
+ * address space); `size` of the result is what was mapped. Never blocks and
+ * never follows a symbolic link; the object must be a regular file or
+ * shared memory object of at least `min_size` bytes.
  * Errors: NOT_FOUND, PERM, NOT_READY (length 0: its creator has not sized it
- * yet), NOMEM, IO. */
-int shmbus__segment_open(const shmbus__root *root, const char *name,
-                         int writable, shmbus__segment *out);
+ * yet), CORRUPT (a link, FIFO or other non-regular file under the name, or
+ * shorter than min_size), NOMEM, IO. */
+int shmbus__segment_open(const shmbus__root *root, const char *name, int writable,
+                         uint64_t min_size, uint64_t max_size, shmbus__segment *out);
+
+/* The granule of shmbus__segment_protect, a power of two (the page size).
+ * Every process on one machine sees the same value; layouts align on it. */
+uint64_t shmbus__page_size(void);
+
+/* Changes this process's access to bytes [offset, offset + len) of a
+ * mapped segment: read-write when `writable`, else read-only (our own
+ * stray writes there then fault in our process, never reach a peer).
+ * offset and len are multiples of shmbus__page_size(). One system call.
+ * Errors: INVAL, IO. */
+int shmbus__segment_protect(const shmbus__segment *seg, uint64_t offset, uint64_t len,
+                            int writable);
 
 /* Unmaps; the object itself stays (an unpublished one goes). Clears *seg.
  * NULL base is a no-op. */
@@ -87,6 +105,34 @@ int shmbus__segment_unlink(const shmbus__root *root, const char *name);
 /* Seconds since the object `name` was last modified (wall clock, as file
  * times are). IO where the OS shows no times for shared memory objects. */
 int shmbus__segment_age(const shmbus__root *root, const char *name, uint64_t *seconds);
+
+/* ---- faults ----------------------------------------------------------- */
+
+/* A peer may truncate an object we have mapped; touching a page past its
+ * new end raises SIGBUS (POSIX). Every mapping made by segment_create and
+ * segment_open is registered, and the process's SIGBUS handler (installed
+ * with the first mapping unless the application said no: the public
+ * shmbus_set_sigbus_handler, or SHMBUS_SIGBUS=0 in the environment) maps
+ * zero pages over a registered mapping that faults, flags it and lets the
+ * access complete; faults elsewhere go to the handler that was there before.
+ * The core then reports CORRUPT for whatever lived in that segment.
+ * Win32: a mapped section cannot shrink, so nothing faults there. */
+
+/* Registers a mapping; returns its guard (0 when the registry cannot grow:
+ * the mapping then works unguarded). Thread-safe. */
+intptr_t shmbus__guard_add(void *base, uint64_t size);
+/* Unregisters it (before the unmap). 0 is a no-op. */
+void shmbus__guard_remove(intptr_t guard);
+/* 1 once the mapping was replaced by zero pages (sticky). */
+int shmbus__guard_faulted(intptr_t guard);
+/* A counter that changes whenever any mapping of the process faulted: one
+ * relaxed load of process memory, so hot paths notice a fault for free and
+ * look at their segments only then. */
+uint32_t shmbus__fault_epoch(void);
+
+static inline int shmbus__segment_faulted(const shmbus__segment *seg) {
+  return shmbus__guard_faulted(seg->guard);
+}
 
 /* ---- liveness --------------------------------------------------------- */
 
@@ -152,7 +198,8 @@ int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out
 void shmbus__notifier_close(shmbus__notifier *n);
 /* The pollable descriptor: readable while a wake-up is pending. */
 int shmbus__notifier_fd(const shmbus__notifier *n);
-/* Consumes every pending wake-up; never blocks. */
+/* Consumes the pending wake-ups; never blocks, and stops after a bounded
+ * number of reads (a peer may keep sending). */
 void shmbus__notifier_drain(shmbus__notifier *n);
 /* Sleeps until a wake-up is pending or `timeout_ns` passed (negative: no
  * limit). 0 or TIMEDOUT. */

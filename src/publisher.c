@@ -46,6 +46,9 @@ struct shmbus_publisher {
   uint8_t *chunks;            /* first chunk in the data segment        */
   shmbus__pool pool;
   uint8_t *loaned;            /* [chunks] 1 while loaned                */
+  uint32_t *loan_bytes;       /* [chunks] bytes loaned: never read back
+                                 from the shared chunk header          */
+  uint32_t fault_epoch;       /* shmbus__fault_epoch() last looked at   */
   uint32_t loans;
   uint32_t last_loan;         /* chunk of the latest loan               */
   const void *last_loan_payload;
@@ -164,11 +167,13 @@ static void collect(shmbus_publisher *pub, pub_conn *c) {
   shmbus__done_consumed(&c->ring, tail);
 }
 
-/* Loads the subscriber's read position into head_seen, checked: a head
- * ahead of tail or far behind it breaks the connection (0). */
+/* Loads the subscriber's read position into head_seen, checked: head only
+ * moves forward, from the last one seen up to tail at most; anything else
+ * (ahead of tail, behind what we saw, too far behind) breaks the
+ * connection (0). */
 static int load_head(shmbus_publisher *pub, pub_conn *c) {
   uint64_t head = shmbus__ring_head(&c->ring);
-  if (c->tail - head > pub->depth) {
+  if (head - c->head_seen > c->tail - c->head_seen || c->tail - head > pub->depth) {
     break_conn(pub, c);
     return 0;
   }
@@ -190,9 +195,17 @@ static int make_room(shmbus_publisher *pub, pub_conn *c) {
     count_lost(c);
     if (shmbus__ring_evict(&c->ring, &head)) {
       uint32_t evicted = c->shadow[head & c->ring.slot_mask];
+      c->head_seen = head + 1;
+      /* Queued, so still in flight on this connection, unless the
+       * subscriber "released" it without taking it: then its reference is
+       * gone already, and dropping it again would free a chunk that others
+       * hold. */
+      if (!marked(c, evicted)) {
+        break_conn(pub, c);
+        return 0;
+      }
       unmark(c, evicted);
       shmbus__pool_unref(&pub->pool, evicted);
-      c->head_seen = head + 1;
       return 1;
     }
     /* The subscriber took the oldest meanwhile: not lost; look again. */
@@ -227,7 +240,7 @@ static void set_waker(shmbus_publisher *pub, pub_conn *c, int on) {
 }
 
 static void watch_wait_mode(shmbus_publisher *pub, uint32_t k) {
-  if (shmbus__load32_relaxed(&pub->svc.sub_slots[k].wait_mode) != 0)
+  if (shmbus__load32_relaxed(&shmbus__service_slot(&pub->svc, SHMBUS__SUBSCRIBER, k)->wait_mode) != 0)
     set_waker(pub, &pub->conns[k], 1);
 }
 
@@ -291,7 +304,7 @@ static void history_replay(shmbus_publisher *pub, uint32_t k) {
 static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
   pub_conn *c = &pub->conns[k];
   shmbus__conn *conn = c->ring.conn;
-  c->node_id = shmbus__load64_relaxed(&pub->svc.sub_slots[k].node_id);
+  c->node_id = shmbus__load64_relaxed(&shmbus__service_slot(&pub->svc, SHMBUS__SUBSCRIBER, k)->node_id);
   c->next_probe = 0;
   /* Nobody else touches the connection now: its previous subscriber left
    * and the new one waits for sub_id to name it. */
@@ -333,7 +346,8 @@ static void update_connections(shmbus_publisher *pub, int force) {
   for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++) {
     pub_conn *c = &pub->conns[k];
     /* Pairs with the store-release in shmbus__service_ready. */
-    uint64_t id = shmbus__slot_ready_id(shmbus__load64_acquire(&pub->svc.sub_slots[k].word));
+    uint64_t id = shmbus__slot_ready_id(
+        shmbus__load64_acquire(&shmbus__service_slot(&pub->svc, SHMBUS__SUBSCRIBER, k)->word));
     if (c->bound_id != id) {
       if (c->bound_id) unbind(pub, c);
       if (id) bind(pub, k, id);
@@ -385,6 +399,7 @@ static void free_private(shmbus_publisher *pub) {
   free(pub->serving);
   free(pub->history);
   free(pub->loaned);
+  free(pub->loan_bytes);
   shmbus__pool_destroy(&pub->pool);
 }
 
@@ -393,10 +408,12 @@ static int alloc_private(shmbus_publisher *pub) {
   const shmbus__service_config *cfg = &pub->svc.cfg;
   if (shmbus__pool_init(&pub->pool, l->chunks)) return SHMBUS_ERR_NOMEM;
   pub->loaned = calloc(l->chunks, 1);
+  pub->loan_bytes = calloc(l->chunks, sizeof *pub->loan_bytes);
   pub->conns = calloc(cfg->max_subscribers, sizeof *pub->conns);
   pub->serving = calloc(cfg->max_subscribers, sizeof *pub->serving);
   pub->history = cfg->history ? calloc(cfg->history, sizeof *pub->history) : NULL;
-  if (!pub->loaned || !pub->conns || !pub->serving || (cfg->history && !pub->history))
+  if (!pub->loaned || !pub->loan_bytes || !pub->conns || !pub->serving ||
+      (cfg->history && !pub->history))
     return SHMBUS_ERR_NOMEM;
   size_t mark_words = ((size_t)l->chunks + 63) / 64;
   for (uint32_t k = 0; k < cfg->max_subscribers; k++) {
@@ -404,8 +421,7 @@ static int alloc_private(shmbus_publisher *pub) {
     c->shadow = calloc(l->queue_cap, sizeof *c->shadow);
     c->marks = calloc(mark_words, sizeof *c->marks);
     if (!c->shadow || !c->marks) return SHMBUS_ERR_NOMEM;
-    shmbus__ring_view(&c->ring,
-                      (uint8_t *)pub->ctl.base + sizeof(shmbus__seg_header) + k * l->conn_stride,
+    shmbus__ring_view(&c->ring, (uint8_t *)pub->ctl.base + shmbus__layout_conn_offset(l, k),
                       l->sub_ring_offset, l->done_ring_offset, l->queue_cap, l->done_cap);
   }
   return 0;
@@ -497,7 +513,7 @@ int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload
   }
   pub->loaned[chunk] = 1;
   pub->loans++;
-  chunk_header(pub, chunk)->payload_bytes = (uint32_t)(elements * pub->svc.cfg.element_size);
+  pub->loan_bytes[chunk] = (uint32_t)(elements * pub->svc.cfg.element_size);
   *payload = chunk_payload(pub, chunk);
   pub->last_loan = chunk;
   pub->last_loan_payload = *payload;
@@ -565,7 +581,10 @@ static int wait_for_room(shmbus_publisher *pub) {
   uint64_t deadline =
       pub->block_timeout_ns < 0 ? UINT64_MAX : now + (uint64_t)pub->block_timeout_ns;
   uint64_t next_probe = now + ROOM_SLICE_NS;
-  for (;;) {
+  for (int round = 0;; round++) {
+    /* Every round, not only before a sleep: a peer that keeps bumping
+     * sub_generation sends us round again without one. */
+    if (round > 0 && shmbus__now_ns() >= deadline) return SHMBUS_ERR_TIMEDOUT;
     update_connections(pub, 0);
     uint64_t gen = pub->sub_generation;
     uint32_t i = 0;
@@ -596,25 +615,43 @@ static int wait_for_room(shmbus_publisher *pub) {
   }
 }
 
+/* CORRUPT once a peer truncated one of our segments (the fault handler
+ * put zero pages in its place, platform.h): nobody can see what we publish
+ * any more. Costs one load of a process-local counter until a fault. */
+static int own_segments_intact(shmbus_publisher *pub) {
+  uint32_t epoch = shmbus__fault_epoch();
+  if (epoch == pub->fault_epoch) return 0;
+  if (shmbus__segment_faulted(&pub->data) || shmbus__segment_faulted(&pub->ctl) ||
+      shmbus__segment_faulted(&pub->svc.seg))
+    return SHMBUS_ERR_CORRUPT;
+  pub->fault_epoch = epoch;
+  return 0;
+}
+
 static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int whole) {
   if (pub == NULL || payload == NULL) return SHMBUS_ERR_INVAL;
   int64_t found = loaned_chunk(pub, payload);
   if (found < 0) return SHMBUS_ERR_NOT_LOANED;
   uint32_t chunk = (uint32_t)found;
   shmbus__chunk_header *hdr = chunk_header(pub, chunk);
-  if (!whole && bytes > hdr->payload_bytes) return SHMBUS_ERR_TOO_LARGE;
+  /* The loan's size is ours: the shared header may say anything. */
+  if (!whole && bytes > pub->loan_bytes[chunk]) return SHMBUS_ERR_TOO_LARGE;
+  int r = own_segments_intact(pub);
+  if (r) return r;
   if (pub->svc.cfg.overflow == SHMBUS_OVERFLOW_BLOCK) {
     /* Its look at the subscribers is the one this publish delivers to:
      * one bound later could be full of history. */
-    int r = wait_for_room(pub);
+    r = wait_for_room(pub);
     if (r) return r; /* still the caller's loan, unchanged */
   } else {
     update_connections(pub, 0);
   }
-  if (!whole) hdr->payload_bytes = (uint32_t)bytes;
-  hdr->sequence = pub->sequence++;
-  hdr->timestamp_ns = shmbus__now_ns();
-  hdr->publisher_id = pub->id;
+  /* Written, never read back (a subscriber's view of the chunk is its own
+   * problem; ours is private). */
+  shmbus__store32_relaxed(&hdr->payload_bytes, whole ? pub->loan_bytes[chunk] : (uint32_t)bytes);
+  shmbus__store64_relaxed(&hdr->sequence, pub->sequence++);
+  shmbus__store64_relaxed(&hdr->timestamp_ns, shmbus__now_ns());
+  shmbus__store64_relaxed(&hdr->publisher_id, pub->id);
   for (uint32_t i = 0; i < pub->nserving; i++) deliver(pub, pub->serving[i], chunk);
   wake_sleepers(pub);
   if (pub->svc.cfg.history) history_push(pub, chunk);

@@ -16,6 +16,7 @@ void shmbus__seg_header_init(shmbus__seg_header *hdr, uint32_t kind,
   hdr->total_size = total_size;
   hdr->creator_node_id = creator;
   hdr->generation = generation;
+  hdr->page_size = (uint32_t)shmbus__page_size();
 }
 
 void shmbus__seg_header_publish(shmbus__seg_header *hdr) {
@@ -36,20 +37,27 @@ int shmbus__seg_header_wait(const shmbus__segment *seg, uint32_t kind,
     if (shmbus__now_ns() >= deadline_ns) return SHMBUS_ERR_NOT_READY;
     shmbus__sleep_ns(20 * 1000);
   }
-  if (hdr->magic != SHMBUS__MAGIC) return SHMBUS_ERR_CORRUPT;
-  if (hdr->layout_version != SHMBUS__LAYOUT_VERSION) return SHMBUS_ERR_VERSION;
-  uint64_t total = hdr->total_size;
-  if (hdr->kind != kind || hdr->header_size != sizeof(shmbus__seg_header) ||
+  /* Each word once, into locals: a peer may change them between reads. */
+  if (shmbus__load64_relaxed(&hdr->magic) != SHMBUS__MAGIC) return SHMBUS_ERR_CORRUPT;
+  if (shmbus__load32_relaxed(&hdr->layout_version) != SHMBUS__LAYOUT_VERSION)
+    return SHMBUS_ERR_VERSION;
+  uint32_t seg_kind = shmbus__load32_relaxed(&hdr->kind);
+  uint64_t header_size = shmbus__load64_relaxed(&hdr->header_size);
+  uint64_t total = shmbus__load64_relaxed(&hdr->total_size);
+  if (seg_kind != kind || header_size != sizeof(shmbus__seg_header) ||
       total < sizeof(shmbus__seg_header) || total > seg->size)
     return SHMBUS_ERR_CORRUPT;
+  /* Another page size lays everything out differently (layout.h). */
+  if (shmbus__load32_relaxed(&hdr->page_size) != shmbus__page_size())
+    return SHMBUS_ERR_INCOMPATIBLE;
   return 0;
 }
 
-int shmbus__segment_open_wait(const shmbus__root *root, const char *name,
-                              int writable, uint32_t kind,
+int shmbus__segment_open_wait(const shmbus__root *root, const char *name, int writable,
+                              uint32_t kind, uint64_t min_size, uint64_t max_size,
                               uint64_t deadline_ns, shmbus__segment *out) {
   for (;;) {
-    int r = shmbus__segment_open(root, name, writable, out);
+    int r = shmbus__segment_open(root, name, writable, min_size, max_size, out);
     if (r == SHMBUS_ERR_NOT_READY && shmbus__now_ns() < deadline_ns) {
       shmbus__sleep_ns(20 * 1000);
       continue;

@@ -55,8 +55,12 @@ int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *ou
   uint64_t sub_ring_offset = sizeof(shmbus__conn);
   uint64_t done_ring_offset =
       sub_ring_offset + SHMBUS__ALIGN_UP(queue_cap * sizeof(uint64_t), SHMBUS__CACHE_LINE);
-  uint64_t conn_stride =
-      done_ring_offset + SHMBUS__ALIGN_UP(done_cap * sizeof(uint32_t), SHMBUS__CACHE_LINE);
+  /* A page of its own per connection and per slot: confinement (layout.h). */
+  uint64_t page = shmbus__page_size();
+  uint64_t conn_stride = SHMBUS__ALIGN_UP(
+      done_ring_offset + SHMBUS__ALIGN_UP(done_cap * sizeof(uint32_t), SHMBUS__CACHE_LINE), page);
+  uint64_t slots = (uint64_t)cfg->max_publishers + cfg->max_subscribers;
+  uint64_t wake_offset = page * (1 + slots);
 
   out->chunks = (uint32_t)chunks;
   out->payload_offset = (uint32_t)payload_offset;
@@ -69,25 +73,13 @@ int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *ou
   out->sub_ring_offset = sub_ring_offset;
   out->done_ring_offset = done_ring_offset;
   out->conn_stride = conn_stride;
-  out->control_size = sizeof(shmbus__seg_header) + cfg->max_subscribers * conn_stride;
-  out->service_size = SHMBUS__ALIGN_UP(
-      sizeof(shmbus__service_seg) +
-          ((uint64_t)cfg->max_publishers + cfg->max_subscribers) * sizeof(shmbus__port_slot),
-      SHMBUS__CACHE_LINE);
+  out->page = page;
+  out->control_size = page + cfg->max_subscribers * conn_stride;
+  out->wake_offset = wake_offset;
+  out->service_size = wake_offset + SHMBUS__ALIGN_UP(
+                                        (uint64_t)cfg->max_subscribers * sizeof(shmbus__wake_word),
+                                        page);
   return 0;
-}
-
-uint64_t shmbus__layout_conn_offset(const shmbus__layout *l, uint32_t k) {
-  return sizeof(shmbus__seg_header) + (uint64_t)k * l->conn_stride;
-}
-
-uint64_t shmbus__layout_slot_offset(const shmbus__service_config *cfg, int kind, uint32_t i) {
-  uint64_t first = kind == SHMBUS__PUBLISHER ? i : (uint64_t)cfg->max_publishers + i;
-  return sizeof(shmbus__service_seg) + first * sizeof(shmbus__port_slot);
-}
-
-uint64_t shmbus__layout_chunk_offset(const shmbus__layout *l, uint32_t c) {
-  return l->chunks_offset + (uint64_t)c * l->chunk_stride;
 }
 
 static uint32_t or_default(uint32_t v, uint32_t def) { return v ? v : def; }
@@ -134,8 +126,17 @@ static int config_compatible(const shmbus__service_config *have, const char *nam
   return o->overflow == SHMBUS_OVERFLOW_DEFAULT || (uint32_t)o->overflow == have->overflow;
 }
 
+/* The largest service segment any valid configuration lays out: openers
+ * never map more, whatever length a peer gave the object. */
+static uint64_t service_size_max(void) {
+  uint64_t page = shmbus__page_size();
+  return page * (1 + 2 * (uint64_t)SHMBUS_MAX_PORTS) +
+         SHMBUS__ALIGN_UP(SHMBUS_MAX_PORTS * sizeof(shmbus__wake_word), page);
+}
+
 /* Reads the shared configuration once into a private copy and checks it:
- * a peer may have written anything there. */
+ * a peer may have written anything there, and may write again after this
+ * read. Everything after uses only the private copy and its layout. */
 static int load_config(const shmbus__service *svc, shmbus__service_config *cfg,
                        shmbus__layout *layout) {
   memcpy(cfg, &svc->shm->cfg, sizeof *cfg);
@@ -144,31 +145,72 @@ static int load_config(const shmbus__service *svc, shmbus__service_config *cfg,
     return SHMBUS_ERR_CORRUPT;
   int r = shmbus__layout_compute(cfg, layout);
   if (r) return SHMBUS_ERR_CORRUPT;
-  if (layout->service_size > svc->seg.size ||
-      layout->service_size > svc->shm->hdr.total_size)
-    return SHMBUS_ERR_CORRUPT;
+  /* The header's total_size was checked against the mapping already
+   * (shmbus__seg_header_wait); the mapping is what we may touch. */
+  if (layout->service_size > svc->seg.size) return SHMBUS_ERR_CORRUPT;
   return 0;
 }
 
-/* Counts one more user unless the last one is removing the service. */
-static int add_user(shmbus__service_dyn *dyn) {
-  uint64_t users = shmbus__load64_relaxed(&dyn->users);
-  for (;;) {
-    if (users & SHMBUS__USERS_REMOVING) return SHMBUS_ERR_BUSY;
-    if (users >= SHMBUS__USERS_REMOVING - 1) return SHMBUS_ERR_CORRUPT;
-    if (shmbus__cas64(&dyn->users, &users, users + 1)) return 0;
-  }
+/* ---- confinement (layout.h) --------------------------------------------- */
+
+static void protect(shmbus__service *svc, uint64_t offset, uint64_t len, int writable) {
+  /* A failure leaves more writable than wanted: less confinement, never a
+   * fault of ours (unsealing only widens, which cannot fail for want of
+   * mappings). */
+  (void)shmbus__segment_protect(&svc->seg, offset, len, writable);
 }
 
-static int create_service(shmbus__service *svc, const shmbus__service_config *cfg) {
-  shmbus__layout layout;
-  int r = shmbus__layout_compute(cfg, &layout);
-  if (r) return r;
+void shmbus__service_unseal(shmbus__service *svc) {
+  if (svc->unsealed++ == 0) protect(svc, 0, svc->seg.size, 1);
+}
+
+void shmbus__service_seal(shmbus__service *svc) {
+  if (svc->unsealed > 0 && --svc->unsealed > 0) return;
+  const shmbus__layout *l = &svc->layout;
+  protect(svc, 0, svc->seg.size, 0);
+  if (svc->own_kind < 0) return;
+  if (svc->own_slot != UINT32_MAX)
+    protect(svc, shmbus__layout_slot_offset(l, &svc->cfg, svc->own_kind, svc->own_slot), l->page,
+            1);
+  /* Publishers wake sleeping subscribers through the wake words. */
+  if (svc->own_kind == SHMBUS__PUBLISHER)
+    protect(svc, l->wake_offset, l->service_size - l->wake_offset, 1);
+}
+
+/* ---- users ---------------------------------------------------------------- */
+
+/* Compare-and-swap loops on `users` give up after this many lost races: a
+ * peer that rewrites the word without end must not keep us. */
+enum { USERS_CAS_TRIES = 1000 };
+
+/* Counts one more user unless the last one is removing the service. */
+static int add_user(shmbus__service *svc) {
+  shmbus__service_dyn *dyn = &svc->shm->dyn;
+  int r = SHMBUS_ERR_BUSY;
+  shmbus__service_unseal(svc);
+  uint64_t users = shmbus__load64_relaxed(&dyn->users);
+  for (int tries = 0; tries < USERS_CAS_TRIES; tries++) {
+    if (users & SHMBUS__USERS_REMOVING) break;
+    if (users >= SHMBUS__USERS_REMOVING - 1) {
+      r = SHMBUS_ERR_CORRUPT;
+      break;
+    }
+    if (shmbus__cas64(&dyn->users, &users, users + 1)) {
+      r = 0;
+      break;
+    }
+  }
+  shmbus__service_seal(svc);
+  return r;
+}
+
+static int create_service(shmbus__service *svc, const shmbus__service_config *cfg,
+                          const shmbus__layout *layout) {
   const shmbus_node *node = svc->node;
-  r = shmbus__segment_create(&node->root, svc->object_name, layout.service_size, &svc->seg);
+  int r = shmbus__segment_create(&node->root, svc->object_name, layout->service_size, &svc->seg);
   if (r) return r;
   shmbus__service_seg *s = (shmbus__service_seg *)svc->seg.base;
-  shmbus__seg_header_init(&s->hdr, SHMBUS__SEG_SERVICE, layout.service_size, node->id,
+  shmbus__seg_header_init(&s->hdr, SHMBUS__SEG_SERVICE, layout->service_size, node->id,
                           shmbus__random64());
   s->cfg = *cfg;
   s->dyn.users = 1;
@@ -183,37 +225,49 @@ static int create_service(shmbus__service *svc, const shmbus__service_config *cf
   return r;
 }
 
-static void finish_attach(shmbus__service *svc) {
+/* From here on only the private, validated copy of the configuration and
+ * the layout derived from it are used. */
+static void finish_attach(shmbus__service *svc, const shmbus__service_config *cfg,
+                          const shmbus__layout *layout) {
   svc->shm = (shmbus__service_seg *)svc->seg.base;
-  svc->cfg = svc->shm->cfg;
-  shmbus__layout_compute(&svc->cfg, &svc->layout);
-  svc->pub_slots = (shmbus__port_slot *)(svc->shm + 1);
-  svc->sub_slots = svc->pub_slots + svc->cfg.max_publishers;
+  svc->cfg = *cfg;
+  svc->layout = *layout;
+  svc->own_kind = -1;
+  svc->own_slot = UINT32_MAX;
+  svc->unsealed = 0;
+  shmbus__service_seal(svc);
 }
 
-static int open_service(shmbus__service *svc, const char *name,
-                        const shmbus_service_opts *opts, uint64_t deadline) {
-  const shmbus_node *node = svc->node;
-  int r = shmbus__segment_open_wait(&node->root, svc->object_name, 1, SHMBUS__SEG_SERVICE,
-                                    deadline, &svc->seg);
+static int open_checked(shmbus__service *svc, const char *object_name, uint64_t deadline,
+                        shmbus__service_config *cfg, shmbus__layout *layout) {
+  int r = shmbus__segment_open_wait(&svc->node->root, object_name, 1, SHMBUS__SEG_SERVICE,
+                                    sizeof(shmbus__service_seg), service_size_max(), deadline,
+                                    &svc->seg);
   if (r) return r;
   svc->shm = (shmbus__service_seg *)svc->seg.base;
-  shmbus__service_config cfg;
-  shmbus__layout layout;
-  r = load_config(svc, &cfg, &layout);
-  if (r == 0 && !config_compatible(&cfg, name, opts)) r = SHMBUS_ERR_INCOMPATIBLE;
-  if (r == 0) {
-    /* A restarted process finds the slots of its dead predecessor free.
-     * Swept before we count as a user: between add_user and the slot claim
-     * nothing slow may happen (a death there leaks the use). */
-    finish_attach(svc);
-    shmbus__service_sweep(svc);
-    r = add_user(&svc->shm->dyn);
-  }
+  r = load_config(svc, cfg, layout);
   if (r) shmbus__segment_close(&svc->seg);
   return r;
 }
 
+static int open_service(shmbus__service *svc, const char *name,
+                        const shmbus_service_opts *opts, uint64_t deadline) {
+  shmbus__service_config cfg;
+  shmbus__layout layout;
+  int r = open_checked(svc, svc->object_name, deadline, &cfg, &layout);
+  if (r) return r;
+  if (!config_compatible(&cfg, name, opts)) r = SHMBUS_ERR_INCOMPATIBLE;
+  if (r == 0) {
+    /* A restarted process finds the slots of its dead predecessor free.
+     * Swept before we count as a user: between add_user and the slot claim
+     * nothing slow may happen (a death there leaks the use). */
+    finish_attach(svc, &cfg, &layout);
+    shmbus__service_sweep(svc);
+    r = add_user(svc);
+  }
+  if (r) shmbus__segment_close(&svc->seg);
+  return r;
+}
 
 int shmbus__service_attach(shmbus_node *node, const char *name,
                            const shmbus_service_opts *opts, shmbus__service *svc) {
@@ -226,6 +280,9 @@ int shmbus__service_attach(shmbus_node *node, const char *name,
   shmbus__service_config wanted;
   r = config_from_opts(name, opts, &wanted);
   if (r) return r;
+  shmbus__layout wanted_layout;
+  r = shmbus__layout_compute(&wanted, &wanted_layout);
+  if (r) return r;
   svc->node = node;
   svc->hash = shmbus__hash64(name);
   shmbus__object_name(svc->object_name, node->domain, svc->hash, "s");
@@ -233,10 +290,14 @@ int shmbus__service_attach(shmbus_node *node, const char *name,
   /* Before we count as a user: see the `opening` rule in service.h. */
   shmbus__node_opening(node, 1);
   uint64_t deadline = shmbus__now_ns() + SHMBUS__INIT_TIMEOUT_NS;
+  int created = 0;
   for (;;) {
     /* Opening first: most ports join a service that exists. */
     r = open_service(svc, name, opts, deadline);
-    if (r == SHMBUS_ERR_NOT_FOUND) r = create_service(svc, &wanted);
+    if (r == SHMBUS_ERR_NOT_FOUND) {
+      r = create_service(svc, &wanted, &wanted_layout);
+      created = r == 0;
+    }
     /* EXISTS: another creator won; BUSY: its last user is removing it.
      * Either way the next round finds it, or finds the name free. */
     if ((r == SHMBUS_ERR_EXISTS || r == SHMBUS_ERR_BUSY) && shmbus__now_ns() < deadline) {
@@ -251,7 +312,8 @@ int shmbus__service_attach(shmbus_node *node, const char *name,
     memset(svc, 0, sizeof *svc);
     return r;
   }
-  finish_attach(svc);
+  /* An opened service was attached by open_service already. */
+  if (created) finish_attach(svc, &wanted, &wanted_layout);
   svc->opening = 1;
   return 0;
 }
@@ -268,21 +330,21 @@ int shmbus__service_attach_object(shmbus_node *node, const char *object_name,
   memset(svc, 0, sizeof *svc);
   svc->node = node;
   snprintf(svc->object_name, sizeof svc->object_name, "%s", object_name);
-  int r = shmbus__segment_open_wait(&node->root, object_name, 1, SHMBUS__SEG_SERVICE,
-                                    deadline_ns, &svc->seg);
-  if (r) return r;
-  svc->shm = (shmbus__service_seg *)svc->seg.base;
   shmbus__service_config cfg;
   shmbus__layout layout;
-  r = load_config(svc, &cfg, &layout);
-  if (r == 0) r = add_user(&svc->shm->dyn);
+  int r = open_checked(svc, object_name, deadline_ns, &cfg, &layout);
+  if (r) {
+    memset(svc, 0, sizeof *svc);
+    return r;
+  }
+  finish_attach(svc, &cfg, &layout);
+  r = add_user(svc);
   if (r) {
     shmbus__segment_close(&svc->seg);
     memset(svc, 0, sizeof *svc);
     return r;
   }
   svc->hash = shmbus__hash64((const char *)cfg.name);
-  finish_attach(svc);
   return 0;
 }
 
@@ -290,14 +352,20 @@ int shmbus__service_attach_object(shmbus_node *node, const char *object_name,
  * one that drops the last use removes it (1 then, else 0). */
 static int drop_user(shmbus__service *svc) {
   shmbus__service_dyn *dyn = &svc->shm->dyn;
+  int removed = 0;
+  shmbus__service_unseal(svc);
   uint64_t users = shmbus__load64_relaxed(&dyn->users);
-  for (;;) {
-    if (users & SHMBUS__USERS_REMOVING) return 0; /* corrupt: leave it to cleanup */
+  for (int tries = 0; tries < USERS_CAS_TRIES; tries++) {
+    if (users & SHMBUS__USERS_REMOVING) break; /* corrupt: leave it to cleanup */
     uint64_t next = users <= 1 ? SHMBUS__USERS_REMOVING : users - 1;
-    if (shmbus__cas64(&dyn->users, &users, next))
-      return next == SHMBUS__USERS_REMOVING &&
-             shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0;
+    if (shmbus__cas64(&dyn->users, &users, next)) {
+      removed = next == SHMBUS__USERS_REMOVING &&
+                shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0;
+      break;
+    }
   }
+  shmbus__service_seal(svc);
+  return removed;
 }
 
 int shmbus__service_detach(shmbus__service *svc) {
@@ -309,33 +377,38 @@ int shmbus__service_detach(shmbus__service *svc) {
   return removed;
 }
 
-static shmbus__port_slot *slots_of(shmbus__service *svc, int kind, uint32_t *count) {
-  *count = kind == SHMBUS__PUBLISHER ? svc->cfg.max_publishers : svc->cfg.max_subscribers;
-  return kind == SHMBUS__PUBLISHER ? svc->pub_slots : svc->sub_slots;
+/* How many slots of a kind there are (the private copy's count). */
+static uint32_t slot_count(const shmbus__service *svc, int kind) {
+  return kind == SHMBUS__PUBLISHER ? svc->cfg.max_publishers : svc->cfg.max_subscribers;
 }
 
 int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64_t *id) {
-  uint32_t count;
-  shmbus__port_slot *slots = slots_of(svc, kind, &count);
+  uint32_t count = slot_count(svc, kind);
+  int r = SHMBUS_ERR_PORT_LIMIT;
+  shmbus__service_unseal(svc);
   uint64_t my_id = shmbus__fetch_add64(&svc->shm->dyn.next_port_id, 1);
-  if (my_id == 0 || my_id >= (UINT64_C(1) << 62)) return SHMBUS_ERR_CORRUPT;
-  for (uint32_t i = 0; i < 2 * count; i++) {
+  if (my_id == 0 || my_id >= (UINT64_C(1) << 62)) r = SHMBUS_ERR_CORRUPT;
+  for (uint32_t i = 0; r == SHMBUS_ERR_PORT_LIMIT && i < 2 * count; i++) {
     /* All taken: sweep once for dead ports, then look again. */
     if (i == count && shmbus__service_sweep(svc) == 0) break;
+    shmbus__port_slot *p = shmbus__service_slot(svc, kind, i % count);
     uint64_t expected = 0;
-    if (shmbus__cas64(&slots[i % count].word, &expected, my_id << 1)) {
+    if (shmbus__cas64(&p->word, &expected, my_id << 1)) {
       /* Pairs with the sweeper's load-acquire of node_id. */
-      shmbus__store64_release(&slots[i % count].node_id, svc->node->id);
+      shmbus__store64_release(&p->node_id, svc->node->id);
       /* The previous owner's wait state; ready publishes the reset. */
-      shmbus__store32_relaxed(&slots[i % count].wait_mode, 0);
-      shmbus__store32_relaxed(&slots[i % count].sleeping, 0);
-      shmbus__store64_relaxed(&slots[i % count].notifier, 0);
+      shmbus__store32_relaxed(&p->wait_mode, 0);
+      shmbus__store32_relaxed(&p->sleeping, 0);
+      shmbus__store64_relaxed(&p->notifier, 0);
       *slot = i % count;
       *id = my_id;
-      return 0;
+      svc->own_kind = kind;
+      svc->own_slot = i % count;
+      r = 0;
     }
   }
-  return SHMBUS_ERR_PORT_LIMIT;
+  shmbus__service_seal(svc); /* our slot's page stays writable */
+  return r;
 }
 
 void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
@@ -347,7 +420,10 @@ void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
   }
 }
 
-static uint64_t *generation_of(shmbus__service *svc, int kind);
+static uint64_t *generation_of(shmbus__service *svc, int kind) {
+  return kind == SHMBUS__PUBLISHER ? &svc->shm->dyn.pub_generation
+                                   : &svc->shm->dyn.sub_generation;
+}
 
 /* A slot word no claim ever holds (claims CAS from 0 only): a reaper
  * parks the slot on it while it clears node_id, so that a new claimant never
@@ -355,15 +431,17 @@ static uint64_t *generation_of(shmbus__service *svc, int kind);
 #define SLOT_REAPING (UINT64_MAX - 1)
 
 int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t word) {
-  uint32_t count;
-  shmbus__port_slot *slots = slots_of(svc, kind, &count);
+  if (slot >= slot_count(svc, kind) || word == 0 || word == SLOT_REAPING) return 0;
+  shmbus__port_slot *p = shmbus__service_slot(svc, kind, slot);
+  shmbus__service_unseal(svc);
   /* Whoever wins this exchange reclaims the port, exactly once. */
-  if (slot >= count || word == 0 || word == SLOT_REAPING ||
-      !shmbus__cas64(&slots[slot].word, &word, SLOT_REAPING))
+  if (!shmbus__cas64(&p->word, &word, SLOT_REAPING)) {
+    shmbus__service_seal(svc);
     return 0;
-  shmbus__store64_relaxed(&slots[slot].node_id, 0);
+  }
+  shmbus__store64_relaxed(&p->node_id, 0);
   /* Pairs with the claimant's compare-and-swap: node_id is clear first. */
-  shmbus__store64_release(&slots[slot].word, 0);
+  shmbus__store64_release(&p->word, 0);
   if (kind == SHMBUS__PUBLISHER)
     shmbus__remove_publisher_segments(svc->node, svc->hash, word >> 1);
   /* Its use of the service, as its detach would have; an opener that
@@ -377,55 +455,55 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
     shmbus__fence_seq_cst();
     for (uint32_t k = 0; k < svc->cfg.max_subscribers; k++) shmbus__service_wake(svc, k, NULL);
   }
+  shmbus__service_seal(svc);
   return 1;
 }
 
 int shmbus__service_sweep(shmbus__service *svc) {
   int freed = 0;
   for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
-    uint32_t count;
-    shmbus__port_slot *slots = slots_of(svc, kind, &count);
+    uint32_t count = slot_count(svc, kind);
     for (uint32_t i = 0; i < count; i++) {
+      const shmbus__port_slot *p = shmbus__service_slot(svc, kind, i);
       /* Ready or still being set up: either way node_id is the owner's or
        * 0 (a claimant writes it right after its claim; leave and reap clear
        * it before freeing the slot). 0 cannot be judged: left alone. Pairs
        * with the store-release in shmbus__service_ready / _leave. */
-      uint64_t word = shmbus__load64_acquire(&slots[i].word);
+      uint64_t word = shmbus__load64_acquire(&p->word);
       if (word == 0 || word == SLOT_REAPING) continue;
-      uint64_t node_id = shmbus__load64_acquire(&slots[i].node_id);
-      if (node_id == 0 || shmbus__load64_acquire(&slots[i].word) != word) continue;
+      uint64_t node_id = shmbus__load64_acquire(&p->node_id);
+      if (node_id == 0 || shmbus__load64_acquire(&p->word) != word) continue;
       if (!shmbus__node_alive(svc->node, node_id)) freed += shmbus__service_reap(svc, kind, i, word);
     }
   }
   return freed;
 }
 
-static uint64_t *generation_of(shmbus__service *svc, int kind) {
-  return kind == SHMBUS__PUBLISHER ? &svc->shm->dyn.pub_generation
-                                   : &svc->shm->dyn.sub_generation;
-}
-
 void shmbus__service_ready(shmbus__service *svc, int kind, uint32_t slot, uint64_t id) {
-  uint32_t count;
-  shmbus__port_slot *slots = slots_of(svc, kind, &count);
+  shmbus__port_slot *p = shmbus__service_slot(svc, kind, slot);
+  shmbus__service_unseal(svc);
   /* Pairs with the load-acquire of the slot by the other side's scan: the
    * port's segments are complete before it is seen as ready. */
-  shmbus__store64_release(&slots[slot].word, (id << 1) | 1u);
+  shmbus__store64_release(&p->word, (id << 1) | 1u);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
+  shmbus__service_seal(svc);
   opened(svc);
 }
 
 void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot) {
-  uint32_t count;
-  shmbus__port_slot *slots = slots_of(svc, kind, &count);
+  shmbus__port_slot *p = shmbus__service_slot(svc, kind, slot);
+  shmbus__service_unseal(svc);
   /* node_id first: the next claimant's slot never shows our id. */
-  shmbus__store64_relaxed(&slots[slot].node_id, 0);
-  shmbus__store64_release(&slots[slot].word, 0);
+  shmbus__store64_relaxed(&p->node_id, 0);
+  shmbus__store64_release(&p->word, 0);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
+  /* The slot is the next claimant's now: its page is not ours to write. */
+  if (svc->own_kind == kind && svc->own_slot == slot) svc->own_slot = UINT32_MAX;
+  shmbus__service_seal(svc);
 }
 
 void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken) {
-  shmbus__port_slot *slot = &svc->sub_slots[k];
+  const shmbus__port_slot *slot = shmbus__service_slot(svc, SHMBUS__SUBSCRIBER, k);
   /* The caller's fence orders this look after its news. Pairs with the
    * sleeper's store-release of `sleeping` (subscriber.c, arm): its
    * `notifier` is visible too. */
@@ -443,37 +521,35 @@ void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken) {
     shmbus__notify(svc->node->domain, notifier);
     return;
   }
+  uint32_t *event = shmbus__service_event(svc, k);
   /* Pairs with the sleeper's load-acquire of `event` before it sleeps: a
    * change after that load makes its futex wait return at once. */
-  shmbus__fetch_add32(&slot->event, 1);
-  shmbus__word_wake(&slot->event);
+  shmbus__fetch_add32(event, 1);
+  shmbus__word_wake(event);
 }
 
 /* Whether any registry slot is claimed. */
 static int slots_in_use(shmbus__service *svc) {
-  for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
-    uint32_t count;
-    shmbus__port_slot *slots = slots_of(svc, kind, &count);
-    for (uint32_t i = 0; i < count; i++)
-      if (shmbus__load64_acquire(&slots[i].word) != 0) return 1;
-  }
+  for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++)
+    for (uint32_t i = 0; i < slot_count(svc, kind); i++)
+      if (shmbus__load64_acquire(&shmbus__service_slot(svc, kind, i)->word) != 0) return 1;
   return 0;
 }
 
 int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node)) {
   /* The exact words of slots claimed without an owner. Port ids are never
-   * reused, so a slot claimed anew after this look never matches. */
+   * reused, so a slot claimed anew after this look never matches. The
+   * counts are the private copy's, at most SHMBUS_MAX_PORTS each. */
   uint64_t ownerless[2 * SHMBUS_MAX_PORTS];
   uint32_t where[2 * SHMBUS_MAX_PORTS];
   uint32_t n = 0;
   for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
-    uint32_t count;
-    shmbus__port_slot *slots = slots_of(svc, kind, &count);
-    for (uint32_t i = 0; i < count; i++) {
-      uint64_t word = shmbus__load64_acquire(&slots[i].word);
+    for (uint32_t i = 0; i < slot_count(svc, kind); i++) {
+      const shmbus__port_slot *p = shmbus__service_slot(svc, kind, i);
+      uint64_t word = shmbus__load64_acquire(&p->word);
       if (word == 0 || word == SLOT_REAPING) continue;
       /* A slot with an owner: the sweep that ran before found it alive. */
-      if (shmbus__load64_acquire(&slots[i].node_id) != 0) return 0;
+      if (shmbus__load64_acquire(&p->node_id) != 0) return 0;
       ownerless[n] = word;
       where[n++] = (uint32_t)kind << 16 | i;
     }
@@ -494,8 +570,10 @@ int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_no
    * opening, is in the scan after that. A port that counts itself after our
    * load makes the exchange fail. */
   uint64_t users = shmbus__load64_acquire(&svc->shm->dyn.users);
-  if ((users & SHMBUS__USERS_REMOVING) || !alone(svc->node) || slots_in_use(svc) ||
-      !shmbus__cas64(&svc->shm->dyn.users, &users, SHMBUS__USERS_REMOVING))
+  if ((users & SHMBUS__USERS_REMOVING) || !alone(svc->node) || slots_in_use(svc))
     return done;
-  return done + (shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0);
+  shmbus__service_unseal(svc);
+  int removed = shmbus__cas64(&svc->shm->dyn.users, &users, SHMBUS__USERS_REMOVING);
+  shmbus__service_seal(svc);
+  return done + (removed && shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0);
 }

@@ -10,6 +10,7 @@
  * them privately from its validated copy of the configuration, so no
  * offset or size is ever read from shared memory. */
 typedef struct shmbus__layout {
+  uint64_t page;            /* shmbus__page_size(): the unit of confinement      */
   uint32_t chunks;          /* pool size: subs x (queue + held) + history + loans */
   uint32_t payload_offset;  /* payload start within a chunk                    */
   uint64_t max_payload;     /* bytes                                           */
@@ -20,8 +21,9 @@ typedef struct shmbus__layout {
   uint32_t done_cap;        /* completion ring slots: power of two >= depth + held */
   uint64_t sub_ring_offset; /* within a connection block                       */
   uint64_t done_ring_offset;
-  uint64_t conn_stride;
+  uint64_t conn_stride;     /* a multiple of page                               */
   uint64_t control_size;
+  uint64_t wake_offset;     /* the wake words in the service segment            */
   uint64_t service_size;
 } shmbus__layout;
 
@@ -30,26 +32,61 @@ typedef struct shmbus__layout {
  * connection k in a publisher's control segment, registry slot i of a kind
  * (SHMBUS__PUBLISHER, SHMBUS__SUBSCRIBER) in the service segment, chunk c
  * in the data segment. */
-uint64_t shmbus__layout_conn_offset(const shmbus__layout *l, uint32_t k);
-uint64_t shmbus__layout_slot_offset(const shmbus__service_config *cfg, int kind, uint32_t i);
-uint64_t shmbus__layout_chunk_offset(const shmbus__layout *l, uint32_t c);
+enum { SHMBUS__PUBLISHER = 0, SHMBUS__SUBSCRIBER = 1 };
 
-/* Checks a configuration's limits and derives its layout.
- * INVAL for a limit out of range, TOO_LARGE when sizes overflow. */
+static inline uint64_t shmbus__layout_conn_offset(const shmbus__layout *l, uint32_t k) {
+  return l->page + (uint64_t)k * l->conn_stride;
+}
+static inline uint64_t shmbus__layout_slot_offset(const shmbus__layout *l,
+                                                  const shmbus__service_config *cfg, int kind,
+                                                  uint32_t i) {
+  uint64_t n = kind == SHMBUS__PUBLISHER ? i : (uint64_t)cfg->max_publishers + i;
+  return l->page * (1 + n);
+}
+static inline uint64_t shmbus__layout_wake_offset(const shmbus__layout *l, uint32_t k) {
+  return l->wake_offset + (uint64_t)k * sizeof(shmbus__wake_word);
+}
+static inline uint64_t shmbus__layout_chunk_offset(const shmbus__layout *l, uint32_t c) {
+  return l->chunks_offset + (uint64_t)c * l->chunk_stride;
+}
+
+/* Checks a configuration's limits and derives its layout (for this
+ * machine's page size). INVAL for a limit out of range, TOO_LARGE when
+ * sizes overflow. */
 int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *out);
 
 typedef struct shmbus__service {
   shmbus_node *node;
   shmbus__segment seg;
   shmbus__service_seg *shm;      /* seg.base                                  */
-  shmbus__port_slot *pub_slots;  /* [cfg.max_publishers] in the segment      */
-  shmbus__port_slot *sub_slots;  /* [cfg.max_subscribers]                    */
   shmbus__service_config cfg;    /* private, validated copy                  */
   shmbus__layout layout;
   uint64_t hash;                 /* of the service name                      */
   int opening;                   /* counted in node->opening until ready     */
+  /* Confinement: the mapping is read-only but for our own slot's page (and
+   * the wake words, for a publisher); `unsealed` counts the cold operations
+   * in progress that opened it whole. */
+  int own_kind;                  /* -1 until a slot is claimed               */
+  uint32_t own_slot;
+  int unsealed;
   char object_name[SHMBUS__OBJECT_NAME_MAX];
 } shmbus__service;
+
+/* Registry slot i of a kind, and subscriber slot k's wake word. */
+static inline shmbus__port_slot *shmbus__service_slot(const shmbus__service *svc, int kind,
+                                                      uint32_t i) {
+  return (shmbus__port_slot *)((uint8_t *)svc->shm +
+                               shmbus__layout_slot_offset(&svc->layout, &svc->cfg, kind, i));
+}
+static inline uint32_t *shmbus__service_event(const shmbus__service *svc, uint32_t k) {
+  return &((shmbus__wake_word *)((uint8_t *)svc->shm +
+                                 shmbus__layout_wake_offset(&svc->layout, k)))->event;
+}
+
+/* A cold operation writes the registry: unseal before, seal after (they
+ * nest). Two system calls each way; never on the hot path. */
+void shmbus__service_unseal(shmbus__service *svc);
+void shmbus__service_seal(shmbus__service *svc);
 
 /* Creates the service or opens and checks the existing one, and counts
  * the caller as a user. On error nothing is kept. From here until
@@ -65,7 +102,6 @@ int shmbus__service_attach_object(shmbus_node *node, const char *object_name,
  * then, else 0). */
 int shmbus__service_detach(shmbus__service *svc);
 
-enum { SHMBUS__PUBLISHER = 0, SHMBUS__SUBSCRIBER = 1 };
 
 /* Claims a free slot of the given kind with a new id (not yet visible as
  * ready). PORT_LIMIT when all are taken. */

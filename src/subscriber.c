@@ -56,6 +56,9 @@ struct shmbus_subscriber {
                              last NO_PUBLISHER                    */
   int64_t spin_ns;
   uint32_t sleep_epoch;   /* stored in `sleeping` while asleep     */
+  uint32_t fault_epoch;   /* shmbus__fault_epoch() last acted on   */
+  int service_lost;       /* a peer truncated the service segment  */
+  uint64_t retry_at;      /* no new connection attempt before this */
   shmbus_waitset *waitset; /* the one we are attached to, or NULL */
 };
 
@@ -75,8 +78,9 @@ static void retire(shmbus_subscriber *sub, sub_source *s) {
   memset(s, 0, sizeof *s);
 }
 
-/* Maps a new publisher's segments. Returns 0, or an error for which a later
- * look may succeed (NOT_READY, PORT_LIMIT for no free source). */
+/* Maps a new publisher's segments. Never waits: this runs inside take.
+ * Returns 0, or an error for which a later look may succeed (NOT_READY,
+ * PORT_LIMIT for no free source). */
 static int connect_source(shmbus_subscriber *sub, uint32_t pub_slot, uint64_t pub_id) {
   sub_source *s = NULL;
   for (uint32_t i = 0; i < sub->nsources && s == NULL; i++)
@@ -85,17 +89,29 @@ static int connect_source(shmbus_subscriber *sub, uint32_t pub_slot, uint64_t pu
 
   const shmbus__layout *l = &sub->svc.layout;
   shmbus_node *node = sub->svc.node;
-  uint64_t deadline = shmbus__now_ns() + SHMBUS__INIT_TIMEOUT_NS / 20;
   char name[SHMBUS__OBJECT_NAME_MAX];
+  /* Exactly the sizes our layout says: a longer object maps no further. */
   shmbus__publisher_object_name(name, node->domain, sub->svc.hash, pub_id, 1);
-  int r = shmbus__segment_open_wait(&node->root, name, 0, SHMBUS__SEG_DATA, deadline, &s->data);
+  int r = shmbus__segment_open_wait(&node->root, name, 0, SHMBUS__SEG_DATA, l->data_size,
+                                    l->data_size, 0, &s->data);
   if (r) return r;
   shmbus__publisher_object_name(name, node->domain, sub->svc.hash, pub_id, 0);
-  r = shmbus__segment_open_wait(&node->root, name, 1, SHMBUS__SEG_CONTROL, deadline, &s->ctl);
-  const shmbus__seg_header *dh = s->data.base, *ch = s->ctl.base;
-  if (r == 0 && (dh->total_size != l->data_size || dh->generation != pub_id ||
-                 ch->total_size != l->control_size || ch->generation != pub_id))
-    r = SHMBUS_ERR_CORRUPT;
+  r = shmbus__segment_open_wait(&node->root, name, 1, SHMBUS__SEG_CONTROL, l->control_size,
+                                l->control_size, 0, &s->ctl);
+  if (r == 0) {
+    const shmbus__seg_header *dh = s->data.base, *ch = s->ctl.base;
+    if (shmbus__load64_relaxed(&dh->total_size) != l->data_size ||
+        shmbus__load64_relaxed(&dh->generation) != pub_id ||
+        shmbus__load64_relaxed(&ch->total_size) != l->control_size ||
+        shmbus__load64_relaxed(&ch->generation) != pub_id)
+      r = SHMBUS_ERR_CORRUPT;
+  }
+  /* Confinement: of the publisher's control segment only our connection
+   * stays writable, so a stray write of ours reaches no other subscriber's
+   * rings (layout.h). */
+  uint64_t conn = shmbus__layout_conn_offset(l, sub->slot);
+  if (r == 0) r = shmbus__segment_protect(&s->ctl, 0, l->control_size, 0);
+  if (r == 0) r = shmbus__segment_protect(&s->ctl, conn, l->conn_stride, 1);
   if (r) {
     shmbus__segment_close(&s->data);
     shmbus__segment_close(&s->ctl);
@@ -106,10 +122,8 @@ static int connect_source(shmbus_subscriber *sub, uint32_t pub_slot, uint64_t pu
   s->pub_id = pub_id;
   s->pub_slot = pub_slot;
   s->chunks = (const uint8_t *)s->data.base + l->chunks_offset;
-  shmbus__ring_view(&s->ring,
-                    (uint8_t *)s->ctl.base + sizeof(shmbus__seg_header) +
-                        (uint64_t)sub->slot * l->conn_stride,
-                    l->sub_ring_offset, l->done_ring_offset, l->queue_cap, l->done_cap);
+  shmbus__ring_view(&s->ring, (uint8_t *)s->ctl.base + conn, l->sub_ring_offset,
+                    l->done_ring_offset, l->queue_cap, l->done_cap);
   return 0;
 }
 
@@ -134,17 +148,43 @@ static int source_usable(const shmbus_subscriber *sub, sub_source *s) {
   return 1;
 }
 
+/* A publisher whose segments are not ready yet is looked at again after
+ * this long, not at every take: each look costs system calls. */
+enum { RETRY_NS = 1000 * 1000 };
+
+/* Sources whose segments a peer truncated (the fault handler replaced
+ * them by zero pages) are broken; a truncated service segment makes the
+ * subscriber report CORRUPT from then on. One relaxed load per call until
+ * a fault happens in the process. */
+static void notice_faults(shmbus_subscriber *sub) {
+  uint32_t epoch = shmbus__fault_epoch();
+  if (epoch == sub->fault_epoch) return;
+  sub->fault_epoch = epoch;
+  if (shmbus__segment_faulted(&sub->svc.seg)) sub->service_lost = 1;
+  for (uint32_t i = 0; i < sub->nsources; i++) {
+    sub_source *s = &sub->sources[i];
+    if (s->state != SRC_FREE &&
+        (shmbus__segment_faulted(&s->data) || shmbus__segment_faulted(&s->ctl)))
+      s->state = SRC_BROKEN;
+  }
+}
+
 /* Acts on publishers that joined or left since the last look. */
 static void refresh_sources(shmbus_subscriber *sub) {
+  notice_faults(sub);
   /* Pairs with the fetch-add in shmbus__service_ready/_leave. */
   uint64_t gen = shmbus__load64_acquire(&sub->svc.shm->dyn.pub_generation);
   if (gen == sub->pub_generation) return;
+  if (sub->retry_at != 0) {
+    if (shmbus__now_ns() < sub->retry_at) return;
+    sub->retry_at = 0;
+  }
   int retry = 0;
-  const shmbus__port_slot *slots = sub->svc.pub_slots;
   for (uint32_t i = 0; i < sub->nsources; i++) {
     sub_source *s = &sub->sources[i];
     if (s->state == SRC_FREE || s->state == SRC_GONE) continue;
-    uint64_t word = shmbus__load64_acquire(&slots[s->pub_slot].word);
+    uint64_t word = shmbus__load64_acquire(
+        &shmbus__service_slot(&sub->svc, SHMBUS__PUBLISHER, s->pub_slot)->word);
     if (shmbus__slot_ready_id(word) == s->pub_id) continue;
     /* A publisher that bound us before it left still has samples queued
      * for us: drain them. One that never did has nothing for us. */
@@ -154,13 +194,15 @@ static void refresh_sources(shmbus_subscriber *sub) {
   for (uint32_t j = 0; j < sub->svc.cfg.max_publishers; j++) {
     /* Pairs with the store-release in shmbus__service_ready: the
      * publisher's segments are complete. */
-    uint64_t id = shmbus__slot_ready_id(shmbus__load64_acquire(&slots[j].word));
+    uint64_t id = shmbus__slot_ready_id(
+        shmbus__load64_acquire(&shmbus__service_slot(&sub->svc, SHMBUS__PUBLISHER, j)->word));
     if (id == 0 || known_source(sub, id)) continue;
     int r = connect_source(sub, j, id);
     if (r == SHMBUS_ERR_NOT_READY || r == SHMBUS_ERR_PORT_LIMIT || r == SHMBUS_ERR_NOMEM)
       retry = 1;
   }
-  if (!retry) sub->pub_generation = gen;
+  if (retry) sub->retry_at = shmbus__now_ns() + RETRY_NS;
+  else sub->pub_generation = gen;
 }
 
 /* Wakes the publisher if it waits for room on this connection. */
@@ -201,7 +243,8 @@ static int read_chunk(shmbus_subscriber *sub, sub_source *s, uint32_t chunk,
     return SHMBUS_ERR_CORRUPT;
   }
   const shmbus__chunk_header *hdr = source_chunk(sub, s, chunk);
-  uint32_t bytes = hdr->payload_bytes;
+  /* Each field once: the publisher (or anyone) may rewrite them. */
+  uint32_t bytes = shmbus__load32_relaxed(&hdr->payload_bytes);
   if (bytes > l->max_payload) {
     complete(sub, s, chunk);
     break_source(s);
@@ -209,8 +252,8 @@ static int read_chunk(shmbus_subscriber *sub, sub_source *s, uint32_t chunk,
   }
   out->payload = (const uint8_t *)hdr + l->payload_offset;
   out->bytes = bytes;
-  out->sequence = hdr->sequence;
-  out->timestamp_ns = hdr->timestamp_ns;
+  out->sequence = shmbus__load64_relaxed(&hdr->sequence);
+  out->timestamp_ns = shmbus__load64_relaxed(&hdr->timestamp_ns);
   out->publisher_id = s->pub_id;
   return 0;
 }
@@ -227,6 +270,7 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
   if (out) memset(out, 0, sizeof *out);
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
+  if (sub->service_lost) return SHMBUS_ERR_CORRUPT;
   /* A second round only when the first let a drained source go: a
    * publisher waiting for a free source may be connected now. */
   for (int round = 0, retired = 1; round < 2 && retired; round++) {
@@ -263,6 +307,7 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
   refresh_sources(sub);
+  if (sub->service_lost) return SHMBUS_ERR_CORRUPT;
   uint32_t best_source = UINT32_MAX, best_chunk = 0;
   int err = 0;
   for (uint32_t i = 0; i < sub->nsources; i++) {
@@ -311,7 +356,10 @@ int shmbus_subscriber_release(shmbus_subscriber *sub, const shmbus_sample *sampl
   s->held--;
   e->source = UINT32_MAX;
   sub->held_free[sub->held_free_count++] = (uint32_t)h;
-  return 0;
+  /* The payload was read from memory a peer may have truncated meanwhile
+   * (then it read zeros): say so, so that the caller discards it. */
+  if (shmbus__fault_epoch() != sub->fault_epoch) notice_faults(sub);
+  return s->state == SRC_BROKEN && shmbus__segment_faulted(&s->data) ? SHMBUS_ERR_CORRUPT : 0;
 }
 
 uint64_t shmbus_subscriber_lost(const shmbus_subscriber *sub) {
@@ -365,7 +413,7 @@ uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub) { return sub ? sub->
 enum { ACK_SLICE_NS = SHMBUS__ACK_SLICE_NS, LIVENESS_SLICE_NS = SHMBUS__LIVENESS_SLICE_NS };
 
 void shmbus__subscriber_arm(shmbus_subscriber *sub) {
-  shmbus__port_slot *slot = &sub->svc.sub_slots[sub->slot];
+  shmbus__port_slot *slot = shmbus__service_slot(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot);
   /* Holding its maximum it could not take what a wake-up announces (a
    * wait set would be woken by every publish for nothing). */
   if (sub->held_free_count == 0) return;
@@ -383,31 +431,37 @@ void shmbus__subscriber_arm(shmbus_subscriber *sub) {
 }
 
 void shmbus__subscriber_disarm(shmbus_subscriber *sub) {
-  shmbus__store32_relaxed(&sub->svc.sub_slots[sub->slot].sleeping, 0);
+  shmbus__store32_relaxed(&shmbus__service_slot(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot)->sleeping,
+                          0);
 }
 
 int shmbus__subscriber_ready(shmbus_subscriber *sub) {
-  refresh_sources(sub);
-  int publishers = 0, retired = 0;
-  for (uint32_t i = 0; i < sub->nsources; i++) {
-    sub_source *s = &sub->sources[i];
-    if (s->state == SRC_CONNECTING && !source_usable(sub, s)) {
-      publishers++;
-      continue;
-    }
-    if (s->state != SRC_BOUND && s->state != SRC_GONE) continue;
-    /* Queued but not takeable while we hold our maximum. */
-    if (!shmbus__ring_empty(&s->ring))
-      return sub->held_free_count > 0 ? 0 : SHMBUS_ERR_HOLD_LIMIT;
-    if (s->state == SRC_BOUND) {
-      publishers++;
-    } else if (s->held == 0) {
-      retire(sub, s);
-      retired = 1;
+  int publishers = 0;
+  /* A second round only when the first let a drained source go: a
+   * publisher that found no free source can be connected now. */
+  for (int round = 0, retired = 1; round < 2 && retired; round++) {
+    refresh_sources(sub);
+    if (sub->service_lost) return SHMBUS_ERR_CORRUPT;
+    publishers = 0;
+    retired = 0;
+    for (uint32_t i = 0; i < sub->nsources; i++) {
+      sub_source *s = &sub->sources[i];
+      if (s->state == SRC_CONNECTING && !source_usable(sub, s)) {
+        publishers++;
+        continue;
+      }
+      if (s->state != SRC_BOUND && s->state != SRC_GONE) continue;
+      /* Queued but not takeable while we hold our maximum. */
+      if (!shmbus__ring_empty(&s->ring))
+        return sub->held_free_count > 0 ? 0 : SHMBUS_ERR_HOLD_LIMIT;
+      if (s->state == SRC_BOUND) {
+        publishers++;
+      } else if (s->held == 0) {
+        retire(sub, s);
+        retired = 1;
+      }
     }
   }
-  /* A publisher that found no free source can be connected now. */
-  if (retired) return shmbus__subscriber_ready(sub);
   if (publishers > 0) {
     sub->had_publisher = 1;
     return SHMBUS_ERR_EMPTY;
@@ -437,7 +491,8 @@ int shmbus__subscriber_join(shmbus_subscriber *sub, shmbus_waitset *ws, const ch
   if (ws != NULL && strcmp(domain, sub->svc.node->domain) != 0) return SHMBUS_ERR_INVAL;
   if (ws != NULL && sub->waitset != NULL) return SHMBUS_ERR_BUSY;
   sub->waitset = ws;
-  shmbus__store64_relaxed(&sub->svc.sub_slots[sub->slot].notifier, notifier);
+  shmbus__store64_relaxed(&shmbus__service_slot(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot)->notifier,
+                          notifier);
   return 0;
 }
 
@@ -475,7 +530,7 @@ int shmbus_subscriber_wait(shmbus_subscriber *sub, int64_t timeout_ns) {
     if ((r = shmbus__subscriber_ready(sub)) != SHMBUS_ERR_EMPTY) return r;
     now = shmbus__now_ns();
   }
-  uint32_t *event = &sub->svc.sub_slots[sub->slot].event;
+  uint32_t *event = shmbus__service_event(&sub->svc, sub->slot);
   uint64_t ack_slice = ACK_SLICE_NS, next_sweep = now + LIVENESS_SLICE_NS;
   for (;;) {
     shmbus__subscriber_arm(sub);

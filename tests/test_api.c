@@ -12,7 +12,7 @@
 
 #include "support.h"
 
-#include "layout.h" /* to forge service segments */
+#include "service.h" /* layout.h and the layout, to forge service segments */
 
 static char sentinel_byte;
 #define SENTINEL ((void *)&sentinel_byte)
@@ -638,8 +638,8 @@ static size_t good_service_image(shmbus__service_seg *s, const char *service) {
   s->hdr.layout_version = SHMBUS__LAYOUT_VERSION;
   s->hdr.kind = SHMBUS__SEG_SERVICE;
   s->hdr.header_size = sizeof(shmbus__seg_header);
-  s->hdr.total_size = 4096;
   s->hdr.creator_node_id = 1;
+  s->hdr.page_size = (uint32_t)shmbus__page_size();
   s->hdr.generation = 1;
   s->hdr.initialised = SHMBUS__INITIALISED;
   strcpy((char *)s->cfg.name, service);
@@ -655,7 +655,10 @@ static size_t good_service_image(shmbus__service_seg *s, const char *service) {
   s->cfg.max_held = 4;
   s->cfg.overflow = SHMBUS_OVERFLOW_DROP_OLDEST;
   s->dyn.next_port_id = 1;
-  return 4096;
+  shmbus__layout l;
+  assert_int_equal(shmbus__layout_compute(&s->cfg, &l), 0);
+  s->hdr.total_size = l.service_size;
+  return (size_t)l.service_size;
 }
 
 static void expect_forged(const ts_env *env, const shmbus__service_seg *image, size_t n,

@@ -68,7 +68,7 @@
 
 #include <cmocka.h>
 
-#include "internal.h" /* layout.h, platform.h: shmbus__sys_fallocate, hooks */
+#include "service.h" /* layout, platform.h: shmbus__sys_fallocate, hooks */
 #include "shmbus.h"
 
 /* ======================================================================== */
@@ -432,6 +432,23 @@ static void *rb_map_ro(const char *name, size_t *size) {
   }
   close(fd);
   return p;
+}
+
+/* Registry slot i of a kind in a mapped service segment, found through
+ * the layout its configuration gives (never a hard-coded offset). */
+static shmbus__port_slot *rb_slot(const uint8_t *map, int kind, uint32_t i) {
+  const shmbus__service_seg *seg = (const shmbus__service_seg *)map;
+  shmbus__layout l;
+  if (shmbus__layout_compute(&seg->cfg, &l) != 0) return NULL;
+  return (shmbus__port_slot *)(map + shmbus__layout_slot_offset(&l, &seg->cfg, kind, i));
+}
+
+/* Connection k in a mapped control segment of a service with these opts. */
+static const shmbus__conn *rb_conn(const uint8_t *svc_map, const uint8_t *ctl_map, uint32_t k) {
+  const shmbus__service_seg *seg = (const shmbus__service_seg *)svc_map;
+  shmbus__layout l;
+  if (shmbus__layout_compute(&seg->cfg, &l) != 0) return NULL;
+  return (const shmbus__conn *)(ctl_map + shmbus__layout_conn_offset(&l, k));
 }
 
 static uint64_t rb_load64(const volatile uint64_t *p) {
@@ -799,12 +816,11 @@ static void run_dead_subscriber_overflow(int overflow) {
   rb_service_object(name, sizeof name, svc);
   const uint8_t *svc_map = rb_map_ro(name, &svc_size);
   assert_non_null(svc_map);
-  const shmbus__port_slot *sub_slot =
-      (const shmbus__port_slot *)(svc_map + sizeof(shmbus__service_seg)) + o.max_publishers;
+  const shmbus__port_slot *sub_slot = rb_slot(svc_map, SHMBUS__SUBSCRIBER, 0);
   rb_publisher_object(name, sizeof name, svc, shmbus_publisher_id(pub), 0);
   const uint8_t *ctl_map = rb_map_ro(name, &ctl_size);
   assert_non_null(ctl_map);
-  const shmbus__conn *conn = (const shmbus__conn *)(ctl_map + sizeof(shmbus__seg_header));
+  const shmbus__conn *conn = rb_conn(svc_map, ctl_map, 0);
   assert_int_equal(rb_load64(&sub_slot->word), (child_sub << 1) | 1u);
   assert_int_equal(rb_load64(&conn->sub_id), child_sub);
 
@@ -1285,7 +1301,7 @@ static void test_killed_while_opening_publisher(void **state) {
   rb_service_object(name, sizeof name, a.service);
   const uint8_t *map = rb_map_ro(name, &size);
   assert_non_null(map);
-  const shmbus__port_slot *slot = (const shmbus__port_slot *)(map + sizeof(shmbus__service_seg));
+  const shmbus__port_slot *slot = rb_slot(map, SHMBUS__PUBLISHER, 0);
   uint64_t word = rb_load64(&slot->word);
   print_message("publisher slot while its owner is blocked in open: word %#" PRIx64
                 " (claimed, %s)\n", word, (word & 1u) ? "ready" : "not ready");
@@ -1398,7 +1414,7 @@ static void test_cleanup_leaked_use(void **state) {
   close(fd);
   assert_true(map != MAP_FAILED);
   shmbus__service_seg *seg = (shmbus__service_seg *)map;
-  shmbus__port_slot *pub_slot = (shmbus__port_slot *)(map + sizeof *seg); /* publisher 0 */
+  shmbus__port_slot *pub_slot = rb_slot(map, SHMBUS__PUBLISHER, 0);
   __atomic_fetch_add(&seg->dyn.users, 2, __ATOMIC_SEQ_CST); /* both windows counted a use */
   uint64_t no_owner = (UINT64_C(4242) << 1);               /* claimed, node id never written */
   __atomic_store_n(&pub_slot->word, no_owner, __ATOMIC_SEQ_CST);
@@ -2452,8 +2468,7 @@ static void test_stopped_subscriber(void **state) {
   const uint8_t *map = rb_map_ro(name, &size);
   assert_non_null(map);
   /* Registry: max_publishers (1) publisher slots, then the subscribers'. */
-  const shmbus__port_slot *slot =
-      (const shmbus__port_slot *)(map + sizeof(shmbus__service_seg)) + 1;
+  const shmbus__port_slot *slot = rb_slot(map, SHMBUS__SUBSCRIBER, 0);
   uint64_t word = (child_sub << 1) | 1u;
   assert_int_equal(rb_load64(&slot->word), word);
   /* 300 publishes over more than 300 ms: the queue (8) overflows and the

@@ -345,9 +345,16 @@ static void test_layout_defaults(void **state) {
   assert_int_equal(l.done_cap, 32);
   assert_int_equal(l.sub_ring_offset, sizeof(shmbus__conn));
   assert_int_equal(l.done_ring_offset, 256 + 16 * 8);
-  assert_int_equal(l.conn_stride, 256 + 128 + 128);
-  assert_int_equal(l.control_size, 64 + 8 * 512);
-  assert_int_equal(l.service_size, 704 + 12 * 64);
+  /* A page of its own per connection, per slot, and for the wake words
+   * (confinement, layout.h). */
+  uint64_t page = shmbus__page_size();
+  assert_int_equal(l.page, page);
+  assert_int_equal(l.conn_stride, page);
+  assert_int_equal(l.control_size, page + 8 * page);
+  assert_int_equal(l.wake_offset, page * (1 + 4 + 8));
+  assert_int_equal(l.service_size, page * (1 + 4 + 8 + 1));
+  assert_int_equal(shmbus__layout_slot_offset(&l, &cfg, SHMBUS__SUBSCRIBER, 2), page * (1 + 4 + 2));
+  assert_int_equal(shmbus__layout_conn_offset(&l, 3), page * 4);
 }
 
 static void test_layout_shapes(void **state) {
@@ -366,7 +373,7 @@ static void test_layout_shapes(void **state) {
   assert_int_equal(l.done_cap, 16);
   assert_int_equal(l.chunks, 3 * (5 + 4) + 7 + 3);
   assert_int_equal(l.done_ring_offset, 256 + 64);
-  assert_int_equal(l.conn_stride, 256 + 64 + 64);
+  assert_int_equal(l.conn_stride, shmbus__page_size());
 
   /* Large alignment: the chunk and the payload follow it. */
   cfg = default_config();
@@ -663,16 +670,16 @@ static void test_service_registry(void **state) {
   ts_assert_err(shmbus__service_claim(&a, SHMBUS__PUBLISHER, &slot[2], &id[2]),
                 SHMBUS_ERR_PORT_LIMIT);
   /* Claimed but not ready: invisible to the other side. */
-  assert_int_equal(a.pub_slots[slot[0]].word, id[0] << 1);
-  assert_int_equal(shmbus__slot_ready_id(a.pub_slots[slot[0]].word), 0);
-  assert_int_equal(a.pub_slots[slot[0]].node_id, node->id);
+  assert_int_equal(shmbus__service_slot(&a, SHMBUS__PUBLISHER, slot[0])->word, id[0] << 1);
+  assert_int_equal(shmbus__slot_ready_id(shmbus__service_slot(&a, SHMBUS__PUBLISHER, slot[0])->word), 0);
+  assert_int_equal(shmbus__service_slot(&a, SHMBUS__PUBLISHER, slot[0])->node_id, node->id);
 
   uint64_t gen = b.shm->dyn.pub_generation;
   shmbus__service_ready(&a, SHMBUS__PUBLISHER, slot[0], id[0]);
-  assert_int_equal(shmbus__slot_ready_id(b.pub_slots[slot[0]].word), id[0]);
+  assert_int_equal(shmbus__slot_ready_id(shmbus__service_slot(&b, SHMBUS__PUBLISHER, slot[0])->word), id[0]);
   assert_int_equal(b.shm->dyn.pub_generation, gen + 1);
   shmbus__service_leave(&a, SHMBUS__PUBLISHER, slot[0]);
-  assert_int_equal(b.pub_slots[slot[0]].word, 0);
+  assert_int_equal(shmbus__service_slot(&b, SHMBUS__PUBLISHER, slot[0])->word, 0);
   assert_int_equal(b.shm->dyn.pub_generation, gen + 2);
   /* A freed slot can be claimed again, with a new id. */
   ts_assert_ok(shmbus__service_claim(&a, SHMBUS__PUBLISHER, &slot[2], &id[2]));
@@ -687,7 +694,7 @@ static void test_service_registry(void **state) {
                 SHMBUS_ERR_PORT_LIMIT);
   shmbus__service_ready(&b, SHMBUS__SUBSCRIBER, slot[1], id[1]);
   assert_int_equal(a.shm->dyn.sub_generation, gen + 1);
-  assert_int_equal(shmbus__slot_ready_id(a.sub_slots[slot[1]].word), id[1]);
+  assert_int_equal(shmbus__slot_ready_id(shmbus__service_slot(&a, SHMBUS__SUBSCRIBER, slot[1])->word), id[1]);
 
   /* The last user to detach removes the service. */
   shmbus__service_detach(&a);

@@ -47,9 +47,13 @@ static int object_path(const shmbus__root *root, const char *name, char *path,
   return (n < 0 || (size_t)n >= cap) ? SHMBUS_ERR_NAME : 0;
 }
 
+/* Opens (or with O_CREAT creates) an object. Existing objects are opened
+ * without following a symbolic link and without blocking (a FIFO under our
+ * name would block an O_RDONLY open forever). */
 static int open_object(const shmbus__root *root, const char *path, int flags,
                        mode_t mode) {
   int fd;
+  if (!(flags & O_CREAT)) flags |= O_NOFOLLOW | O_NONBLOCK;
   do {
     fd = root->backend == SHMBUS_BACKEND_DIR ? open(path, flags | O_CLOEXEC, mode)
                                              : shm_open(path, flags, mode);
@@ -77,8 +81,24 @@ static int map_fd(int fd, uint64_t size, int writable, shmbus__segment *out) {
   if (p == MAP_FAILED) return translate_errno(errno);
   out->base = p;
   out->size = size;
+  out->guard = shmbus__guard_add(p, size);
   return 0;
 }
+
+/* An opened object's length, when it is a regular file (shared memory
+ * objects are): CORRUPT for a FIFO, device, directory or socket. */
+static int regular_size(int fd, uint64_t *size) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return translate_errno(errno);
+  if (!S_ISREG(st.st_mode) || st.st_size < 0) return SHMBUS_ERR_CORRUPT;
+  *size = (uint64_t)st.st_size;
+  return 0;
+}
+
+/* errno of a failed open of an existing object: a symbolic link where our
+ * object should be (O_NOFOLLOW) is somebody else's doing, not a missing
+ * object. */
+static int open_error(int e) { return e == ELOOP ? SHMBUS_ERR_CORRUPT : translate_errno(e); }
 
 static int sys_fallocate(int fd, int64_t offset, int64_t length) {
   return posix_fallocate(fd, (off_t)offset, (off_t)length);
@@ -190,32 +210,57 @@ int shmbus__segment_publish(const shmbus__root *root, const char *name,
   return 0;
 }
 
-int shmbus__segment_open(const shmbus__root *root, const char *name,
-                         int writable, shmbus__segment *out) {
+int shmbus__segment_open(const shmbus__root *root, const char *name, int writable,
+                         uint64_t min_size, uint64_t max_size, shmbus__segment *out) {
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
   memset(out, 0, sizeof *out);
   int r = object_path(root, name, path, sizeof path);
   if (r) return r;
   int fd = open_object(root, path, writable ? O_RDWR : O_RDONLY, 0);
-  if (fd < 0) return translate_errno(errno);
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    r = translate_errno(errno);
-  } else if (st.st_size <= 0) {
-    r = SHMBUS_ERR_NOT_READY;
-  } else {
-    r = map_fd(fd, (uint64_t)st.st_size, writable, out);
-  }
+  if (fd < 0) return open_error(errno);
+  uint64_t size = 0;
+  r = regular_size(fd, &size);
+  if (r == 0 && size == 0) r = SHMBUS_ERR_NOT_READY;
+  if (r == 0 && size < min_size) r = SHMBUS_ERR_CORRUPT;
+  if (r == 0) r = map_fd(fd, size < max_size ? size : max_size, writable, out);
   close(fd);
   return r;
 }
 
+uint64_t shmbus__page_size(void) {
+  static uint64_t page;
+  uint64_t p = __atomic_load_n(&page, __ATOMIC_RELAXED);
+  if (p == 0) {
+    long v = sysconf(_SC_PAGESIZE);
+    p = v > 0 ? (uint64_t)v : 4096;
+    __atomic_store_n(&page, p, __ATOMIC_RELAXED);
+  }
+  return p;
+}
+
+int shmbus__segment_protect(const shmbus__segment *seg, uint64_t offset, uint64_t len,
+                            int writable) {
+  uint64_t page = shmbus__page_size();
+  if (seg->base == NULL || offset % page || len % page || offset > seg->size ||
+      len > seg->size - offset)
+    return SHMBUS_ERR_INVAL;
+  if (len == 0) return 0;
+  /* A mapping that faulted is private zero pages now: nothing to protect. */
+  if (shmbus__segment_faulted(seg)) return 0;
+  return mprotect((char *)seg->base + offset, (size_t)len,
+                  writable ? PROT_READ | PROT_WRITE : PROT_READ) == 0
+             ? 0
+             : translate_errno(errno);
+}
+
 void shmbus__segment_close(shmbus__segment *seg) {
+  shmbus__guard_remove(seg->guard); /* before the unmap: see fault.c */
   if (seg->base != NULL) munmap(seg->base, (size_t)seg->size);
   if (seg->draft != 0) close((int)(seg->draft - 1));
   seg->base = NULL;
   seg->size = 0;
   seg->draft = 0;
+  seg->guard = 0;
 }
 
 int shmbus__segment_unlink(const shmbus__root *root, const char *name) {
@@ -230,7 +275,7 @@ int shmbus__segment_age(const shmbus__root *root, const char *name, uint64_t *se
   int r = dir_path(root, name, path, sizeof path);
   if (r) return r;
   struct stat st;
-  if (stat(path, &st) != 0) return translate_errno(errno);
+  if (lstat(path, &st) != 0) return translate_errno(errno);
   time_t now = time(NULL);
   *seconds = now > st.st_mtime ? (uint64_t)(now - st.st_mtime) : 0;
   return 0;
@@ -320,7 +365,13 @@ int shmbus__token_probe(const shmbus__root *root, const char *name) {
   int r = object_path(root, name, path, sizeof path);
   if (r) return r;
   int fd = open_object(root, path, O_RDONLY, 0);
-  if (fd < 0) return translate_errno(errno);
+  /* A link or FIFO under a token's name is no token (and never blocks us). */
+  if (fd < 0) return errno == ELOOP ? SHMBUS_ERR_NOT_FOUND : translate_errno(errno);
+  uint64_t size;
+  if (regular_size(fd, &size) != 0) {
+    close(fd);
+    return SHMBUS_ERR_NOT_FOUND;
+  }
   if (flock(fd, LOCK_SH | LOCK_NB) != 0) {
     r = errno == EWOULDBLOCK ? SHMBUS__ALIVE : translate_errno(errno);
     close(fd);
@@ -454,7 +505,8 @@ int shmbus__notifier_fd(const shmbus__notifier *n) { return (int)n->handle; }
 
 void shmbus__notifier_drain(shmbus__notifier *n) {
   char buf[64];
-  while (recv((int)n->handle, buf, sizeof buf, MSG_DONTWAIT) >= 0) {
+  /* Anybody may send to an abstract socket: a flood must not keep us. */
+  for (int i = 0; i < 64 && recv((int)n->handle, buf, sizeof buf, MSG_DONTWAIT) >= 0; i++) {
   }
 }
 

@@ -1,0 +1,21 @@
+# SPDX-License-Identifier: Apache-2.0
+#
+# Regression tests of the hostile-peer findings (docs/security.md), label
+# hostile (also run under ASan+UBSan by scripts/test.sh):
+#   test_hostile_layout  what a peer writes into segments and under object
+#                        names: configs and sizes read twice, eviction of a
+#                        chunk that is not in flight, FIFOs and links
+#   test_hostile_timing  waits a peer can provoke: connecting on the hot
+#                        path, unchecked deadlines, unbounded loops
+# Included by tests/CMakeLists.txt after it defines shmbus_add_test().
+
+set(_shmbus_hostile_dir "${CMAKE_CURRENT_LIST_DIR}")
+foreach(_t test_hostile_layout test_hostile_timing)
+  if(EXISTS "${_shmbus_hostile_dir}/${_t}.c")
+    shmbus_add_test(${_t}
+      SOURCES "${_shmbus_hostile_dir}/${_t}.c" "${_shmbus_hostile_dir}/support.c"
+              "${_shmbus_hostile_dir}/support.h"
+      LABELS hostile
+      TIMEOUT 180)
+  endif()
+endforeach()
