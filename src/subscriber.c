@@ -254,6 +254,12 @@ static int read_chunk(shmbus_subscriber *sub, sub_source *s, uint32_t chunk,
   out->bytes = bytes;
   out->sequence = shmbus__load64_relaxed(&hdr->sequence);
   out->timestamp_ns = shmbus__load64_relaxed(&hdr->timestamp_ns);
+  /* What we just read may have come from zero pages that replaced a
+   * truncated segment: then it is no sample. */
+  if (shmbus__fault_epoch() != sub->fault_epoch) {
+    notice_faults(sub);
+    if (s->state == SRC_BROKEN) return SHMBUS_ERR_CORRUPT;
+  }
   out->publisher_id = s->pub_id;
   return 0;
 }

@@ -7,10 +7,11 @@
 #                        chunk that is not in flight, FIFOs and links
 #   test_hostile_timing  waits a peer can provoke: connecting on the hot
 #                        path, unchecked deadlines, unbounded loops
+#   test_hostile_truncate segments truncated under live ports (SIGBUS)
 # Included by tests/CMakeLists.txt after it defines shmbus_add_test().
 
 set(_shmbus_hostile_dir "${CMAKE_CURRENT_LIST_DIR}")
-foreach(_t test_hostile_layout test_hostile_timing)
+foreach(_t test_hostile_layout test_hostile_timing test_hostile_truncate)
   if(EXISTS "${_shmbus_hostile_dir}/${_t}.c")
     shmbus_add_test(${_t}
       SOURCES "${_shmbus_hostile_dir}/${_t}.c" "${_shmbus_hostile_dir}/support.c"
