@@ -22,9 +22,14 @@ typedef struct name_list {
   int nomem;
 } name_list;
 
+/* A peer can create any number of objects under the domain's prefix: a
+ * listing stops there (what is beyond is left for a later cleanup). */
+enum { LIST_MAX = 1 << 16 };
+
 static int collect_name(const char *name, void *arg) {
   name_list *l = arg;
   if (strlen(name) >= SHMBUS__OBJECT_NAME_MAX) return 0; /* not one of ours */
+  if (l->count == LIST_MAX) return 1;
   if (l->count == l->cap) {
     size_t cap = l->cap ? 2 * l->cap : 64;
     void *p = realloc(l->names, cap * sizeof *l->names);
