@@ -394,6 +394,14 @@ int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64
     shmbus__port_slot *p = shmbus__service_slot(svc, kind, i % count);
     uint64_t expected = 0;
     if (shmbus__cas64(&p->word, &expected, my_id << 1)) {
+      /* A slot that was left or reaped had its node id cleared before its
+       * word (our exchange pairs with that store-release). A node id still
+       * there means the word was zeroed by a stray write of its owner, who
+       * still has the page: not ours to take. */
+      if (shmbus__load64_acquire(&p->node_id) != 0) {
+        shmbus__store64_release(&p->word, 0);
+        continue;
+      }
       /* Pairs with the sweeper's load-acquire of node_id. */
       shmbus__store64_release(&p->node_id, svc->node->id);
       /* The previous owner's wait state; ready publishes the reset. */
@@ -459,20 +467,34 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
   return 1;
 }
 
+/* Clears the node id a dead owner left in a slot whose word it zeroed. */
+static int release_stray(shmbus__service *svc, shmbus__port_slot *p, uint64_t node_id) {
+  shmbus__service_unseal(svc);
+  int done = shmbus__cas64(&p->node_id, &node_id, 0);
+  shmbus__service_seal(svc);
+  return done;
+}
+
 int shmbus__service_sweep(shmbus__service *svc) {
   int freed = 0;
   for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
     uint32_t count = slot_count(svc, kind);
     for (uint32_t i = 0; i < count; i++) {
-      const shmbus__port_slot *p = shmbus__service_slot(svc, kind, i);
+      shmbus__port_slot *p = shmbus__service_slot(svc, kind, i);
       /* Ready or still being set up: either way node_id is the owner's or
        * 0 (a claimant writes it right after its claim; leave and reap clear
        * it before freeing the slot). 0 cannot be judged: left alone. Pairs
        * with the store-release in shmbus__service_ready / _leave. */
       uint64_t word = shmbus__load64_acquire(&p->word);
-      if (word == 0 || word == SLOT_REAPING) continue;
+      if (word == SLOT_REAPING) continue;
       uint64_t node_id = shmbus__load64_acquire(&p->node_id);
       if (node_id == 0 || shmbus__load64_acquire(&p->word) != word) continue;
+      if (word == 0) {
+        /* Zeroed by a stray write of its owner (see claim): free once that
+         * node is dead. */
+        if (!shmbus__node_alive(svc->node, node_id)) freed += release_stray(svc, p, node_id);
+        continue;
+      }
       if (!shmbus__node_alive(svc->node, node_id)) freed += shmbus__service_reap(svc, kind, i, word);
     }
   }

@@ -641,6 +641,36 @@ static void test_seg_header(void **state) {
 
 /* ---- the service's port registry ------------------------------------------------ */
 
+/* An owner's stray write zeroes the word of its own slot: nobody else may
+ * take the slot while the owner lives (it still writes that page), and the
+ * slot comes back once the owner's node is dead. */
+static void test_service_stray_zero(void **state) {
+  ts_env *env = *state;
+  shmbus_node *node = ts_node(env);
+  shmbus_service_opts o = ts_opts();
+  o.max_subscribers = 1;
+  shmbus__service a, b;
+  ts_assert_ok(shmbus__service_attach(node, "stray", &o, &a));
+  ts_assert_ok(shmbus__service_attach(node, "stray", &o, &b));
+  uint32_t slot, other;
+  uint64_t id, other_id;
+  ts_assert_ok(shmbus__service_claim(&a, SHMBUS__SUBSCRIBER, &slot, &id));
+  shmbus__service_ready(&a, SHMBUS__SUBSCRIBER, slot, id);
+  shmbus__port_slot *p = shmbus__service_slot(&a, SHMBUS__SUBSCRIBER, slot);
+  p->word = 0; /* the stray write: a's own page is writable for a */
+  ts_assert_err(shmbus__service_claim(&b, SHMBUS__SUBSCRIBER, &other, &other_id),
+                SHMBUS_ERR_PORT_LIMIT);
+  assert_int_equal(p->node_id, node->id);
+  p->node_id = UINT64_C(0x123456789); /* a node without a token: dead */
+  ts_assert_ok(shmbus__service_claim(&b, SHMBUS__SUBSCRIBER, &other, &other_id));
+  assert_int_equal(other, slot);
+  shmbus__service_leave(&b, SHMBUS__SUBSCRIBER, other);
+  shmbus__service_detach(&b);
+  shmbus__service_detach(&a);
+  shmbus_node_close(node);
+  ts_assert_env_clean(env);
+}
+
 static void test_service_registry(void **state) {
   ts_env *env = *state;
   shmbus_node *node = ts_node(env);
@@ -747,6 +777,7 @@ int main(void) {
   };
   const struct CMUnitTest shm[] = {
       cmocka_unit_test_setup_teardown(test_service_registry, ts_setup_shm, ts_teardown),
+      cmocka_unit_test_setup_teardown(test_service_stray_zero, ts_setup_shm, ts_teardown),
       cmocka_unit_test_setup_teardown(test_service_attach_errors_keep_nothing, ts_setup_shm,
                                       ts_teardown),
       cmocka_unit_test_setup_teardown(test_service_registry, ts_setup_dir, ts_teardown),
