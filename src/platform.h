@@ -82,6 +82,11 @@ int shmbus__segment_publish(const shmbus__root *root, const char *name,
 int shmbus__segment_open(const shmbus__root *root, const char *name, int writable,
                          uint64_t min_size, uint64_t max_size, shmbus__segment *out);
 
+/* Shrinks a mapping to its first `size` bytes (a multiple of the page
+ * size, at most seg->size): an opener that mapped what it could before it
+ * knew the layout keeps only what the layout says. INVAL, IO. */
+int shmbus__segment_shrink(shmbus__segment *seg, uint64_t size);
+
 /* The granule of shmbus__segment_protect, a power of two (the page size).
  * Every process on one machine sees the same value; layouts align on it. */
 uint64_t shmbus__page_size(void);

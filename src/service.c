@@ -246,6 +246,9 @@ static int open_checked(shmbus__service *svc, const char *object_name, uint64_t 
   if (r) return r;
   svc->shm = (shmbus__service_seg *)svc->seg.base;
   r = load_config(svc, cfg, layout);
+  /* Mapped what the object offered, up to the largest layout: keep only
+   * what ours says. */
+  if (r == 0) r = shmbus__segment_shrink(&svc->seg, layout->service_size);
   if (r) shmbus__segment_close(&svc->seg);
   return r;
 }

@@ -10,6 +10,11 @@
 #   test_hostile_truncate segments truncated under live ports (SIGBUS)
 # Included by tests/CMakeLists.txt after it defines shmbus_add_test().
 
+# Linux only: /dev/shm, /proc/<pid>/maps, abstract sockets.
+if(NOT CMAKE_SYSTEM_NAME STREQUAL "Linux")
+  return()
+endif()
+
 set(_shmbus_hostile_dir "${CMAKE_CURRENT_LIST_DIR}")
 foreach(_t test_hostile_layout test_hostile_timing test_hostile_truncate)
   if(EXISTS "${_shmbus_hostile_dir}/${_t}.c")

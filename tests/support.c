@@ -415,3 +415,184 @@ void ts_backoff(unsigned *round) {
   struct timespec ts = {0, r < 256 ? 20 * 1000 : 200 * 1000};
   nanosleep(&ts, NULL);
 }
+
+/* ---- hostile-peer helpers ---- */
+
+#include <fcntl.h>
+#include <sys/mman.h>
+
+void *ts_map_object(const char *dir, const char *name, size_t *size) {
+  char path[2048];
+  ts_object_path(path, sizeof path, dir, name);
+  *size = 0;
+  int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  if (fd < 0) return NULL;
+  struct stat st;
+  void *p = NULL;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+    p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) p = NULL;
+    else *size = (size_t)st.st_size;
+  } else {
+    errno = EINVAL;
+  }
+  int e = errno;
+  close(fd);
+  errno = e;
+  return p;
+}
+
+void ts_unmap_object(void *base, size_t size) {
+  if (base != NULL) munmap(base, size);
+}
+
+int ts_create_object(const char *dir, const char *name, uint64_t size) {
+  char path[2048];
+  ts_object_path(path, sizeof path, dir, name);
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return -1;
+  if (size > 0 && ftruncate(fd, (off_t)size) != 0) {
+    int e = errno;
+    close(fd);
+    unlink(path);
+    errno = e;
+    return -1;
+  }
+  close(fd);
+  return 0;
+}
+
+int ts_unlink_object(const char *dir, const char *name) {
+  char path[2048];
+  ts_object_path(path, sizeof path, dir, name);
+  return unlink(path);
+}
+
+void *ts_shared_alloc(size_t size) {
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void ts_shared_free(void *p, size_t size) {
+  if (p != NULL) munmap(p, size);
+}
+
+uint64_t ts_sleep_overrun_ns(uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  uint64_t t0 = ts_now_ns();
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+  uint64_t took = ts_now_ns() - t0;
+  return took > ns ? took - ns : 0;
+}
+
+uint64_t ts_spin_gap_ns(uint64_t ns) {
+  uint64_t start = ts_now_ns(), last = start, gap = 0;
+  while (last - start < ns) {
+    uint64_t now = ts_now_ns();
+    if (now - last > gap) gap = now - last;
+    last = now;
+  }
+  return gap;
+}
+
+void ts_watchdog_start(ts_watchdog *w, const char *domain, const char *dir, unsigned seconds,
+                       const char *what) {
+  int fds[2];
+  w->pid = 0;
+  w->fd = -1;
+  assert_int_equal(pipe(fds), 0);
+  pid_t parent = getpid();
+  fflush(NULL);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(fds[1]);
+    uint64_t deadline = ts_now_ns() + (uint64_t)seconds * 1000000000u;
+    for (;;) {
+      struct pollfd pfd = {fds[0], POLLIN, 0};
+      int r = poll(&pfd, 1, 100);
+      /* Stopped (a byte or EOF), or the test process is gone. */
+      if (r > 0 || getppid() != parent) _exit(0);
+      if (ts_now_ns() >= deadline) break;
+    }
+    fprintf(stderr, "watchdog: %s: still running after %u s: killing the test process\n",
+            what, seconds);
+    kill(parent, SIGKILL);
+    if (domain != NULL) ts_remove_leftovers(domain, dir);
+    if (dir != NULL) {
+      char *copy = strdup(dir);
+      if (copy != NULL) ts_tmpdir_remove(copy);
+    }
+    _exit(1);
+  }
+  close(fds[0]);
+  w->pid = pid;
+  w->fd = fds[1];
+}
+
+void ts_watchdog_stop(ts_watchdog *w) {
+  if (w->pid <= 0) return;
+  static const char stop = 1;
+  if (write(w->fd, &stop, 1) < 0) { /* EOF stops it as well */
+  }
+  close(w->fd);
+  while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR) {
+  }
+  w->pid = 0;
+  w->fd = -1;
+}
+
+#include <pthread.h>
+
+static uint32_t crc32c_table[8][256];
+static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
+
+static void crc32c_init(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+    crc32c_table[0][i] = c;
+  }
+  for (uint32_t i = 0; i < 256; i++)
+    for (int t = 1; t < 8; t++)
+      crc32c_table[t][i] =
+          (crc32c_table[t - 1][i] >> 8) ^ crc32c_table[0][crc32c_table[t - 1][i] & 0xff];
+}
+
+uint32_t ts_crc32c_update(uint32_t crc, const void *data, size_t n) {
+  pthread_once(&crc32c_once, crc32c_init);
+  const uint8_t *p = data;
+  while (n >= 8) {
+    uint32_t lo, hi;
+    memcpy(&lo, p, 4);
+    memcpy(&hi, p + 4, 4);
+    lo ^= crc;
+    crc = crc32c_table[7][lo & 0xff] ^ crc32c_table[6][(lo >> 8) & 0xff] ^
+          crc32c_table[5][(lo >> 16) & 0xff] ^ crc32c_table[4][lo >> 24] ^
+          crc32c_table[3][hi & 0xff] ^ crc32c_table[2][(hi >> 8) & 0xff] ^
+          crc32c_table[1][(hi >> 16) & 0xff] ^ crc32c_table[0][hi >> 24];
+    p += 8;
+    n -= 8;
+  }
+  while (n--) crc = (crc >> 8) ^ crc32c_table[0][(crc ^ *p++) & 0xff];
+  return crc;
+}
+
+uint32_t ts_crc32c(const void *data, size_t n) { return ~ts_crc32c_update(~0u, data, n); }
+
+int ts_child_poll(ts_child *c) {
+  int status = 0;
+  pid_t r;
+  do {
+    r = waitpid(c->pid, &status, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == 0) return -1;
+  unregister_child(c->pid);
+  close_fd(&c->up[0]);
+  close_fd(&c->down[1]);
+  if (r != c->pid) return 255;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 255;
+}

@@ -206,4 +206,61 @@ void ts_backoff(unsigned *round);
 /* Monotonic clock, ns. */
 uint64_t ts_now_ns(void);
 
+
+/* ---- hostile-peer helpers ---- */
+/* What an attacking peer of the same user does (docs/security.md): it opens
+ * the domain's objects by name, read-write, and writes shared words; it
+ * plants objects under the library's names. Usable in children (no cmocka
+ * assertion inside). */
+
+/* Maps object `name` of a backend root (dir NULL: /dev/shm) read-write over
+ * its whole current length. Returns the mapping and its length in *size, or
+ * NULL (errno set) when it cannot be opened or is empty. */
+void *ts_map_object(const char *dir, const char *name, size_t *size);
+void ts_unmap_object(void *base, size_t size);
+/* Creates object `name` exclusively (mode 0600), `size` bytes of zeros (0:
+ * an empty object). 0, or -1 with errno. */
+int ts_create_object(const char *dir, const char *name, uint64_t size);
+/* Removes object `name`. 0, or -1 with errno. */
+int ts_unlink_object(const char *dir, const char *name);
+
+/* Anonymous shared memory that the parent and its forked children see
+ * (stop flags, counters); zeroed. NULL on failure. */
+void *ts_shared_alloc(size_t size);
+void ts_shared_free(void *p, size_t size);
+
+/* Scheduling controls for timing bounds, measured in the same run as the
+ * case: how much longer than `ns` a plain nanosleep(ns) took (the wake-up
+ * delay of this moment), and the longest stretch during which a loop that
+ * reads the clock for `ns` did not run (how long a busy victim is kept off
+ * the CPU by the load of this moment). */
+uint64_t ts_sleep_overrun_ns(uint64_t ns);
+uint64_t ts_spin_gap_ns(uint64_t ns);
+
+/* A watchdog for a hang the library must not have: a forked process that,
+ * unless stopped within `seconds`, prints what hung, SIGKILLs the test
+ * process and removes the objects of `domain` in `dir` (NULL: /dev/shm) and
+ * the directory `dir` itself, so that a hung test still leaves nothing. */
+typedef struct ts_watchdog {
+  pid_t pid;
+  int fd;
+} ts_watchdog;
+void ts_watchdog_start(ts_watchdog *w, const char *domain, const char *dir, unsigned seconds,
+                       const char *what);
+/* Stops it (idempotent; a zeroed ts_watchdog is stopped). */
+void ts_watchdog_stop(ts_watchdog *w);
+
+/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), slicing by 8, for
+ * payload integrity checks. ts_crc32c_update continues a running value
+ * (start with ~0u and complement the end); ts_crc32c does both:
+ * ts_crc32c("123456789", 9) == 0xE3069283. Thread-safe (the table is built
+ * once, on first use). */
+uint32_t ts_crc32c_update(uint32_t crc, const void *data, size_t n);
+uint32_t ts_crc32c(const void *data, size_t n);
+
+/* ts_child_wait without waiting: -1 while the child runs; once it ended,
+ * reaps it, closes its pipes and returns its exit code or 128 + signal, as
+ * ts_child_wait does. */
+int ts_child_poll(ts_child *c);
+
 #endif /* SHMBUS_TEST_SUPPORT_H */

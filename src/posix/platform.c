@@ -227,6 +227,20 @@ int shmbus__segment_open(const shmbus__root *root, const char *name, int writabl
   return r;
 }
 
+int shmbus__segment_shrink(shmbus__segment *seg, uint64_t size) {
+  if (seg->base == NULL || size == 0 || size % shmbus__page_size() || size > seg->size)
+    return SHMBUS_ERR_INVAL;
+  if (size == seg->size) return 0;
+  /* The guard follows the new length (before the unmap: see fault.c). */
+  shmbus__guard_remove(seg->guard);
+  int r = munmap((char *)seg->base + size, (size_t)(seg->size - size)) == 0
+              ? 0
+              : translate_errno(errno);
+  if (r == 0) seg->size = size;
+  seg->guard = shmbus__guard_add(seg->base, seg->size);
+  return r;
+}
+
 uint64_t shmbus__page_size(void) {
   static uint64_t page;
   uint64_t p = __atomic_load_n(&page, __ATOMIC_RELAXED);
