@@ -428,6 +428,7 @@ SHMBUS_EXTERN uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub);
  *                 left (closed or died), with nothing queued. Reported once
  *                 per loss: the next wait waits for a new publisher;
  *   BUSY          the subscriber is attached to a wait set (wait there);
+ *   CORRUPT       a peer truncated the service's segment: close and reopen;
  *   INVAL, HOLD_LIMIT (max_held samples held: a sample could not be taken).
  * Sleeping makes system calls; a waiter also wakes every 100 ms to look for
  * dead publishers. Not a hot-path function. */
@@ -468,7 +469,8 @@ SHMBUS_EXTERN int shmbus_waitset_detach(shmbus_waitset *ws, shmbus_subscriber *s
 SHMBUS_EXTERN int shmbus_waitset_trigger(shmbus_waitset *ws);
 
 enum {
-  SHMBUS_WAIT_DATA = 1,         /* samples can be taken from `sub`          */
+  SHMBUS_WAIT_DATA = 1,         /* samples can be taken from `sub` (or its take
+                                   reports an error, e.g. CORRUPT)           */
   SHMBUS_WAIT_NO_PUBLISHER = 2, /* `sub` lost its last publisher (once)     */
   SHMBUS_WAIT_TRIGGER = 3       /* shmbus_waitset_trigger; `sub` is NULL     */
 };

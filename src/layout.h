@@ -22,10 +22,11 @@
  * on pages of its own, and every port keeps the rest of its mappings
  * read-only (mprotect), so its stray writes reach nothing that another
  * port's delivery depends on. The unit is the page (seg header page_size):
- *   service  page 0: header, config, dyn; then one page per registry slot
- *            (its port's own); then the wake words (publishers write them);
- *            writable whole only inside a port's short cold operations
- *            (open, close, reaping a dead port);
+ *   service  page 0: header, config, dyn; then the registry slots, which
+ *            only cold operations write (open, close, reaping a dead port:
+ *            the segment is writable whole only inside them); then one
+ *            page per subscriber slot with its wait state (its own); then
+ *            the wake words (publishers write them);
  *   control  page 0: header; then one page-aligned block per connection,
  *            the only part its subscriber maps writable.
  */
@@ -101,14 +102,22 @@ SHMBUS__LAYOUT_ASSERT(shmbus__service_config, element_size, 384);
 SHMBUS__LAYOUT_ASSERT(shmbus__service_config, overflow, 420);
 SHMBUS__SIZE_ASSERT(shmbus__service_config, 448);
 
-/* A registry slot of a publisher or subscriber, at the start of a page of
- * its own. `word` is 0 when free, id << 1 while its owner sets up,
- * (id << 1) | 1 once the port is ready. Written by the port that owns the
- * slot (claimed by compare-and-swap; freed by it or by a reaper of a dead
- * owner).
- *
- * The rest serves a subscriber's sleep (subscriber.c, "waiting"); the
- * claimer zeroes it before the slot is ready:
+/* A registry slot of a publisher or subscriber, one cache line. `word` is
+ * 0 when free, id << 1 while its owner sets up, (id << 1) | 1 once the port
+ * is ready. Written by the port that claims it (compare-and-swap) and frees
+ * it, or by a reaper of a dead owner, always inside a cold operation: no
+ * port keeps these pages writable, so no stray write reaches them. */
+typedef struct shmbus__port_slot {
+  uint64_t word;
+  uint64_t node_id;
+  uint64_t reserved[6];
+} shmbus__port_slot;
+SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, node_id, 8);
+SHMBUS__SIZE_ASSERT(shmbus__port_slot, 64);
+
+/* Subscriber slot k's wait state, at the start of a page of its own: only
+ * the subscriber writes it (subscriber.c, "waiting"); the claimer zeroes it
+ * before the slot is ready:
  *   wait_mode  1 once the subscriber may sleep; publishers that saw it
  *              check `sleeping` after each publish (and say so in their
  *              connection's wait_ack);
@@ -117,20 +126,15 @@ SHMBUS__SIZE_ASSERT(shmbus__service_config, 448);
  *              once (it remembers the last epoch it woke);
  *   notifier   0: sleepers wait on their wake word's `event`; else the id
  *              of the wait set's notifier to send a wake-up to. */
-typedef struct shmbus__port_slot {
-  uint64_t word;
-  uint64_t node_id;
+typedef struct shmbus__wait_slot {
   uint32_t wait_mode;
   uint32_t sleeping;
-  uint32_t reserved0[2];
   uint64_t notifier;
-  uint64_t reserved1[3];
-} shmbus__port_slot;
-SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, node_id, 8);
-SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, wait_mode, 16);
-SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, sleeping, 20);
-SHMBUS__LAYOUT_ASSERT(shmbus__port_slot, notifier, 32);
-SHMBUS__SIZE_ASSERT(shmbus__port_slot, 64);
+  uint64_t reserved[6];
+} shmbus__wait_slot;
+SHMBUS__LAYOUT_ASSERT(shmbus__wait_slot, sleeping, 4);
+SHMBUS__LAYOUT_ASSERT(shmbus__wait_slot, notifier, 8);
+SHMBUS__SIZE_ASSERT(shmbus__wait_slot, 64);
 
 /* Subscriber slot k's futex word, one cache line each, after the slots:
  * a waker adds 1 to `event`, then wakes (many writers: fetch-add only).
@@ -167,10 +171,10 @@ typedef struct shmbus__service_seg {
   shmbus__seg_header hdr;
   shmbus__service_config cfg;
   shmbus__service_dyn dyn;
-  /* then, from the next page on (shmbus__layout in service.h): one page per
-   * slot, pubs[max_publishers] then subs[max_subscribers], each page
-   * starting with a shmbus__port_slot; then shmbus__wake_word
-   * wake[max_subscribers] */
+  /* then, each part from a page boundary on (shmbus__layout in service.h):
+   * shmbus__port_slot pubs[max_publishers], subs[max_subscribers];
+   * one page per subscriber slot, starting with its shmbus__wait_slot;
+   * shmbus__wake_word wake[max_subscribers] */
 } shmbus__service_seg;
 SHMBUS__LAYOUT_ASSERT(shmbus__service_seg, cfg, 64);
 SHMBUS__LAYOUT_ASSERT(shmbus__service_seg, dyn, 512);

@@ -240,7 +240,7 @@ static void set_waker(shmbus_publisher *pub, pub_conn *c, int on) {
 }
 
 static void watch_wait_mode(shmbus_publisher *pub, uint32_t k) {
-  if (shmbus__load32_relaxed(&shmbus__service_slot(&pub->svc, SHMBUS__SUBSCRIBER, k)->wait_mode) != 0)
+  if (shmbus__load32_relaxed(&shmbus__service_wait(&pub->svc, k)->wait_mode) != 0)
     set_waker(pub, &pub->conns[k], 1);
 }
 
@@ -458,7 +458,7 @@ int shmbus_publisher_open(shmbus_node *node, const char *service,
   }
   if (r == 0) r = alloc_private(pub);
   if (r) {
-    if (claimed) shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot);
+    if (claimed) shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot, pub->id);
     remove_segments(pub);
     free_private(pub);
     shmbus__service_detach(&pub->svc);
@@ -481,7 +481,7 @@ void shmbus_publisher_close(shmbus_publisher *pub) {
    * them would leak our use of the service. */
   shmbus__remove_publisher_segments(node, pub->svc.hash, pub->id);
   free_private(pub);
-  shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot);
+  shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot, pub->id);
   /* Sleepers learn that we left (the generation) and may be left with no
    * publisher. Pairs with the fence in the subscriber's arm. */
   shmbus__fence_seq_cst();

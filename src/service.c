@@ -60,7 +60,8 @@ int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *ou
   uint64_t conn_stride = SHMBUS__ALIGN_UP(
       done_ring_offset + SHMBUS__ALIGN_UP(done_cap * sizeof(uint32_t), SHMBUS__CACHE_LINE), page);
   uint64_t slots = (uint64_t)cfg->max_publishers + cfg->max_subscribers;
-  uint64_t wake_offset = page * (1 + slots);
+  uint64_t wait_offset = page + SHMBUS__ALIGN_UP(slots * sizeof(shmbus__port_slot), page);
+  uint64_t wake_offset = wait_offset + (uint64_t)cfg->max_subscribers * page;
 
   out->chunks = (uint32_t)chunks;
   out->payload_offset = (uint32_t)payload_offset;
@@ -75,6 +76,7 @@ int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *ou
   out->conn_stride = conn_stride;
   out->page = page;
   out->control_size = page + cfg->max_subscribers * conn_stride;
+  out->wait_offset = wait_offset;
   out->wake_offset = wake_offset;
   out->service_size = wake_offset + SHMBUS__ALIGN_UP(
                                         (uint64_t)cfg->max_subscribers * sizeof(shmbus__wake_word),
@@ -130,7 +132,8 @@ static int config_compatible(const shmbus__service_config *have, const char *nam
  * never map more, whatever length a peer gave the object. */
 static uint64_t service_size_max(void) {
   uint64_t page = shmbus__page_size();
-  return page * (1 + 2 * (uint64_t)SHMBUS_MAX_PORTS) +
+  return page * (1 + (uint64_t)SHMBUS_MAX_PORTS) +
+         SHMBUS__ALIGN_UP(2 * SHMBUS_MAX_PORTS * sizeof(shmbus__port_slot), page) +
          SHMBUS__ALIGN_UP(SHMBUS_MAX_PORTS * sizeof(shmbus__wake_word), page);
 }
 
@@ -155,8 +158,8 @@ static int load_config(const shmbus__service *svc, shmbus__service_config *cfg,
 
 static void protect(shmbus__service *svc, uint64_t offset, uint64_t len, int writable) {
   /* A failure leaves more writable than wanted: less confinement, never a
-   * fault of ours (unsealing only widens, which cannot fail for want of
-   * mappings). */
+   * fault of ours (sealing only narrows what the port does not write;
+   * unsealing only widens, which merges mappings and cannot run out). */
   (void)shmbus__segment_protect(&svc->seg, offset, len, writable);
 }
 
@@ -164,17 +167,22 @@ void shmbus__service_unseal(shmbus__service *svc) {
   if (svc->unsealed++ == 0) protect(svc, 0, svc->seg.size, 1);
 }
 
+/* Read-only but for what the port writes in steady state: a subscriber
+ * its wait page, a publisher the wake words. Only the rest is protected,
+ * so that a failure leaves more writable, never too little. */
 void shmbus__service_seal(shmbus__service *svc) {
   if (svc->unsealed > 0 && --svc->unsealed > 0) return;
   const shmbus__layout *l = &svc->layout;
-  protect(svc, 0, svc->seg.size, 0);
-  if (svc->own_kind < 0) return;
-  if (svc->own_slot != UINT32_MAX)
-    protect(svc, shmbus__layout_slot_offset(l, &svc->cfg, svc->own_kind, svc->own_slot), l->page,
-            1);
-  /* Publishers wake sleeping subscribers through the wake words. */
-  if (svc->own_kind == SHMBUS__PUBLISHER)
-    protect(svc, l->wake_offset, l->service_size - l->wake_offset, 1);
+  uint64_t from = svc->seg.size, to = svc->seg.size;
+  if (svc->own_kind == SHMBUS__SUBSCRIBER && svc->own_slot != UINT32_MAX) {
+    from = shmbus__layout_wait_offset(l, svc->own_slot);
+    to = from + l->page;
+  } else if (svc->own_kind == SHMBUS__PUBLISHER) {
+    from = l->wake_offset;
+    to = l->service_size;
+  }
+  protect(svc, 0, from, 0);
+  protect(svc, to, svc->seg.size - to, 0);
 }
 
 /* ---- users ---------------------------------------------------------------- */
@@ -373,7 +381,7 @@ static int drop_user(shmbus__service *svc) {
 
 int shmbus__service_detach(shmbus__service *svc) {
   if (svc->shm == NULL) return 0;
-  int removed = drop_user(svc);
+  int removed = svc->use_dropped ? 0 : drop_user(svc);
   opened(svc);
   shmbus__segment_close(&svc->seg);
   memset(svc, 0, sizeof *svc);
@@ -397,20 +405,15 @@ int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64
     shmbus__port_slot *p = shmbus__service_slot(svc, kind, i % count);
     uint64_t expected = 0;
     if (shmbus__cas64(&p->word, &expected, my_id << 1)) {
-      /* A slot that was left or reaped had its node id cleared before its
-       * word (our exchange pairs with that store-release). A node id still
-       * there means the word was zeroed by a stray write of its owner, who
-       * still has the page: not ours to take. */
-      if (shmbus__load64_acquire(&p->node_id) != 0) {
-        shmbus__store64_release(&p->word, 0);
-        continue;
-      }
       /* Pairs with the sweeper's load-acquire of node_id. */
       shmbus__store64_release(&p->node_id, svc->node->id);
-      /* The previous owner's wait state; ready publishes the reset. */
-      shmbus__store32_relaxed(&p->wait_mode, 0);
-      shmbus__store32_relaxed(&p->sleeping, 0);
-      shmbus__store64_relaxed(&p->notifier, 0);
+      if (kind == SHMBUS__SUBSCRIBER) {
+        /* The previous owner's wait state; ready publishes the reset. */
+        shmbus__wait_slot *w = shmbus__service_wait(svc, i % count);
+        shmbus__store32_relaxed(&w->wait_mode, 0);
+        shmbus__store32_relaxed(&w->sleeping, 0);
+        shmbus__store64_relaxed(&w->notifier, 0);
+      }
       *slot = i % count;
       *id = my_id;
       svc->own_kind = kind;
@@ -418,7 +421,7 @@ int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64
       r = 0;
     }
   }
-  shmbus__service_seal(svc); /* our slot's page stays writable */
+  shmbus__service_seal(svc); /* a subscriber's wait page stays writable */
   return r;
 }
 
@@ -470,34 +473,20 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
   return 1;
 }
 
-/* Clears the node id a dead owner left in a slot whose word it zeroed. */
-static int release_stray(shmbus__service *svc, shmbus__port_slot *p, uint64_t node_id) {
-  shmbus__service_unseal(svc);
-  int done = shmbus__cas64(&p->node_id, &node_id, 0);
-  shmbus__service_seal(svc);
-  return done;
-}
-
 int shmbus__service_sweep(shmbus__service *svc) {
   int freed = 0;
   for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
     uint32_t count = slot_count(svc, kind);
     for (uint32_t i = 0; i < count; i++) {
-      shmbus__port_slot *p = shmbus__service_slot(svc, kind, i);
+      const shmbus__port_slot *p = shmbus__service_slot(svc, kind, i);
       /* Ready or still being set up: either way node_id is the owner's or
        * 0 (a claimant writes it right after its claim; leave and reap clear
        * it before freeing the slot). 0 cannot be judged: left alone. Pairs
        * with the store-release in shmbus__service_ready / _leave. */
       uint64_t word = shmbus__load64_acquire(&p->word);
-      if (word == SLOT_REAPING) continue;
+      if (word == 0 || word == SLOT_REAPING) continue;
       uint64_t node_id = shmbus__load64_acquire(&p->node_id);
       if (node_id == 0 || shmbus__load64_acquire(&p->word) != word) continue;
-      if (word == 0) {
-        /* Zeroed by a stray write of its owner (see claim): free once that
-         * node is dead. */
-        if (!shmbus__node_alive(svc->node, node_id)) freed += release_stray(svc, p, node_id);
-        continue;
-      }
       if (!shmbus__node_alive(svc->node, node_id)) freed += shmbus__service_reap(svc, kind, i, word);
     }
   }
@@ -515,12 +504,22 @@ void shmbus__service_ready(shmbus__service *svc, int kind, uint32_t slot, uint64
   opened(svc);
 }
 
-void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot) {
+void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot, uint64_t id) {
   shmbus__port_slot *p = shmbus__service_slot(svc, kind, slot);
   shmbus__service_unseal(svc);
-  /* node_id first: the next claimant's slot never shows our id. */
-  shmbus__store64_relaxed(&p->node_id, 0);
-  shmbus__store64_release(&p->word, 0);
+  /* Only while the slot is still ours: a reaper that took us for dead (a
+   * peer can make us look dead) may have given it to another port. node_id
+   * first: the next claimant's slot never shows our id. */
+  uint64_t word = shmbus__load64_acquire(&p->word);
+  int ours = word == ((id << 1) | 1u) || word == id << 1;
+  if (ours) {
+    shmbus__store64_relaxed(&p->node_id, 0);
+    /* Pairs with the claimant's compare-and-swap. A failure means a reaper
+     * took the slot meanwhile (it clears node_id too). */
+    ours = shmbus__cas64(&p->word, &word, 0);
+  }
+  /* A reaper that freed our slot dropped our use of the service as well. */
+  if (!ours) svc->use_dropped = 1;
   shmbus__fetch_add64(generation_of(svc, kind), 1);
   /* The slot is the next claimant's now: its page is not ours to write. */
   if (svc->own_kind == kind && svc->own_slot == slot) svc->own_slot = UINT32_MAX;
@@ -528,7 +527,7 @@ void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot) {
 }
 
 void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken) {
-  const shmbus__port_slot *slot = shmbus__service_slot(svc, SHMBUS__SUBSCRIBER, k);
+  const shmbus__wait_slot *slot = shmbus__service_wait(svc, k);
   /* The caller's fence orders this look after its news. Pairs with the
    * sleeper's store-release of `sleeping` (subscriber.c, arm): its
    * `notifier` is visible too. */

@@ -23,6 +23,7 @@ typedef struct shmbus__layout {
   uint64_t done_ring_offset;
   uint64_t conn_stride;     /* a multiple of page                               */
   uint64_t control_size;
+  uint64_t wait_offset;     /* the subscribers' wait pages, service segment     */
   uint64_t wake_offset;     /* the wake words in the service segment            */
   uint64_t service_size;
 } shmbus__layout;
@@ -41,7 +42,11 @@ static inline uint64_t shmbus__layout_slot_offset(const shmbus__layout *l,
                                                   const shmbus__service_config *cfg, int kind,
                                                   uint32_t i) {
   uint64_t n = kind == SHMBUS__PUBLISHER ? i : (uint64_t)cfg->max_publishers + i;
-  return l->page * (1 + n);
+  return l->page + n * sizeof(shmbus__port_slot);
+}
+/* Subscriber slot k's wait page. */
+static inline uint64_t shmbus__layout_wait_offset(const shmbus__layout *l, uint32_t k) {
+  return l->wait_offset + (uint64_t)k * l->page;
 }
 static inline uint64_t shmbus__layout_wake_offset(const shmbus__layout *l, uint32_t k) {
   return l->wake_offset + (uint64_t)k * sizeof(shmbus__wake_word);
@@ -63,20 +68,24 @@ typedef struct shmbus__service {
   shmbus__layout layout;
   uint64_t hash;                 /* of the service name                      */
   int opening;                   /* counted in node->opening until ready     */
-  /* Confinement: the mapping is read-only but for our own slot's page (and
-   * the wake words, for a publisher); `unsealed` counts the cold operations
-   * in progress that opened it whole. */
+  /* Confinement: the mapping is read-only but for a subscriber's own wait
+   * page and, for a publisher, the wake words; `unsealed` counts the cold
+   * operations in progress that opened it whole. */
   int own_kind;                  /* -1 until a slot is claimed               */
   uint32_t own_slot;
   int unsealed;
+  int use_dropped;               /* a reaper dropped our use (see leave)     */
   char object_name[SHMBUS__OBJECT_NAME_MAX];
 } shmbus__service;
 
-/* Registry slot i of a kind, and subscriber slot k's wake word. */
+/* Registry slot i of a kind; subscriber slot k's wait state and wake word. */
 static inline shmbus__port_slot *shmbus__service_slot(const shmbus__service *svc, int kind,
                                                       uint32_t i) {
   return (shmbus__port_slot *)((uint8_t *)svc->shm +
                                shmbus__layout_slot_offset(&svc->layout, &svc->cfg, kind, i));
+}
+static inline shmbus__wait_slot *shmbus__service_wait(const shmbus__service *svc, uint32_t k) {
+  return (shmbus__wait_slot *)((uint8_t *)svc->shm + shmbus__layout_wait_offset(&svc->layout, k));
 }
 static inline uint32_t *shmbus__service_event(const shmbus__service *svc, uint32_t k) {
   return &((shmbus__wake_word *)((uint8_t *)svc->shm +
@@ -108,8 +117,10 @@ int shmbus__service_detach(shmbus__service *svc);
 int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64_t *id);
 /* Marks a claimed slot ready and tells the other side. */
 void shmbus__service_ready(shmbus__service *svc, int kind, uint32_t slot, uint64_t id);
-/* Frees a slot and tells the other side. */
-void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot);
+/* Frees our slot (claimed with `id`) and tells the other side. A slot
+ * that is no longer ours (a reaper took us for dead and freed it) is left
+ * alone, and so is our use of the service, which that reaper dropped. */
+void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot, uint64_t id);
 
 /* Frees the slot of a dead port if it still holds `word`, removes a dead
  * publisher's segments and tells the other side. 1 if this call did it. */

@@ -419,7 +419,7 @@ uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub) { return sub ? sub->
 enum { ACK_SLICE_NS = SHMBUS__ACK_SLICE_NS, LIVENESS_SLICE_NS = SHMBUS__LIVENESS_SLICE_NS };
 
 void shmbus__subscriber_arm(shmbus_subscriber *sub) {
-  shmbus__port_slot *slot = shmbus__service_slot(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot);
+  shmbus__wait_slot *slot = shmbus__service_wait(&sub->svc, sub->slot);
   /* Holding its maximum it could not take what a wake-up announces (a
    * wait set would be woken by every publish for nothing). */
   if (sub->held_free_count == 0) return;
@@ -437,8 +437,7 @@ void shmbus__subscriber_arm(shmbus_subscriber *sub) {
 }
 
 void shmbus__subscriber_disarm(shmbus_subscriber *sub) {
-  shmbus__store32_relaxed(&shmbus__service_slot(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot)->sleeping,
-                          0);
+  shmbus__store32_relaxed(&shmbus__service_wait(&sub->svc, sub->slot)->sleeping, 0);
 }
 
 int shmbus__subscriber_ready(shmbus_subscriber *sub) {
@@ -497,8 +496,7 @@ int shmbus__subscriber_join(shmbus_subscriber *sub, shmbus_waitset *ws, const ch
   if (ws != NULL && strcmp(domain, sub->svc.node->domain) != 0) return SHMBUS_ERR_INVAL;
   if (ws != NULL && sub->waitset != NULL) return SHMBUS_ERR_BUSY;
   sub->waitset = ws;
-  shmbus__store64_relaxed(&shmbus__service_slot(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot)->notifier,
-                          notifier);
+  shmbus__store64_relaxed(&shmbus__service_wait(&sub->svc, sub->slot)->notifier, notifier);
   return 0;
 }
 
@@ -621,7 +619,7 @@ void shmbus_subscriber_close(shmbus_subscriber *sub) {
   if (sub->waitset) shmbus_waitset_detach(sub->waitset, sub);
   /* The publishers reclaim everything in flight on our connections when
    * they see the slot free: no need to hand samples back one by one. */
-  shmbus__service_leave(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot);
+  shmbus__service_leave(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot, sub->id);
   /* A publisher waiting for room for us looks again and unbinds us. */
   if (sub->block)
     for (uint32_t i = 0; i < sub->nsources; i++)

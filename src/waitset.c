@@ -125,8 +125,11 @@ static int collect(shmbus_waitset *ws, shmbus_wait_event *out, size_t cap) {
   for (size_t j = 0; j < ws->count && n < cap; j++) {
     size_t i = (ws->cursor + j) % ws->count;
     int r = shmbus__subscriber_ready(ws->entries[i].sub);
-    if (r != 0 && r != SHMBUS_ERR_NO_PUBLISHER) continue;
-    out[n].what = r == 0 ? SHMBUS_WAIT_DATA : SHMBUS_WAIT_NO_PUBLISHER;
+    /* CORRUPT (a peer truncated its service segment) is reported as data:
+     * the caller's take then returns the error, instead of the subscriber
+     * falling silent in the set. */
+    if (r != 0 && r != SHMBUS_ERR_NO_PUBLISHER && r != SHMBUS_ERR_CORRUPT) continue;
+    out[n].what = r == SHMBUS_ERR_NO_PUBLISHER ? SHMBUS_WAIT_NO_PUBLISHER : SHMBUS_WAIT_DATA;
     out[n].sub = ws->entries[i].sub;
     out[n].user = ws->entries[i].user;
     n++;

@@ -72,7 +72,18 @@ static int repair(uintptr_t addr) {
 
 static void on_sigbus(int sig, siginfo_t *info, void *ctx) {
   int saved = errno;
-  if (repair((uintptr_t)info->si_addr)) {
+  /* si_code <= 0: sent by a process (kill, sigqueue), not a fault: no
+   * access to complete; it is the previous handler's, or kills. */
+  if (info->si_code <= 0 && !(previous.sa_flags & SA_SIGINFO) &&
+      (previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN)) {
+    if (previous.sa_handler == SIG_DFL) {
+      signal(SIGBUS, SIG_DFL);
+      raise(SIGBUS); /* blocked in here: delivered, and fatal, on return */
+    }
+    errno = saved;
+    return;
+  }
+  if (info->si_code > 0 && repair((uintptr_t)info->si_addr)) {
     errno = saved;
     return;
   }

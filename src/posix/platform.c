@@ -344,8 +344,12 @@ int shmbus__token_create(const shmbus__root *root, const char *name, shmbus__tok
   int named;
   int fd = open_new(root, path, &named);
   if (fd < 0) return translate_errno(errno);
-  /* Blocking: a prober may hold a shared lock for an instant. */
-  while ((r = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {
+  /* A prober may hold a shared lock for an instant; a peer that keeps one
+   * (possible only where the token is named before it is locked) must not
+   * keep us: give up after about 100 ms. */
+  for (int tries = 0; (r = flock(fd, LOCK_EX | LOCK_NB)) != 0 && tries < 100; tries++) {
+    if (errno != EWOULDBLOCK && errno != EINTR) break;
+    shmbus__sleep_ns(1000 * 1000);
   }
   /* Length 1 says "finished": a prober that finds a token unlocked and
    * still empty is looking at a creator between open and lock (only where
