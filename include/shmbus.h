@@ -149,7 +149,9 @@ typedef struct shmbus_node_opts {
  *   out:  receives the node; must not be NULL.
  * Errors: INVAL (bad backend, root missing or not a directory, NULL out),
  *   NAME (bad domain, root path of SHMBUS_BACKEND_DIR too long), PERM (root
- *   not writable), NOMEM, IO.
+ *   not writable), BUSY (a peer holds the lock of the new liveness token:
+ *   possible only where objects are created named, see docs/security.md),
+ *   NOMEM, IO.
  * Thread-safe. Allocates; makes system calls. */
 SHMBUS_EXTERN int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out);
 

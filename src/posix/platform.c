@@ -33,6 +33,7 @@ static int translate_errno(int e) {
     return SHMBUS_ERR_NO_SPACE;
   case ENOMEM: return SHMBUS_ERR_NOMEM;
   case ENAMETOOLONG: return SHMBUS_ERR_NAME;
+  case EWOULDBLOCK: return SHMBUS_ERR_BUSY; /* a lock held by somebody else */
   case EINVAL: return SHMBUS_ERR_INVAL;
   default: return SHMBUS_ERR_IO;
   }
