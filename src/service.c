@@ -463,6 +463,9 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
    * its add_user then says BUSY and the open creates it anew. */
   drop_user(svc);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
+  /* A subscriber we took for dead that lives (a peer can fake a death)
+   * looks at its slot when this generation moves (subscriber.c). */
+  if (kind == SHMBUS__SUBSCRIBER) shmbus__fetch_add64(&svc->shm->dyn.pub_generation, 1);
   if (kind == SHMBUS__PUBLISHER) {
     /* Its subscribers may be asleep with nobody else to tell them. Pairs
      * with the fence in the subscriber's arm. */

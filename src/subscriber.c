@@ -57,7 +57,8 @@ struct shmbus_subscriber {
   int64_t spin_ns;
   uint32_t sleep_epoch;   /* stored in `sleeping` while asleep     */
   uint32_t fault_epoch;   /* shmbus__fault_epoch() last acted on   */
-  int service_lost;       /* a peer truncated the service segment  */
+  int defunct;            /* CORRUPT from now on: a peer truncated the
+                             service segment, or got our slot reaped */
   uint64_t retry_at;      /* no new connection attempt before this */
   shmbus_waitset *waitset; /* the one we are attached to, or NULL */
 };
@@ -160,7 +161,7 @@ static void notice_faults(shmbus_subscriber *sub) {
   uint32_t epoch = shmbus__fault_epoch();
   if (epoch == sub->fault_epoch) return;
   sub->fault_epoch = epoch;
-  if (shmbus__segment_faulted(&sub->svc.seg)) sub->service_lost = 1;
+  if (shmbus__segment_faulted(&sub->svc.seg)) sub->defunct = 1;
   for (uint32_t i = 0; i < sub->nsources; i++) {
     sub_source *s = &sub->sources[i];
     if (s->state != SRC_FREE &&
@@ -175,6 +176,14 @@ static void refresh_sources(shmbus_subscriber *sub) {
   /* Pairs with the fetch-add in shmbus__service_ready/_leave. */
   uint64_t gen = shmbus__load64_acquire(&sub->svc.shm->dyn.pub_generation);
   if (gen == sub->pub_generation) return;
+  /* A reaper that took us for dead (a peer can make us look dead) freed
+   * our slot and bumped this generation: our connections may be bound to
+   * the slot's next owner now. */
+  if (shmbus__load64_acquire(&shmbus__service_slot(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot)->word) !=
+      ((sub->id << 1) | 1u)) {
+    sub->defunct = 1;
+    return;
+  }
   if (sub->retry_at != 0) {
     if (shmbus__now_ns() < sub->retry_at) return;
     sub->retry_at = 0;
@@ -276,12 +285,12 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
   if (out) memset(out, 0, sizeof *out);
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
-  if (sub->service_lost) return SHMBUS_ERR_CORRUPT;
   /* A second round only when the first let a drained source go: a
    * publisher waiting for a free source may be connected now. */
   for (int round = 0, retired = 1; round < 2 && retired; round++) {
     retired = 0;
     refresh_sources(sub);
+    if (sub->defunct) return SHMBUS_ERR_CORRUPT;
     for (uint32_t n = 0; n < sub->nsources; n++) {
       uint32_t i = sub->cursor + n;
       if (i >= sub->nsources) i -= sub->nsources;
@@ -313,7 +322,7 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
   refresh_sources(sub);
-  if (sub->service_lost) return SHMBUS_ERR_CORRUPT;
+  if (sub->defunct) return SHMBUS_ERR_CORRUPT;
   uint32_t best_source = UINT32_MAX, best_chunk = 0;
   int err = 0;
   for (uint32_t i = 0; i < sub->nsources; i++) {
@@ -446,7 +455,7 @@ int shmbus__subscriber_ready(shmbus_subscriber *sub) {
    * publisher that found no free source can be connected now. */
   for (int round = 0, retired = 1; round < 2 && retired; round++) {
     refresh_sources(sub);
-    if (sub->service_lost) return SHMBUS_ERR_CORRUPT;
+    if (sub->defunct) return SHMBUS_ERR_CORRUPT;
     publishers = 0;
     retired = 0;
     for (uint32_t i = 0; i < sub->nsources; i++) {

@@ -1072,6 +1072,58 @@ static void symlink_under_service_name(void **state) {
   shmbus_node_close(na);
 }
 
+/* ---- a live subscriber reaped ----------------------------------------------
+ * A hostile peer writes a dead node's id into a live subscriber's slot; the
+ * next sweep (here the publisher's update) reaps it and the slot goes to a
+ * new subscriber, whose connection the publisher binds anew. The reaped one
+ * must not go on taking from that connection (it would consume the new
+ * owner's samples and return chunks it never held there): its take says
+ * CORRUPT from then on, and the new owner receives everything. */
+static void reaped_live_subscriber(void **state) {
+  const ts_env *env = *state;
+  shmbus_node *node = ts_node(env);
+  char service[64];
+  ts_service_name(service, sizeof service, "reaped");
+  shmbus_service_opts o = ts_opts();
+  o.max_subscribers = 1;
+  shmbus_publisher *pub = NULL;
+  shmbus_subscriber *victim = NULL, *next = NULL;
+  ts_assert_ok(shmbus_publisher_open(node, service, &o, &pub));
+  ts_assert_ok(shmbus_subscriber_open(node, service, &o, &victim));
+  hl_publish(pub, 1, 0);
+  shmbus_sample got;
+  ts_assert_ok(shmbus_subscriber_take(victim, &got));
+  ts_assert_ok(shmbus_subscriber_release(victim, &got));
+
+  hl_service hs;
+  assert_int_equal(hl_service_map(env, service, &hs), 0);
+  uint32_t k = hl_find_slot(&hs, SHMBUS__SUBSCRIBER, shmbus_subscriber_id(victim));
+  assert_true(k != UINT32_MAX);
+  __atomic_store_n(&hl_slot(&hs, SHMBUS__SUBSCRIBER, k)->node_id, UINT64_C(0xdead0001),
+                   __ATOMIC_RELEASE); /* no token: a dead node */
+  shmbus_publisher_update(pub);         /* sweeps: reaps the victim */
+  ts_assert_ok(shmbus_subscriber_open(node, service, &o, &next));
+  assert_int_equal(hl_find_slot(&hs, SHMBUS__SUBSCRIBER, shmbus_subscriber_id(next)), k);
+  hl_service_unmap(&hs);
+
+  for (uint64_t seq = 1; seq <= 4; seq++) hl_publish(pub, 1, seq);
+  ts_assert_err(shmbus_subscriber_take(victim, &got), SHMBUS_ERR_CORRUPT);
+  for (uint64_t seq = 1; seq <= 4; seq++) {
+    ts_assert_ok(shmbus_subscriber_take(next, &got));
+    assert_int_equal(((const ts_sample *)got.payload)->seq, seq);
+    ts_assert_ok(shmbus_subscriber_release(next, &got));
+  }
+  ts_assert_err(shmbus_subscriber_take(next, &got), SHMBUS_ERR_EMPTY);
+  shmbus_subscriber_close(victim); /* leaves next's slot alone */
+  hl_publish(pub, 1, 5);
+  ts_assert_ok(shmbus_subscriber_take(next, &got));
+  ts_assert_ok(shmbus_subscriber_release(next, &got));
+  shmbus_subscriber_close(next);
+  shmbus_publisher_close(pub);
+  shmbus_node_close(node);
+  ts_assert_env_clean(env);
+}
+
 /* ---- runner ----------------------------------------------------------------- */
 
 #define HL_BOTH(fn)                                               \
@@ -1093,6 +1145,7 @@ int main(void) {
       HL_BOTH(fifo_under_data_name),
       HL_BOTH(fifo_token_in_slot),
       HL_BOTH(symlink_under_service_name),
+      HL_BOTH(reaped_live_subscriber),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
