@@ -317,6 +317,20 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
   return SHMBUS_ERR_EMPTY;
 }
 
+/* A timestamp from the future ranks as the oldest: a publisher cannot make
+ * its samples win over everybody's by stamping them ahead. */
+static uint64_t rank(uint64_t timestamp, uint64_t *now) {
+  if (*now == 0) *now = shmbus__now_ns();
+  return timestamp > *now ? 0 : timestamp;
+}
+
+/* Whether `cand` replaces `best`: within one publisher the later in its
+ * queue is the newer; across publishers the later timestamp. */
+static int newer(const shmbus_sample *cand, int same_source, const shmbus_sample *best,
+                 uint64_t *now) {
+  return same_source || rank(cand->timestamp_ns, now) >= rank(best->timestamp_ns, now);
+}
+
 int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
   if (out) memset(out, 0, sizeof *out);
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
@@ -324,6 +338,7 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
   refresh_sources(sub);
   if (sub->defunct) return SHMBUS_ERR_CORRUPT;
   uint32_t best_source = UINT32_MAX, best_chunk = 0;
+  uint64_t now = 0; /* read only to compare the samples of two publishers */
   int err = 0;
   for (uint32_t i = 0; i < sub->nsources; i++) {
     sub_source *s = &sub->sources[i];
@@ -338,7 +353,7 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
         err = r;
         break;
       }
-      if (best_source != UINT32_MAX && cand.timestamp_ns < out->timestamp_ns) {
+      if (best_source != UINT32_MAX && !newer(&cand, best_source == i, out, &now)) {
         complete(sub, s, chunk);
         continue;
       }

@@ -1124,6 +1124,46 @@ static void reaped_live_subscriber(void **state) {
   ts_assert_env_clean(env);
 }
 
+/* ---- forged timestamps --------------------------------------------------------
+ * take_latest picks the newest sample of all publishers by their
+ * timestamps. A publisher (here: a peer rewriting its chunk header) that
+ * stamps a sample in the future must not win over an honest publisher's
+ * newer sample. */
+static void future_timestamp(void **state) {
+  const ts_env *env = *state;
+  shmbus_node *node = ts_node(env);
+  char service[64];
+  ts_service_name(service, sizeof service, "future");
+  shmbus_service_opts o = ts_opts();
+  shmbus_subscriber *sub = NULL;
+  shmbus_publisher *forger = NULL, *honest = NULL;
+  ts_assert_ok(shmbus_subscriber_open(node, service, &o, &sub));
+  ts_assert_ok(shmbus_publisher_open(node, service, &o, &forger));
+  ts_assert_ok(shmbus_publisher_open(node, service, &o, &honest));
+  hl_publish(forger, 1, 0); /* chunk 0 of a fresh pool */
+  hl_service hs;
+  assert_int_equal(hl_service_map(env, service, &hs), 0);
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  hl_pub_object(name, env, service, shmbus_publisher_id(forger), 1);
+  size_t size = 0;
+  uint8_t *data = ts_map_object(env->dir, name, &size);
+  assert_non_null(data);
+  shmbus__chunk_header *h = (shmbus__chunk_header *)(data + shmbus__layout_chunk_offset(&hs.layout, 0));
+  __atomic_store_n(&h->timestamp_ns, UINT64_MAX - 1, __ATOMIC_RELEASE);
+  ts_unmap_object(data, size);
+  hl_service_unmap(&hs);
+  hl_publish(honest, 2, 0);
+  shmbus_sample got;
+  ts_assert_ok(shmbus_subscriber_take_latest(sub, &got));
+  assert_int_equal(got.publisher_id, shmbus_publisher_id(honest));
+  ts_assert_ok(shmbus_subscriber_release(sub, &got));
+  shmbus_publisher_close(honest);
+  shmbus_publisher_close(forger);
+  shmbus_subscriber_close(sub);
+  shmbus_node_close(node);
+  ts_assert_env_clean(env);
+}
+
 /* ---- runner ----------------------------------------------------------------- */
 
 #define HL_BOTH(fn)                                               \
@@ -1146,6 +1186,7 @@ int main(void) {
       HL_BOTH(fifo_token_in_slot),
       HL_BOTH(symlink_under_service_name),
       HL_BOTH(reaped_live_subscriber),
+      HL_BOTH(future_timestamp),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
