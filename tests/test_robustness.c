@@ -69,6 +69,7 @@
 #include <cmocka.h>
 
 #include "service.h" /* layout, platform.h: shmbus__sys_fallocate, hooks */
+#include "support.h" /* ts_crc32c */
 #include "shmbus.h"
 
 /* ======================================================================== */
@@ -2840,41 +2841,7 @@ static void test_kill_loop(void **state) {
 /* 10. Integrity                                                            */
 /* ======================================================================== */
 
-/* CRC32C (Castagnoli, reflected polynomial 0x82F63B78), slicing by 8. */
-static uint32_t crc32c_table[8][256];
-
-static void crc32c_init(void) {
-  if (crc32c_table[0][1] != 0) return;
-  for (uint32_t i = 0; i < 256; i++) {
-    uint32_t c = i;
-    for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
-    crc32c_table[0][i] = c;
-  }
-  for (uint32_t i = 0; i < 256; i++)
-    for (int t = 1; t < 8; t++)
-      crc32c_table[t][i] =
-          (crc32c_table[t - 1][i] >> 8) ^ crc32c_table[0][crc32c_table[t - 1][i] & 0xff];
-}
-
-static uint32_t crc32c_update(uint32_t crc, const void *data, size_t n) {
-  const uint8_t *p = data;
-  while (n >= 8) {
-    uint32_t lo, hi;
-    memcpy(&lo, p, 4);
-    memcpy(&hi, p + 4, 4);
-    lo ^= crc;
-    crc = crc32c_table[7][lo & 0xff] ^ crc32c_table[6][(lo >> 8) & 0xff] ^
-          crc32c_table[5][(lo >> 16) & 0xff] ^ crc32c_table[4][lo >> 24] ^
-          crc32c_table[3][hi & 0xff] ^ crc32c_table[2][(hi >> 8) & 0xff] ^
-          crc32c_table[1][(hi >> 16) & 0xff] ^ crc32c_table[0][hi >> 24];
-    p += 8;
-    n -= 8;
-  }
-  while (n--) crc = (crc >> 8) ^ crc32c_table[0][(crc ^ *p++) & 0xff];
-  return crc;
-}
-
-static uint32_t crc32c(const void *data, size_t n) { return ~crc32c_update(~0u, data, n); }
+/* CRC32C: ts_crc32c (support.c). */
 
 /* A sample: this header, then `len` random bytes. The CRC covers the
  * sequence, the length and the bytes. */
@@ -2887,9 +2854,9 @@ typedef struct ig_hdr {
 enum { IG_PUBS = 2, IG_SUBS = 2, IG_MAX_BYTES = 128, IG_MAX_DATA = IG_MAX_BYTES - 16 };
 
 static uint32_t ig_crc(const ig_hdr *h, const uint8_t *data) {
-  uint32_t c = crc32c_update(~0u, &h->seq, 8);
-  c = crc32c_update(c, &h->len, 4);
-  return ~crc32c_update(c, data, h->len);
+  uint32_t c = ts_crc32c_update(~0u, &h->seq, 8);
+  c = ts_crc32c_update(c, &h->len, 4);
+  return ~ts_crc32c_update(c, data, h->len);
 }
 
 typedef struct ig_shared {
@@ -2916,7 +2883,6 @@ typedef struct ig_arg {
 static int child_ig_publisher(rb_child *self, void *varg) {
   const ig_arg *a = varg;
   ig_shared *sh = a->sh;
-  crc32c_init();
   rb_rand_seed(rb_now_ns() ^ ((uint64_t)getpid() << 17));
   shmbus_node *node = NULL;
   CK_ERR(rb_node_open(&node, 0), 0);
@@ -2972,7 +2938,6 @@ static int ig_check(const shmbus_sample *s) {
 static int child_ig_subscriber(rb_child *self, void *varg) {
   const ig_arg *a = varg;
   ig_shared *sh = a->sh;
-  crc32c_init();
   shmbus_node *node = NULL;
   CK_ERR(rb_node_open(&node, 0), 0);
   shmbus_subscriber *sub = NULL;
@@ -3071,8 +3036,7 @@ static void run_integrity(uint64_t start, uint64_t target) {
   assert_true(sh != MAP_FAILED);
   memset(sh, 0, sizeof *sh);
   sh->start = start;
-  crc32c_init();
-  assert_int_equal(crc32c("123456789", 9), 0xE3069283u); /* the standard check value */
+  assert_int_equal(ts_crc32c("123456789", 9), 0xE3069283u); /* the standard check value */
   shmbus_service_opts o = SHMBUS_SERVICE_OPTS_INIT;
   o.type.name = "rb/bytes";
   o.type.size = 1;
