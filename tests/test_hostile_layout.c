@@ -1072,6 +1072,29 @@ static void symlink_under_service_name(void **state) {
   shmbus_node_close(na);
 }
 
+/* ---- a directory under the service name ------------------------------------
+ * Not an object of ours either: CORRUPT, quickly, for both kinds of port
+ * (glibc's shm_open reports a directory as EINVAL; that is no bad argument
+ * of the caller's). */
+static void directory_under_service_name(void **state) {
+  const ts_env *env = *state;
+  shmbus_node *node = ts_node(env);
+  char service[64], name[SHMBUS__OBJECT_NAME_MAX], path[2048];
+  ts_service_name(service, sizeof service, "dir");
+  ts_service_object_name(name, sizeof name, env->domain, service);
+  hl_path(env, name, path, sizeof path);
+  assert_int_equal(mkdir(path, 0700), 0);
+  shmbus_service_opts o = ts_opts();
+  shmbus_subscriber *sub = NULL;
+  shmbus_publisher *pub = NULL;
+  ts_assert_err(shmbus_subscriber_open(node, service, &o, &sub), SHMBUS_ERR_CORRUPT);
+  ts_assert_err(shmbus_publisher_open(node, service, &o, &pub), SHMBUS_ERR_CORRUPT);
+  assert_true(shmbus_domain_cleanup(node) >= 0);
+  assert_int_equal(rmdir(path), 0);
+  shmbus_node_close(node);
+  ts_assert_env_clean(env);
+}
+
 /* ---- a live subscriber reaped ----------------------------------------------
  * A hostile peer writes a dead node's id into a live subscriber's slot; the
  * next sweep (here the publisher's update) reaps it and the slot goes to a
@@ -1185,6 +1208,7 @@ int main(void) {
       HL_BOTH(fifo_under_data_name),
       HL_BOTH(fifo_token_in_slot),
       HL_BOTH(symlink_under_service_name),
+      HL_BOTH(directory_under_service_name),
       HL_BOTH(reaped_live_subscriber),
       HL_BOTH(future_timestamp),
   };

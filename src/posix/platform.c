@@ -96,10 +96,15 @@ static int regular_size(int fd, uint64_t *size) {
   return 0;
 }
 
-/* errno of a failed open of an existing object: a symbolic link where our
- * object should be (O_NOFOLLOW) is somebody else's doing, not a missing
- * object. */
-static int open_error(int e) { return e == ELOOP ? SHMBUS_ERR_CORRUPT : translate_errno(e); }
+/* errno of a failed open of an existing object: a symbolic link (ELOOP:
+ * O_NOFOLLOW) or a directory (EISDIR; glibc's shm_open reports it as
+ * EINVAL, and our names are always valid) where our object should be is
+ * somebody else's doing, not a missing object. */
+static int open_error(const shmbus__root *root, int e) {
+  if (e == ELOOP || e == EISDIR || (e == EINVAL && root->backend == SHMBUS_BACKEND_SHM))
+    return SHMBUS_ERR_CORRUPT;
+  return translate_errno(e);
+}
 
 static int sys_fallocate(int fd, int64_t offset, int64_t length) {
   return posix_fallocate(fd, (off_t)offset, (off_t)length);
@@ -218,7 +223,7 @@ int shmbus__segment_open(const shmbus__root *root, const char *name, int writabl
   int r = object_path(root, name, path, sizeof path);
   if (r) return r;
   int fd = open_object(root, path, writable ? O_RDWR : O_RDONLY, 0);
-  if (fd < 0) return open_error(errno);
+  if (fd < 0) return open_error(root, errno);
   uint64_t size = 0;
   r = regular_size(fd, &size);
   if (r == 0 && size == 0) r = SHMBUS_ERR_NOT_READY;
@@ -384,8 +389,12 @@ int shmbus__token_probe(const shmbus__root *root, const char *name) {
   int r = object_path(root, name, path, sizeof path);
   if (r) return r;
   int fd = open_object(root, path, O_RDONLY, 0);
-  /* A link or FIFO under a token's name is no token (and never blocks us). */
-  if (fd < 0) return errno == ELOOP ? SHMBUS_ERR_NOT_FOUND : translate_errno(errno);
+  /* A link, FIFO or directory under a token's name is no token (and never
+   * blocks us). */
+  if (fd < 0) {
+    r = open_error(root, errno);
+    return r == SHMBUS_ERR_CORRUPT ? SHMBUS_ERR_NOT_FOUND : r;
+  }
   uint64_t size;
   if (regular_size(fd, &size) != 0) {
     close(fd);
