@@ -1561,7 +1561,8 @@ static void sc_attack_sizes(sc_attacker *a, sc_action *act) {
   if (sigsetjmp(sc_jmp, 1) == 0) {
     sc_guarded = 1;
     if (size == 4) {
-      uint32_t *q = p, old = __atomic_load_n(q, __ATOMIC_RELAXED), f = (uint32_t)forged;
+      uint32_t *volatile q = p; /* survives the siglongjmp */
+      uint32_t old = __atomic_load_n(q, __ATOMIC_RELAXED), f = (uint32_t)forged;
       if (sc_below(&a->rng, 3) == 0) f = old + (sc_below(&a->rng, 2) ? 1u : 0xffffffffu);
       __atomic_store_n(q, f, __ATOMIC_RELEASE);
       act->hit = 1;
@@ -1570,7 +1571,8 @@ static void sc_attack_sizes(sc_attacker *a, sc_action *act) {
         __atomic_compare_exchange_n(q, &f, old, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
       }
     } else {
-      uint64_t *q = p, old = __atomic_load_n(q, __ATOMIC_RELAXED);
+      uint64_t *volatile q = p; /* survives the siglongjmp */
+      uint64_t old = __atomic_load_n(q, __ATOMIC_RELAXED);
       if (sc_below(&a->rng, 3) == 0) forged = old + (sc_below(&a->rng, 2) ? 1 : UINT64_MAX);
       __atomic_store_n(q, forged, __ATOMIC_RELEASE);
       act->hit = 1;
