@@ -279,7 +279,8 @@ typedef struct shmbus_service_opts {
  *   ASCII characters (0x21-0x7e). opts: must not be NULL (the type is
  *   required). out: receives the publisher.
  * Errors: INVAL, NAME, TOO_LARGE (sizes overflow), INCOMPATIBLE, CORRUPT,
- *   VERSION, NOT_READY, PORT_LIMIT, NO_SPACE, PERM, NOMEM, IO.
+ *   VERSION, NOT_READY, PORT_LIMIT, NO_SPACE, PERM, NOMEM, IO, TIMEDOUT (the
+ *   service stayed busy, e.g. being removed, for the 2 s an open may take).
  * Thread-safe with respect to the node. Allocates; makes system calls. */
 SHMBUS_EXTERN int shmbus_publisher_open(shmbus_node *node, const char *service,
                                         const shmbus_service_opts *opts,

@@ -18,6 +18,20 @@
 
 #include <stdint.h>
 
+/* Fuzzing hook (fuzz/, builds with SHMBUS_FUZZ_HOOKS only): every load,
+ * compare-and-swap and fetch-add first reports the address and width of the
+ * word it is about to touch, so that a harness may change a shared word
+ * between two of the library's reads (double fetches). The harness defines
+ * the function and decides which addresses are shared memory; stores and
+ * fences are not reported. Without SHMBUS_FUZZ_HOOKS it compiles to
+ * nothing. */
+#if defined(SHMBUS_FUZZ_HOOKS)
+void shmbus__fuzz_access(const void *addr, unsigned size);
+#define SHMBUS__FUZZ_ACCESS(p, size) shmbus__fuzz_access((const void *)(p), (size))
+#else
+#define SHMBUS__FUZZ_ACCESS(p, size) ((void)0)
+#endif
+
 #if defined(SHMBUS_ATOMICS_LIBATOMIC_OPS)
 
 #include <atomic_ops.h>
@@ -29,9 +43,11 @@ _Static_assert(sizeof(unsigned) == 4, "the libatomic_ops backend needs a 32-bit 
 #define SHMBUS__A32(p) ((volatile unsigned *)(void *)(p))
 
 static inline uint64_t shmbus__load64_relaxed(const uint64_t *p) {
+  SHMBUS__FUZZ_ACCESS(p, 8);
   return (uint64_t)AO_load(SHMBUS__A64(p));
 }
 static inline uint64_t shmbus__load64_acquire(const uint64_t *p) {
+  SHMBUS__FUZZ_ACCESS(p, 8);
   return (uint64_t)AO_load_acquire(SHMBUS__A64(p));
 }
 static inline void shmbus__store64_relaxed(uint64_t *p, uint64_t v) {
@@ -41,19 +57,23 @@ static inline void shmbus__store64_release(uint64_t *p, uint64_t v) {
   AO_store_release(SHMBUS__A64(p), (AO_t)v);
 }
 static inline uint64_t shmbus__fetch_add64(uint64_t *p, uint64_t v) {
+  SHMBUS__FUZZ_ACCESS(p, 8);
   return (uint64_t)AO_fetch_and_add_full(SHMBUS__A64(p), (AO_t)v);
 }
 /* Strong compare-and-swap; on failure *expected receives the current value. */
 static inline int shmbus__cas64(uint64_t *p, uint64_t *expected, uint64_t desired) {
+  SHMBUS__FUZZ_ACCESS(p, 8);
   AO_t seen = AO_fetch_compare_and_swap_full(SHMBUS__A64(p), (AO_t)*expected, (AO_t)desired);
   if (seen == (AO_t)*expected) return 1;
   *expected = (uint64_t)seen;
   return 0;
 }
 static inline uint32_t shmbus__load32_relaxed(const uint32_t *p) {
+  SHMBUS__FUZZ_ACCESS(p, 4);
   return (uint32_t)AO_int_load(SHMBUS__A32(p));
 }
 static inline uint32_t shmbus__load32_acquire(const uint32_t *p) {
+  SHMBUS__FUZZ_ACCESS(p, 4);
   return (uint32_t)AO_int_load_acquire(SHMBUS__A32(p));
 }
 static inline void shmbus__store32_relaxed(uint32_t *p, uint32_t v) {
@@ -63,9 +83,11 @@ static inline void shmbus__store32_release(uint32_t *p, uint32_t v) {
   AO_int_store_release(SHMBUS__A32(p), v);
 }
 static inline uint32_t shmbus__fetch_add32(uint32_t *p, uint32_t v) {
+  SHMBUS__FUZZ_ACCESS(p, 4);
   return (uint32_t)AO_int_fetch_and_add_full(SHMBUS__A32(p), v);
 }
 static inline int shmbus__cas32(uint32_t *p, uint32_t *expected, uint32_t desired) {
+  SHMBUS__FUZZ_ACCESS(p, 4);
   unsigned seen = AO_int_fetch_compare_and_swap_full(SHMBUS__A32(p), *expected, desired);
   if (seen == *expected) return 1;
   *expected = seen;
@@ -84,9 +106,11 @@ _Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "atomic 32-bit word
 #define SHMBUS__A32(p) ((_Atomic uint32_t *)(void *)(p))
 
 static inline uint64_t shmbus__load64_relaxed(const uint64_t *p) {
+  SHMBUS__FUZZ_ACCESS(p, 8);
   return atomic_load_explicit(SHMBUS__A64(p), memory_order_relaxed);
 }
 static inline uint64_t shmbus__load64_acquire(const uint64_t *p) {
+  SHMBUS__FUZZ_ACCESS(p, 8);
   return atomic_load_explicit(SHMBUS__A64(p), memory_order_acquire);
 }
 static inline void shmbus__store64_relaxed(uint64_t *p, uint64_t v) {
@@ -96,17 +120,21 @@ static inline void shmbus__store64_release(uint64_t *p, uint64_t v) {
   atomic_store_explicit(SHMBUS__A64(p), v, memory_order_release);
 }
 static inline uint64_t shmbus__fetch_add64(uint64_t *p, uint64_t v) {
+  SHMBUS__FUZZ_ACCESS(p, 8);
   return atomic_fetch_add_explicit(SHMBUS__A64(p), v, memory_order_acq_rel);
 }
 /* Strong compare-and-swap; on failure *expected receives the current value. */
 static inline int shmbus__cas64(uint64_t *p, uint64_t *expected, uint64_t desired) {
+  SHMBUS__FUZZ_ACCESS(p, 8);
   return atomic_compare_exchange_strong_explicit(SHMBUS__A64(p), expected, desired,
                                                  memory_order_acq_rel, memory_order_acquire);
 }
 static inline uint32_t shmbus__load32_relaxed(const uint32_t *p) {
+  SHMBUS__FUZZ_ACCESS(p, 4);
   return atomic_load_explicit(SHMBUS__A32(p), memory_order_relaxed);
 }
 static inline uint32_t shmbus__load32_acquire(const uint32_t *p) {
+  SHMBUS__FUZZ_ACCESS(p, 4);
   return atomic_load_explicit(SHMBUS__A32(p), memory_order_acquire);
 }
 static inline void shmbus__store32_relaxed(uint32_t *p, uint32_t v) {
@@ -116,9 +144,11 @@ static inline void shmbus__store32_release(uint32_t *p, uint32_t v) {
   atomic_store_explicit(SHMBUS__A32(p), v, memory_order_release);
 }
 static inline uint32_t shmbus__fetch_add32(uint32_t *p, uint32_t v) {
+  SHMBUS__FUZZ_ACCESS(p, 4);
   return atomic_fetch_add_explicit(SHMBUS__A32(p), v, memory_order_acq_rel);
 }
 static inline int shmbus__cas32(uint32_t *p, uint32_t *expected, uint32_t desired) {
+  SHMBUS__FUZZ_ACCESS(p, 4);
   return atomic_compare_exchange_strong_explicit(SHMBUS__A32(p), expected, desired,
                                                  memory_order_acq_rel, memory_order_acquire);
 }
