@@ -262,7 +262,10 @@ static void summary(void) {
   const row *s4m = find("shmbus", "busy", 4u << 20), *iox = find("iceoryx", "busy", 64);
   const row *st = find("shmbus", "throughput", 64), *sp = find("spsc_floor", "throughput", 64);
   const row *b64 = find("shmbus", "blocking", 64), *ffl = find("futex_floor", "blocking", 64);
+  const row *cpp64 = find("shmbus-cpp", "busy", 64);
   if (s64 && fl) verdict("shmbus 64 B / floor", s64->p50 / fl->p50, 1.5, 1);
+  /* The C++ API adds nothing measurable: within the run-to-run noise. */
+  if (s64 && cpp64) verdict("shmbus-cpp 64 B / shmbus 64 B (C++ API)", cpp64->p50 / s64->p50, 1.1, 1);
   if (b64 && ffl)
     verdict("shmbus blocking / futex_floor p50 at 64 B", b64->p50 / ffl->p50, 1.15, 1);
   else if (b64 || ffl)
@@ -287,20 +290,28 @@ static void summary(void) {
   if (!iox) printf("  (iceoryx: no row, see above for why)\n");
 }
 
+/* The shmbus-cpp row (t_shmbus_cpp.cpp) when the tree has no C++ compiler. */
+#ifndef SHMBUS_BENCH_HAVE_CPP
+static const char *cpp_unavailable(void) { return "built without a C++ compiler"; }
+const bench_transport bench_shmbus_cpp = {"shmbus-cpp", "busy", 0, cpp_unavailable, NULL, NULL,
+                                          NULL};
+#endif
+
 /* ---- command line ---- */
 
 /* Busy and blocking rows alike; a name selects all of its modes. */
 static const bench_transport *const transports[] = {
-    &bench_shmbus, &bench_shmbus_blocking, &bench_floor, &bench_futex_floor, &bench_pipe,
-    &bench_uds,    &bench_mqueue,          &bench_iceoryx, &bench_zmq,
+    &bench_shmbus, &bench_shmbus_cpp, &bench_shmbus_blocking, &bench_floor, &bench_futex_floor,
+    &bench_pipe,   &bench_uds,        &bench_mqueue,          &bench_iceoryx, &bench_zmq,
 };
 
 static void usage(void) {
   puts("usage: shmbus-bench [--quick | --full] [--mode latency|throughput|fanout|all]\n"
        "                    [--transports a,b,...] [--payloads 64,1024,...] [--touch first|all]\n"
        "                    [--iterations N] [--cpus A,B] [--csv FILE]\n"
-       "transports: shmbus (busy and blocking) floor futex_floor pipe uds mqueue iceoryx zmq\n"
-       "  busy (poll):         shmbus floor iceoryx\n"
+       "transports: shmbus (busy and blocking) shmbus-cpp floor futex_floor pipe uds mqueue\n"
+       "            iceoryx zmq\n"
+       "  busy (poll):         shmbus shmbus-cpp (the same through shmbus.hpp) floor iceoryx\n"
        "  blocking (sleep):    shmbus futex_floor pipe uds mqueue zmq\n"
        "  throughput:          shmbus spsc_floor; fan-out: shmbus\n"
        "Quick mode (the default) runs the whole comparison in about half a minute.");

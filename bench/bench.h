@@ -73,6 +73,7 @@ int bench_record(const bench_params *p, bench_shared *sh, uint64_t i, uint64_t t
 /* ---- transports ---- */
 extern const bench_transport bench_shmbus;          /* busy: polls take          */
 extern const bench_transport bench_shmbus_blocking; /* sleeps in subscriber_wait */
+extern const bench_transport bench_shmbus_cpp;      /* busy, through shmbus.hpp  */
 extern const bench_transport bench_floor;           /* busy: one cache line      */
 extern const bench_transport bench_futex_floor;     /* blocking: one futex word  */
 extern const bench_transport bench_pipe;

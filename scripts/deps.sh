@@ -9,10 +9,14 @@
 # to install and exits 1.
 #
 #   required  cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind
+#             doctest-dev (the C++ API's tests, tests/cpp)
+#             clang-14 libfuzzer-14-dev libclang-rt-14-dev (the fuzz step,
+#             scripts/fuzz.sh)
 #   optional  libzmq3-dev libiceoryx-binding-c-dev iceoryx gnuplot-nox
-#             (peers and plots for the benchmarks; a failure to install
-#             them is only a note, and is not retried on every run: remove
-#             build/.deps-optional-failed to retry)
+#             (peers and plots for the benchmarks), llvm-14 (llvm-cov for
+#             scripts/fuzz.sh --coverage); a failure to install them is only
+#             a note, and is not retried on every run: remove
+#             build/.deps-optional-failed to retry
 #
 #   --check        report only, install nothing (exit 1 if required are missing)
 #   --no-optional  ignore the optional packages (also SHMBUS_DEPS_OPTIONAL=0)
@@ -20,8 +24,9 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-required=(cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind)
-optional=(libzmq3-dev libiceoryx-binding-c-dev iceoryx gnuplot-nox)
+required=(cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind
+          doctest-dev clang-14 libfuzzer-14-dev libclang-rt-14-dev)
+optional=(libzmq3-dev libiceoryx-binding-c-dev iceoryx gnuplot-nox llvm-14)
 
 check_only=0
 want_optional=${SHMBUS_DEPS_OPTIONAL:-1}
@@ -29,7 +34,7 @@ for arg in "$@"; do
   case $arg in
     --check) check_only=1 ;;
     --no-optional) want_optional=0 ;;
-    -h|--help) sed -n '4,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '4,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

@@ -8,8 +8,10 @@
 # SONAME, exported symbols), then builds the consumer project in this
 # directory against it with find_package(shmbus) via CMAKE_PREFIX_PATH, and
 # consumer.c with `cc $(pkg-config --cflags --libs shmbus)` via
-# PKG_CONFIG_PATH (plus a static link from `pkg-config --static`), runs every
-# program and checks that none left a shared-memory object behind.
+# PKG_CONFIG_PATH (plus a static link from `pkg-config --static`), and the
+# C++ API's consumer_hpp.cpp both ways too (by pkg-config also with
+# -fno-exceptions), runs every program and checks that none left a
+# shared-memory object behind.
 #
 # Environment (ctest sets these): SHMBUS_CMAKE (cmake binary), SHMBUS_CONFIG
 # (build configuration), CC, CXX, SHMBUS_CONSUMER_FLAGS (extra compile and
@@ -55,7 +57,7 @@ pc_file=$(find "$prefix" -name shmbus.pc -print -quit)
 [[ -n $pc_file ]] || fail "no shmbus.pc installed"
 libdir=$(dirname "$(dirname "$pc_file")")
 
-for f in "$prefix/include/shmbus.h" "$prefix/include/shmbus/version.h" \
+for f in "$prefix/include/shmbus.h" "$prefix/include/shmbus.hpp" "$prefix/include/shmbus/version.h" \
          "$libdir/libshmbus.a" "$libdir/libshmbus.so" "$libdir/libshmbus.so.0" \
          "$libdir/cmake/shmbus/shmbusConfig.cmake" \
          "$libdir/cmake/shmbus/shmbusConfigVersion.cmake" \
@@ -131,6 +133,8 @@ run_program consumer_c "$(find_exe consumer_c)"
 run_program consumer_c_static "$(find_exe consumer_c_static)"
 if [[ $with_cxx == ON ]]; then
   run_program consumer_cpp "$(find_exe consumer_cpp)"
+  run_program consumer_hpp "$(find_exe consumer_hpp)"
+  run_program consumer_hpp_static "$(find_exe consumer_hpp_static)"
 fi
 
 # --------------------------------------------------------------------------
@@ -165,6 +169,22 @@ else
       fail "consumer_pc_static links libshmbus.so, expected the static library"
     fi
     run_program consumer_pc_static "$tmp/consumer_pc_static"
+  fi
+
+  # The C++ API through pkg-config: with exceptions, and without (only the
+  # try_ forms), strict warnings.
+  if [[ $with_cxx == ON ]]; then
+    cxx=${CXX:-c++}
+    for variant in exceptions no-exceptions; do
+      extra=()
+      [[ $variant == no-exceptions ]] && extra=(-fno-exceptions)
+      # shellcheck disable=SC2046,SC2086
+      "$cxx" -std=c++17 -Wall -Wextra -Werror -pedantic "${extra[@]}" $flags \
+        "$here/consumer_hpp.cpp" -o "$tmp/consumer_hpp_pc_$variant" \
+        $(pkg-config --cflags --libs shmbus) -Wl,-rpath,"$pc_libdir" \
+        || fail "c++ ${extra[*]} consumer_hpp.cpp \$(pkg-config --cflags --libs shmbus)"
+      run_program "consumer_hpp_pc ($variant)" "$tmp/consumer_hpp_pc_$variant"
+    done
   fi
 fi
 
