@@ -45,9 +45,9 @@ struct shmbus_publisher {
   shmbus__segment ctl;
   uint8_t *chunks;            /* first chunk in the data segment        */
   shmbus__pool pool;
-  uint8_t *loaned;            /* [chunks] 1 while loaned                */
-  uint32_t *loan_bytes;       /* [chunks] bytes loaned: never read back
-                                 from the shared chunk header          */
+  uint32_t *loan_bytes;       /* [chunks] bytes loaned, 0 when not on loan
+                                 (never read back from the shared
+                                 chunk header)                          */
   uint32_t fault_epoch;       /* shmbus__fault_epoch() last looked at   */
   uint32_t loans;
   uint32_t last_loan;         /* chunk of the latest loan               */
@@ -75,13 +75,13 @@ static void *chunk_payload(const shmbus_publisher *pub, uint32_t chunk) {
  * remembered because loan -> fill -> publish is the common rhythm, which
  * saves the division on the hot path. */
 static int64_t loaned_chunk(const shmbus_publisher *pub, const void *payload) {
-  if (payload == pub->last_loan_payload && pub->loaned[pub->last_loan]) return pub->last_loan;
+  if (payload == pub->last_loan_payload && pub->loan_bytes[pub->last_loan]) return pub->last_loan;
   const shmbus__layout *l = &pub->svc.layout;
   uintptr_t p = (uintptr_t)payload, first = (uintptr_t)pub->chunks + l->payload_offset;
   if (p < first) return -1;
   uint64_t off = (uint64_t)(p - first);
   uint64_t chunk = off / l->chunk_stride;
-  if (chunk >= l->chunks || off != chunk * l->chunk_stride || !pub->loaned[chunk]) return -1;
+  if (chunk >= l->chunks || off != chunk * l->chunk_stride || !pub->loan_bytes[chunk]) return -1;
   return (int64_t)chunk;
 }
 
@@ -398,7 +398,6 @@ static void free_private(shmbus_publisher *pub) {
   free(pub->conns);
   free(pub->serving);
   free(pub->history);
-  free(pub->loaned);
   free(pub->loan_bytes);
   shmbus__pool_destroy(&pub->pool);
 }
@@ -407,12 +406,11 @@ static int alloc_private(shmbus_publisher *pub) {
   const shmbus__layout *l = &pub->svc.layout;
   const shmbus__service_config *cfg = &pub->svc.cfg;
   if (shmbus__pool_init(&pub->pool, l->chunks)) return SHMBUS_ERR_NOMEM;
-  pub->loaned = calloc(l->chunks, 1);
   pub->loan_bytes = calloc(l->chunks, sizeof *pub->loan_bytes);
   pub->conns = calloc(cfg->max_subscribers, sizeof *pub->conns);
   pub->serving = calloc(cfg->max_subscribers, sizeof *pub->serving);
   pub->history = cfg->history ? calloc(cfg->history, sizeof *pub->history) : NULL;
-  if (!pub->loaned || !pub->loan_bytes || !pub->conns || !pub->serving ||
+  if (!pub->loan_bytes || !pub->conns || !pub->serving ||
       (cfg->history && !pub->history))
     return SHMBUS_ERR_NOMEM;
   size_t mark_words = ((size_t)l->chunks + 63) / 64;
@@ -511,7 +509,6 @@ int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload
      * max_loans out, a chunk is free once completions are collected. */
     if (!shmbus__pool_get(&pub->pool, &chunk)) return SHMBUS_ERR_CORRUPT;
   }
-  pub->loaned[chunk] = 1;
   pub->loans++;
   pub->loan_bytes[chunk] = (uint32_t)(elements * pub->svc.cfg.element_size);
   *payload = chunk_payload(pub, chunk);
@@ -521,7 +518,7 @@ int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload
 }
 
 static void end_loan(shmbus_publisher *pub, uint32_t chunk) {
-  pub->loaned[chunk] = 0;
+  pub->loan_bytes[chunk] = 0;
   pub->loans--;
   shmbus__pool_unref(&pub->pool, chunk);
 }

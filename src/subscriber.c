@@ -388,7 +388,7 @@ int shmbus_subscriber_release(shmbus_subscriber *sub, const shmbus_sample *sampl
   sub->held_free[sub->held_free_count++] = (uint32_t)h;
   /* The payload was read from memory a peer may have truncated meanwhile
    * (then it read zeros): say so, so that the caller discards it. */
-  if (shmbus__fault_epoch() != sub->fault_epoch) notice_faults(sub);
+  notice_faults(sub);
   return s->state == SRC_BROKEN && shmbus__segment_faulted(&s->data) ? SHMBUS_ERR_CORRUPT : 0;
 }
 
