@@ -102,11 +102,15 @@ SHMBUS__LAYOUT_ASSERT(shmbus__service_config, element_size, 384);
 SHMBUS__LAYOUT_ASSERT(shmbus__service_config, overflow, 420);
 SHMBUS__SIZE_ASSERT(shmbus__service_config, 448);
 
-/* A registry slot of a publisher or subscriber, one cache line. `word` is
- * 0 when free, id << 1 while its owner sets up, (id << 1) | 1 once the port
- * is ready. Written by the port that claims it (compare-and-swap) and frees
- * it, or by a reaper of a dead owner, always inside a cold operation: no
- * port keeps these pages writable, so no stray write reaches them. */
+/* A registry slot of a publisher or subscriber, one cache line.
+ * `node_id` owns it: 0 when free, the owner's node id from the claim
+ * (compare-and-swap from 0) until it is freed, or SHMBUS__SLOT_REAPER |
+ * the reaper's node id while a reaper of a dead owner frees it. `word` is
+ * 0 until the owner writes id << 1 (set up), then (id << 1) | 1 (ready);
+ * it is cleared before node_id. Any state a death leaves names a node
+ * whose token says whether it lives. Written only inside a cold operation:
+ * no port keeps these pages writable, so no stray write reaches them. */
+#define SHMBUS__SLOT_REAPER (UINT64_C(1) << 63)
 typedef struct shmbus__port_slot {
   uint64_t word;
   uint64_t node_id;

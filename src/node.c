@@ -43,7 +43,8 @@ int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out) {
   memcpy(node->domain, domain, strlen(domain) + 1);
   char name[SHMBUS__OBJECT_NAME_MAX];
   do { /* a clash of 64 random bits is all but impossible; still */
-    node->id = shmbus__random64();
+    /* Never 0 (a free slot), top bit clear (SHMBUS__SLOT_REAPER). */
+    node->id = (shmbus__random64() >> 1) | 1u;
     shmbus__node_token_name(name, node->domain, node->id);
     r = shmbus__token_create(&node->root, name, &node->token);
   } while (r == SHMBUS_ERR_EXISTS);

@@ -140,7 +140,7 @@ static void suspect(shmbus_publisher *pub, uint32_t k) {
   if (now < c->next_probe) return;
   c->next_probe = now + PROBE_INTERVAL_NS;
   if (!shmbus__node_alive(pub->svc.node, c->node_id))
-    shmbus__service_reap(&pub->svc, SHMBUS__SUBSCRIBER, k, (c->bound_id << 1) | 1u);
+    shmbus__service_reap(&pub->svc, SHMBUS__SUBSCRIBER, k, c->node_id);
 }
 
 /* Collects released chunks. Validates every index against our marks: a
@@ -304,7 +304,11 @@ static void history_replay(shmbus_publisher *pub, uint32_t k) {
 static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
   pub_conn *c = &pub->conns[k];
   shmbus__conn *conn = c->ring.conn;
-  c->node_id = shmbus__load64_relaxed(&shmbus__service_slot(&pub->svc, SHMBUS__SUBSCRIBER, k)->node_id);
+  /* Its owner, written before the word we saw ready (a reaper's mark, if
+   * one came meanwhile, names the reaper: then no probe judges it). */
+  c->node_id =
+      shmbus__load64_relaxed(&shmbus__service_slot(&pub->svc, SHMBUS__SUBSCRIBER, k)->node_id) &
+      ~SHMBUS__SLOT_REAPER;
   c->next_probe = 0;
   /* Nobody else touches the connection now: its previous subscriber left
    * and the new one waits for sub_id to name it. */
@@ -596,7 +600,7 @@ static int wait_for_room(shmbus_publisher *pub) {
         next_probe = now + ROOM_SLICE_NS;
         pub_conn *c = &pub->conns[k];
         if (!shmbus__node_alive(pub->svc.node, c->node_id)) {
-          shmbus__service_reap(&pub->svc, SHMBUS__SUBSCRIBER, k, (c->bound_id << 1) | 1u);
+          shmbus__service_reap(&pub->svc, SHMBUS__SUBSCRIBER, k, c->node_id);
           update_connections(pub, 0);
           return SHMBUS_ERR_PEER_DEAD;
         }

@@ -403,23 +403,25 @@ int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64
     /* All taken: sweep once for dead ports, then look again. */
     if (i == count && shmbus__service_sweep(svc) == 0) break;
     shmbus__port_slot *p = shmbus__service_slot(svc, kind, i % count);
+    /* The owner first, in one step: from here a death of ours leaves a
+     * slot that names a dead node, which any sweep reclaims. */
     uint64_t expected = 0;
-    if (shmbus__cas64(&p->word, &expected, my_id << 1)) {
-      /* Pairs with the sweeper's load-acquire of node_id. */
-      shmbus__store64_release(&p->node_id, svc->node->id);
-      if (kind == SHMBUS__SUBSCRIBER) {
-        /* The previous owner's wait state; ready publishes the reset. */
-        shmbus__wait_slot *w = shmbus__service_wait(svc, i % count);
-        shmbus__store32_relaxed(&w->wait_mode, 0);
-        shmbus__store32_relaxed(&w->sleeping, 0);
-        shmbus__store64_relaxed(&w->notifier, 0);
-      }
-      *slot = i % count;
-      *id = my_id;
-      svc->own_kind = kind;
-      svc->own_slot = i % count;
-      r = 0;
+    if (!shmbus__cas64(&p->node_id, &expected, svc->node->id)) continue;
+    if (kind == SHMBUS__SUBSCRIBER) {
+      /* The previous owner's wait state; ready publishes the reset. */
+      shmbus__wait_slot *w = shmbus__service_wait(svc, i % count);
+      shmbus__store32_relaxed(&w->wait_mode, 0);
+      shmbus__store32_relaxed(&w->sleeping, 0);
+      shmbus__store64_relaxed(&w->notifier, 0);
     }
+    /* Pairs with the load-acquire of the word by the other side's scan:
+     * whoever sees the word sees its owner. */
+    shmbus__store64_release(&p->word, my_id << 1);
+    *slot = i % count;
+    *id = my_id;
+    svc->own_kind = kind;
+    svc->own_slot = i % count;
+    r = 0;
   }
   shmbus__service_seal(svc); /* a subscriber's wait page stays writable */
   return r;
@@ -439,29 +441,47 @@ static uint64_t *generation_of(shmbus__service *svc, int kind) {
                                    : &svc->shm->dyn.sub_generation;
 }
 
-/* A slot word no claim ever holds (claims CAS from 0 only): a reaper
- * parks the slot on it while it clears node_id, so that a new claimant never
- * meets the dead port's node id and a sweeper never takes it for dead. */
-#define SLOT_REAPING (UINT64_MAX - 1)
-
-int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t word) {
-  if (slot >= slot_count(svc, kind) || word == 0 || word == SLOT_REAPING) return 0;
+int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t owner) {
+  if (slot >= slot_count(svc, kind)) return 0;
   shmbus__port_slot *p = shmbus__service_slot(svc, kind, slot);
   shmbus__service_unseal(svc);
-  /* Whoever wins this exchange reclaims the port, exactly once. */
-  if (!shmbus__cas64(&p->word, &word, SLOT_REAPING)) {
-    shmbus__service_seal(svc);
-    return 0;
+  uint64_t word = shmbus__load64_acquire(&p->word);
+  int port;
+  if (owner == 0) {
+    /* A word without an owner is a peer's: cleared, nothing else (a
+     * claimant that takes the slot meanwhile writes its own word after). */
+    port = word != 0 && shmbus__load64_acquire(&p->node_id) == 0 &&
+           shmbus__cas64(&p->word, &word, 0);
+    if (!port) {
+      shmbus__service_seal(svc);
+      return 0;
+    }
+  } else {
+    /* Whoever wins this exchange reclaims the slot, exactly once. A reaper
+     * that dies before it finishes leaves its own mark, which the next
+     * sweep finds dead and takes over. */
+    uint64_t expected = owner;
+    if (!shmbus__cas64(&p->node_id, &expected, SHMBUS__SLOT_REAPER | svc->node->id)) {
+      shmbus__service_seal(svc);
+      return 0;
+    }
+    /* The dead port's word, if it wrote one: 0 when it died right after
+     * claiming, or while leaving. The exchange decides against a live
+     * leaver (a peer can make a live port look dead); see leave. */
+    word = shmbus__load64_acquire(&p->word);
+    port = word != 0 && shmbus__cas64(&p->word, &word, 0);
+    /* Pairs with the claimant's compare-and-swap: the word is clear first. */
+    shmbus__store64_release(&p->node_id, 0);
+    if (port && kind == SHMBUS__PUBLISHER)
+      shmbus__remove_publisher_segments(svc->node, svc->hash, word >> 1);
+    /* Its use of the service, as its detach would have: the node that
+     * owned the slot counted one, and a reaper drops it only after its
+     * mark is gone (a reaper killed in between leaks it, for cleanup; a
+     * use dropped twice would remove a service in use). An opener that
+     * sweeps before it counts itself may thereby remove the service: its
+     * add_user then says BUSY and the open creates it anew. */
+    drop_user(svc);
   }
-  shmbus__store64_relaxed(&p->node_id, 0);
-  /* Pairs with the claimant's compare-and-swap: node_id is clear first. */
-  shmbus__store64_release(&p->word, 0);
-  if (kind == SHMBUS__PUBLISHER)
-    shmbus__remove_publisher_segments(svc->node, svc->hash, word >> 1);
-  /* Its use of the service, as its detach would have; an opener that
-   * sweeps before it counts itself may thereby remove the service, and
-   * its add_user then says BUSY and the open creates it anew. */
-  drop_user(svc);
   shmbus__fetch_add64(generation_of(svc, kind), 1);
   /* A subscriber we took for dead that lives (a peer can fake a death)
    * looks at its slot when this generation moves (subscriber.c). */
@@ -482,15 +502,15 @@ int shmbus__service_sweep(shmbus__service *svc) {
     uint32_t count = slot_count(svc, kind);
     for (uint32_t i = 0; i < count; i++) {
       const shmbus__port_slot *p = shmbus__service_slot(svc, kind, i);
-      /* Ready or still being set up: either way node_id is the owner's or
-       * 0 (a claimant writes it right after its claim; leave and reap clear
-       * it before freeing the slot). 0 cannot be judged: left alone. Pairs
-       * with the store-release in shmbus__service_ready / _leave. */
-      uint64_t word = shmbus__load64_acquire(&p->word);
-      if (word == 0 || word == SLOT_REAPING) continue;
-      uint64_t node_id = shmbus__load64_acquire(&p->node_id);
-      if (node_id == 0 || shmbus__load64_acquire(&p->word) != word) continue;
-      if (!shmbus__node_alive(svc->node, node_id)) freed += shmbus__service_reap(svc, kind, i, word);
+      uint64_t owner = shmbus__load64_acquire(&p->node_id);
+      if (owner == 0) {
+        /* A word without an owner: no claim, leave or reap makes one (each
+         * has the owner set while the word is not 0), only a peer's write. */
+        if (shmbus__load64_acquire(&p->word) != 0) freed += shmbus__service_reap(svc, kind, i, 0);
+        continue;
+      }
+      if (!shmbus__node_alive(svc->node, owner & ~SHMBUS__SLOT_REAPER))
+        freed += shmbus__service_reap(svc, kind, i, owner);
     }
   }
   return freed;
@@ -511,16 +531,16 @@ void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot, uint64
   shmbus__port_slot *p = shmbus__service_slot(svc, kind, slot);
   shmbus__service_unseal(svc);
   /* Only while the slot is still ours: a reaper that took us for dead (a
-   * peer can make us look dead) may have given it to another port. node_id
-   * first: the next claimant's slot never shows our id. */
+   * peer can make us look dead) may have given it to another port. The
+   * word first, then the owner, both by exchange: a death between them
+   * leaves a slot owned by a dead node (a sweep's), and a reaper that
+   * meets us takes the owner from us and then drops our use, whichever
+   * of us cleared the word. */
   uint64_t word = shmbus__load64_acquire(&p->word);
-  int ours = word == ((id << 1) | 1u) || word == id << 1;
-  if (ours) {
-    shmbus__store64_relaxed(&p->node_id, 0);
-    /* Pairs with the claimant's compare-and-swap. A failure means a reaper
-     * took the slot meanwhile (it clears node_id too). */
-    ours = shmbus__cas64(&p->word, &word, 0);
-  }
+  int ours = (word == ((id << 1) | 1u) || word == id << 1) && shmbus__cas64(&p->word, &word, 0);
+  uint64_t owner = svc->node->id;
+  /* Pairs with the next claimant's compare-and-swap. */
+  if (ours) ours = shmbus__cas64(&p->node_id, &owner, 0);
   /* A reaper that freed our slot dropped our use of the service as well. */
   if (!ours) svc->use_dropped = 1;
   shmbus__fetch_add64(generation_of(svc, kind), 1);
@@ -555,41 +575,22 @@ void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken) {
   shmbus__word_wake(event);
 }
 
-/* Whether any registry slot is claimed. */
+/* Whether any registry slot is claimed (or written by a peer). */
 static int slots_in_use(shmbus__service *svc) {
   for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++)
-    for (uint32_t i = 0; i < slot_count(svc, kind); i++)
-      if (shmbus__load64_acquire(&shmbus__service_slot(svc, kind, i)->word) != 0) return 1;
+    for (uint32_t i = 0; i < slot_count(svc, kind); i++) {
+      const shmbus__port_slot *p = shmbus__service_slot(svc, kind, i);
+      if (shmbus__load64_acquire(&p->node_id) != 0 || shmbus__load64_acquire(&p->word) != 0)
+        return 1;
+    }
   return 0;
 }
 
 int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node)) {
-  /* The exact words of slots claimed without an owner. Port ids are never
-   * reused, so a slot claimed anew after this look never matches. The
-   * counts are the private copy's, at most SHMBUS_MAX_PORTS each. */
-  uint64_t ownerless[2 * SHMBUS_MAX_PORTS];
-  uint32_t where[2 * SHMBUS_MAX_PORTS];
-  uint32_t n = 0;
-  for (int kind = SHMBUS__PUBLISHER; kind <= SHMBUS__SUBSCRIBER; kind++) {
-    for (uint32_t i = 0; i < slot_count(svc, kind); i++) {
-      const shmbus__port_slot *p = shmbus__service_slot(svc, kind, i);
-      uint64_t word = shmbus__load64_acquire(&p->word);
-      if (word == 0 || word == SLOT_REAPING) continue;
-      /* A slot with an owner: the sweep that ran before found it alive. */
-      if (shmbus__load64_acquire(&p->node_id) != 0) return 0;
-      ownerless[n] = word;
-      where[n++] = (uint32_t)kind << 16 | i;
-    }
-  }
-  /* No other node lives, and ours opens nothing: every claimant of an
-   * ownerless slot seen above is dead (a live one held its node's token
-   * before it claimed), killed between claiming and writing its node id. */
-  if (!alone(svc->node)) return 0;
-  int done = 0;
-  for (uint32_t j = 0; j < n; j++)
-    done += shmbus__service_reap(svc, (int)(where[j] >> 16), where[j] & 0xffffu, ownerless[j]);
-  /* Whatever the count says now beyond our own use was left by ports that
-   * died between counting themselves and claiming a slot. The order makes
+  /* A slot in use after the sweep that ran before has a live owner (or a
+   * peer keeps writing one). Whatever the count says beyond our own use
+   * was left by ports that died between counting themselves and claiming
+   * a slot. The order makes
    * it safe. A port counted in the `users` we load was opened by a node
    * whose token existed before it counted itself: if that node is another
    * one, the look for live nodes that follows sees it; if it is ours, the
@@ -597,10 +598,9 @@ int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_no
    * opening, is in the scan after that. A port that counts itself after our
    * load makes the exchange fail. */
   uint64_t users = shmbus__load64_acquire(&svc->shm->dyn.users);
-  if ((users & SHMBUS__USERS_REMOVING) || !alone(svc->node) || slots_in_use(svc))
-    return done;
+  if ((users & SHMBUS__USERS_REMOVING) || !alone(svc->node) || slots_in_use(svc)) return 0;
   shmbus__service_unseal(svc);
   int removed = shmbus__cas64(&svc->shm->dyn.users, &users, SHMBUS__USERS_REMOVING);
   shmbus__service_seal(svc);
-  return done + (removed && shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0);
+  return (removed && shmbus__segment_unlink(&svc->node->root, svc->object_name) == 0);
 }

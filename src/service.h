@@ -122,20 +122,21 @@ void shmbus__service_ready(shmbus__service *svc, int kind, uint32_t slot, uint64
  * alone, and so is our use of the service, which that reaper dropped. */
 void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot, uint64_t id);
 
-/* Frees the slot of a dead port if it still holds `word`, removes a dead
- * publisher's segments and tells the other side. 1 if this call did it. */
-int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t word);
+/* Frees a slot whose owner the caller found dead, if `owner` (a node id, a
+ * dead reaper's mark, or 0 for a word a peer wrote without an owner) still
+ * owns it: removes a dead publisher's segments, drops the dead port's use
+ * of the service and tells the other side. 1 if this call did it. */
+int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t owner);
 /* Frees the registry slots of ports whose nodes are dead, removing dead
  * publishers' segments, and tells the other side. Returns how many. */
 int shmbus__service_sweep(shmbus__service *svc);
 
 /* Cleanup's last resort, for a service whose sweep found no live port:
  * when alone(node) says that no other node of the domain lives and that
- * this one opens no port, frees slots claimed by owners that died before
- * writing their node id and removes the service whatever its use count
- * (a port killed between counting itself and claiming its slot leaks a
- * use). Returns the slots freed plus 1 if it removed the service (the
- * caller's detach then only unmaps). */
+ * this one opens no port, removes the service whatever its use count (a
+ * port killed between counting itself and claiming its slot leaks a use).
+ * Returns 1 if it removed the service (the caller's detach then only
+ * unmaps). */
 int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node));
 
 /* Wakes subscriber slot `k` if it sleeps: one system call then, none

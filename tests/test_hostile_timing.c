@@ -153,17 +153,16 @@ static uint64_t view_reserve_ids(const svc_view *v, uint64_t n) {
 }
 
 /* Forges a ready port `id` of node `node_id` in a free slot, the way a
- * claimant does (compare-and-swap from 0, node id, ready word, generation).
- * 0, or -1 when no slot is free. */
+ * claimant does (compare-and-swap of the owner from 0, ready word,
+ * generation). 0, or -1 when no slot is free. */
 static int forge_slot(const svc_view *v, int kind, uint64_t id, uint64_t node_id,
                       uint32_t *slot) {
   for (uint32_t i = 0; i < view_slots(v, kind); i++) {
     shmbus__port_slot *p = view_slot(v, kind, i);
     uint64_t expected = 0;
-    if (!__atomic_compare_exchange_n(&p->word, &expected, id << 1, 0, __ATOMIC_SEQ_CST,
+    if (!__atomic_compare_exchange_n(&p->node_id, &expected, node_id, 0, __ATOMIC_SEQ_CST,
                                      __ATOMIC_SEQ_CST))
       continue;
-    store64(&p->node_id, node_id);
     store64(&p->word, (id << 1) | 1u);
     add64(view_generation(v, kind), 1);
     *slot = i;
@@ -175,8 +174,8 @@ static int forge_slot(const svc_view *v, int kind, uint64_t id, uint64_t node_id
 /* Frees a forged slot as a leaving port does. */
 static void unforge_slot(const svc_view *v, int kind, uint32_t slot) {
   shmbus__port_slot *p = view_slot(v, kind, slot);
-  store64(&p->node_id, 0);
   store64(&p->word, 0);
+  store64(&p->node_id, 0);
   add64(view_generation(v, kind), 1);
 }
 

@@ -1389,13 +1389,14 @@ static int child_idle_node(rb_child *self, void *varg) {
   return 0;
 }
 
-/* The two windows no sweep can judge: a port killed between counting
- * itself as a user of the service and claiming its slot (a use without a
- * slot), and one killed between claiming a slot and writing its node id
- * there (a slot without an owner). Both are forged here, in a service whose
- * real ports then close: the service stays. Cleanup must leave it while
- * another node lives (it could be such an opener, alive) and remove it once
- * the cleaning node is alone. */
+/* The two windows of a port's open that a death can end in: between
+ * counting itself as a user of the service and claiming its slot (a use
+ * without a slot: no sweep can judge it), and between claiming a slot and
+ * writing its word there (a slot its dead node owns, with word 0). Both are
+ * forged here, in a service whose real ports then close. The first sweep
+ * frees the slot and drops its use whoever else lives; the leaked use
+ * keeps the service while another node lives (it could be such an opener,
+ * alive), and cleanup removes it once the cleaning node is alone. */
 static void test_cleanup_leaked_use(void **state) {
   (void)state;
   rb_watchdog(60);
@@ -1417,8 +1418,8 @@ static void test_cleanup_leaked_use(void **state) {
   shmbus__service_seg *seg = (shmbus__service_seg *)map;
   shmbus__port_slot *pub_slot = rb_slot(map, SHMBUS__PUBLISHER, 0);
   __atomic_fetch_add(&seg->dyn.users, 2, __ATOMIC_SEQ_CST); /* both windows counted a use */
-  uint64_t no_owner = (UINT64_C(4242) << 1);               /* claimed, node id never written */
-  __atomic_store_n(&pub_slot->word, no_owner, __ATOMIC_SEQ_CST);
+  const uint64_t dead_node = UINT64_C(0x0badc0de0badc0de); /* no token: a dead node */
+  __atomic_store_n(&pub_slot->node_id, dead_node, __ATOMIC_SEQ_CST); /* word never written */
   shmbus_subscriber_close(sub);
   assert_true(rb_object_exists(name));
 
@@ -1429,7 +1430,9 @@ static void test_cleanup_leaked_use(void **state) {
   print_message("cleanup while another node lives: %d, service %s\n", r,
                 rb_object_exists(name) ? "kept" : "removed");
   assert_true(rb_object_exists(name));
-  assert_int_equal(__atomic_load_n(&pub_slot->word, __ATOMIC_SEQ_CST), no_owner);
+  assert_true(r >= 1); /* the dead node's slot */
+  assert_int_equal(__atomic_load_n(&pub_slot->node_id, __ATOMIC_SEQ_CST), 0);
+  assert_int_equal(__atomic_load_n(&pub_slot->word, __ATOMIC_SEQ_CST), 0);
   RB_SEND(&c, 1);
   assert_int_equal(rb_child_wait(&c, RB_WAIT_MS), 0);
 
@@ -1437,11 +1440,66 @@ static void test_cleanup_leaked_use(void **state) {
   print_message("cleanup alone: %d, service %s\n", r,
                 rb_object_exists(name) ? "kept" : "removed");
   assert_false(rb_object_exists(name));
-  assert_true(r >= 2); /* the ownerless slot and the service */
+  assert_true(r >= 1); /* the service */
   munmap(map, (size_t)st.st_size);
   shmbus_node_close(node);
   char names[1024];
   if (rb_list(NULL, NULL, names, sizeof names) != 0) fail_msg("left: %s", names);
+}
+
+/* What a death leaves in a registry slot, in each window of the slot
+ * protocol (layout.h): a claimant or leaver killed with the slot owned and
+ * its word 0, a reaper killed after marking the slot (the dead port's use
+ * not yet dropped in both), and a word without an owner (only a peer
+ * writes one; no use counted). With one subscriber slot, each would block
+ * every open with PORT_LIMIT unless the next claimant's sweep frees it;
+ * the service lives on and goes with its last port (uses balance). */
+static void test_slot_left_by_death(void **state) {
+  (void)state;
+  rb_watchdog(60);
+  shmbus_service_opts o = rb_opts();
+  o.max_subscribers = 1;
+  shmbus_node *node = rb_node();
+  shmbus_publisher *pub = NULL;
+  assert_ok(shmbus_publisher_open(node, "slot-death", &o, &pub));
+  char name[128];
+  rb_service_object(name, sizeof name, "slot-death");
+  size_t size = 0;
+  uint8_t *map = ts_map_object(rb.dir[0] ? rb.dir : NULL, name, &size);
+  assert_non_null(map);
+  shmbus__service_seg *seg = (shmbus__service_seg *)map;
+  shmbus__port_slot *slot = rb_slot(map, SHMBUS__SUBSCRIBER, 0);
+  static const struct { /* 0x0badc0de0badc0de: no token, a dead node */
+    const char *what;
+    uint64_t owner, word, uses;
+  } left[] = {
+      {"claimant or leaver killed", UINT64_C(0x0badc0de0badc0de), 0, 1},
+      {"reaper killed", SHMBUS__SLOT_REAPER | UINT64_C(0x0badc0de0badc0de),
+       (UINT64_C(77) << 1) | 1u, 1},
+      {"word without an owner", 0, UINT64_C(78) << 1, 0},
+  };
+  for (size_t i = 0; i < sizeof left / sizeof left[0]; i++) {
+    __atomic_fetch_add(&seg->dyn.users, left[i].uses, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&slot->node_id, left[i].owner, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&slot->word, left[i].word, __ATOMIC_SEQ_CST);
+    shmbus_subscriber *sub = NULL;
+    int r = shmbus_subscriber_open(node, "slot-death", &o, &sub);
+    if (r != 0) fail_msg("%s: open gave %s", left[i].what, shmbus_strerror(r));
+    uint64_t seq = i + 1;
+    rb_pair_wait(pub, sub);
+    assert_ok(shmbus_publisher_send_copy(pub, &seq, sizeof seq));
+    shmbus_sample got;
+    assert_ok(shmbus_subscriber_take(sub, &got));
+    assert_int_equal(*(const uint64_t *)got.payload, seq);
+    assert_ok(shmbus_subscriber_release(sub, &got));
+    shmbus_subscriber_close(sub);
+    assert_int_equal(__atomic_load_n(&slot->node_id, __ATOMIC_SEQ_CST), 0);
+    assert_int_equal(__atomic_load_n(&slot->word, __ATOMIC_SEQ_CST), 0);
+  }
+  ts_unmap_object(map, size);
+  shmbus_publisher_close(pub);
+  shmbus_node_close(node);
+  assert_int_equal(rb_list(NULL, NULL, NULL, 0), 0);
 }
 
 /* Makes an uninitialised object of `size` zero bytes named `name`, last
@@ -3146,6 +3204,7 @@ int main(void) {
       RB_TEST(test_forked_helper_keeps_node_alive),
       RB_TEST(test_stale_objects_removed),
       RB_TEST(test_cleanup_leaked_use),
+      RB_TEST(test_slot_left_by_death),
       RB_TEST(test_cleanup_abandoned_uninitialised),
       RB_TEST(test_cleanup_spares_live),
       RB_TEST(test_creation_race),
@@ -3163,6 +3222,7 @@ int main(void) {
       RB_DIR_TEST(test_restart_single_publisher),
       RB_DIR_TEST(test_stale_objects_removed),
       RB_DIR_TEST(test_cleanup_leaked_use),
+      RB_DIR_TEST(test_slot_left_by_death),
       RB_DIR_TEST(test_cleanup_abandoned_uninitialised),
       RB_DIR_TEST(test_cleanup_spares_live),
       RB_DIR_TEST(test_creation_race),

@@ -1478,15 +1478,23 @@ static void sc_attack_slot(sc_attacker *a, sc_action *act) {
       if (mkfifo(token_path, 0600) != 0) token_path[0] = '\0';
     }
     if (kind == SHMBUS__PUBLISHER) sc_phantom_objects(a, act->variant, svc, id, 1);
+    /* As a claimant does: the owner first, by exchange (none: a word
+     * without an owner, which a sweep frees at once), then the word; and
+     * the reverse to leave. */
     uint64_t expect = 0;
-    if (__atomic_compare_exchange_n(word, &expect, forged, 0, __ATOMIC_RELEASE,
-                                    __ATOMIC_RELAXED)) {
-      __atomic_store_n(node, node_id, __ATOMIC_RELEASE);
+    int claimed = node_id == 0
+                      ? __atomic_compare_exchange_n(word, &expect, forged, 0, __ATOMIC_RELEASE,
+                                                    __ATOMIC_RELAXED)
+                      : __atomic_compare_exchange_n(node, &expect, node_id, 0, __ATOMIC_RELEASE,
+                                                    __ATOMIC_RELAXED);
+    if (claimed) {
+      if (node_id != 0) __atomic_store_n(word, forged, __ATOMIC_RELEASE);
       sc_bump_generation(&m, kind);
       act->hit = 1;
       sc_hold_tail(a, 20 * SC_MS);
       expect = forged;
-      if (__atomic_compare_exchange_n(word, &expect, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+      if (__atomic_compare_exchange_n(word, &expect, 0, 0, __ATOMIC_RELEASE, __ATOMIC_RELAXED) &&
+          node_id != 0) {
         uint64_t n_expect = node_id;
         __atomic_compare_exchange_n(node, &n_expect, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
       }
