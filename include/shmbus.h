@@ -106,6 +106,13 @@ SHMBUS_EXTERN const char *shmbus_strerror(int err);
  * "UNKNOWN" for anything else. Thread-safe, no allocation. */
 SHMBUS_EXTERN const char *shmbus_err_name(int err);
 
+/* What this thread's last failed open of a publisher or subscriber found,
+ * in one sentence, where the code alone does not say it: for
+ * SHMBUS_ERR_INCOMPATIBLE, which setting differs and both values (type
+ * name, size and alignment, a limit, the overflow policy). "" when there is
+ * nothing to add. Overwritten by the thread's next open; never NULL. */
+SHMBUS_EXTERN const char *shmbus_error_detail(void);
+
 /* The library's version string, e.g. "0.1.0". */
 SHMBUS_EXTERN const char *shmbus_version_string(void);
 

@@ -237,19 +237,28 @@ struct Failure {
   const char *detail;
 };
 
-const char *const kEmptyPort = "used after close or move (the handle is empty)";
-const char *const kEmptyLoan = "the loan is empty (moved from, published or discarded)";
-const char *const kPubOpen = "shmbus::Publisher::open";
-const char *const kPubLoan = "shmbus::Publisher::loan";
-const char *const kPubPublish = "shmbus::Publisher::publish";
-const char *const kPubSend = "shmbus::Publisher::send";
-const char *const kSubOpen = "shmbus::Subscriber::open";
-const char *const kSubTake = "shmbus::Subscriber::take";
-const char *const kWsOpen = "shmbus::WaitSet::open";
-const char *const kWsAttach = "shmbus::WaitSet::attach";
-const char *const kTruncated =
-    "a peer truncated the publisher's memory while the sample was held (what was read "
-    "from it may have been zeros)";
+// The static texts are functions, not namespace-scope constants: a
+// `const char *const` there has internal linkage, one per translation unit,
+// and the inline functions below that use it would then differ between
+// translation units (an ODR violation in a program of several translation units).
+inline const char *kEmptyPort() noexcept {
+  return "used after close or move (the handle is empty)";
+}
+inline const char *kEmptyLoan() noexcept {
+  return "the loan is empty (moved from, published or discarded)";
+}
+inline const char *kPubOpen() noexcept { return "shmbus::Publisher::open"; }
+inline const char *kPubLoan() noexcept { return "shmbus::Publisher::loan"; }
+inline const char *kPubPublish() noexcept { return "shmbus::Publisher::publish"; }
+inline const char *kPubSend() noexcept { return "shmbus::Publisher::send"; }
+inline const char *kSubOpen() noexcept { return "shmbus::Subscriber::open"; }
+inline const char *kSubTake() noexcept { return "shmbus::Subscriber::take"; }
+inline const char *kWsOpen() noexcept { return "shmbus::WaitSet::open"; }
+inline const char *kWsAttach() noexcept { return "shmbus::WaitSet::attach"; }
+inline const char *kTruncated() noexcept {
+  return "a peer truncated the publisher's memory while the sample was held (what was read "
+         "from it may have been zeros)";
+}
 
 }  // namespace detail
 
@@ -615,21 +624,27 @@ const char type_tag<T>::id = 0;
 
 // Loaned memory holds no T yet. For types whose default initialisation
 // does nothing (plain structs) this begins the objects' lifetime at no
-// cost; for others it runs their default constructors.
+// cost; for others it runs their default constructors. The caller owns the
+// loan already (a Loan holds it), so a constructor that throws leaves
+// nothing behind: the Loan's destructor discards the chunk.
 template <class E>
-E *begin_lifetime(void *raw, std::size_t n, std::true_type /*trivial*/) noexcept {
+struct nothrow_lifetime
+    : std::integral_constant<bool, std::is_trivially_default_constructible<E>::value ||
+                                       std::is_nothrow_default_constructible<E>::value> {};
+template <class E>
+void begin_lifetime(void *raw, std::size_t n, std::true_type /*trivial*/) noexcept {
+  (void)raw;
   (void)n;
-  return static_cast<E *>(raw);
 }
 template <class E>
-E *begin_lifetime(void *raw, std::size_t n, std::false_type /*trivial*/) {
+void begin_lifetime(void *raw, std::size_t n, std::false_type /*trivial*/) noexcept(
+    nothrow_lifetime<E>::value) {
   E *p = static_cast<E *>(raw);
   for (std::size_t i = 0; i < n; i++) ::new (static_cast<void *>(p + i)) E;
-  return p;
 }
 template <class E>
-E *begin_lifetime(void *raw, std::size_t n) {
-  return begin_lifetime<E>(raw, n, std::is_trivially_default_constructible<E>());
+void begin_lifetime(void *raw, std::size_t n) noexcept(nothrow_lifetime<E>::value) {
+  begin_lifetime<E>(raw, n, std::is_trivially_default_constructible<E>());
 }
 
 }  // namespace detail
@@ -885,7 +900,7 @@ class Node {
   // are on); makes system calls.
   SHMBUS_NODISCARD Result<std::vector<NodeInfo>> try_nodes() const {
     const char *where = "shmbus::Node::nodes";
-    if (node_ == nullptr) return detail::failure(SHMBUS_ERR_INVAL, where, detail::kEmptyPort);
+    if (node_ == nullptr) return detail::failure(SHMBUS_ERR_INVAL, where, detail::kEmptyPort());
     std::vector<shmbus_node_info> raw;
     for (int round = 0; round < 16; round++) {
       std::size_t count = 0;
@@ -1156,7 +1171,9 @@ int port_options(const ServiceOptions &opts, shmbus_service_opts *out) noexcept 
   out->type.align = alignof(E);
   return 0;
 }
-const char *const kOtherType = "the options name another type than the port's";
+inline const char *kOtherType() noexcept {
+  return "the options name another type than the port's";
+}
 
 // Everything of a publisher that does not depend on T.
 class PublisherBase {
@@ -1201,7 +1218,7 @@ class PublisherBase {
 #endif
   SHMBUS_NODISCARD Result<int> try_update() noexcept {
     const int r = update_raw();
-    if (r < 0) return failure(r, "shmbus::Publisher::update", core_ ? nullptr : kEmptyPort);
+    if (r < 0) return failure(r, "shmbus::Publisher::update", core_ ? nullptr : kEmptyPort());
     return Result<int>(int(r));
   }
   template <class Rep, class Period>
@@ -1221,11 +1238,11 @@ class PublisherBase {
     shmbus_service_opts o;
     int r = port_options<T>(opts, &o);
     if (r != 0) {
-      *why = kOtherType;
+      *why = kOtherType();
       return r;
     }
     if (node.native_handle() == nullptr) {
-      *why = kEmptyPort;
+      *why = kEmptyPort();
       return SHMBUS_ERR_INVAL;
     }
     if (service.c_str() == nullptr) return SHMBUS_ERR_NAME;
@@ -1255,11 +1272,11 @@ class PublisherBase {
   int publish_raw(LoanBase &loan, std::size_t bytes, const char **why) noexcept {
     *why = nullptr;
     if (core_ == nullptr) {
-      *why = kEmptyPort;
+      *why = kEmptyPort();
       return SHMBUS_ERR_INVAL;
     }
     if (loan.payload_ == nullptr) {
-      *why = kEmptyLoan;
+      *why = kEmptyLoan();
       return SHMBUS_ERR_INVAL;
     }
     if (loan.core_ != core_) {
@@ -1285,7 +1302,7 @@ class PublisherBase {
   }
   Status block_timeout(std::int64_t ns) noexcept {
     const char *where = "shmbus::Publisher::set_block_timeout";
-    if (core_ == nullptr) return failure(SHMBUS_ERR_INVAL, where, kEmptyPort);
+    if (core_ == nullptr) return failure(SHMBUS_ERR_INVAL, where, kEmptyPort());
     return status(shmbus_publisher_set_block_timeout(core_->pub, ns), where);
   }
 };
@@ -1310,7 +1327,7 @@ class Publisher : public detail::PublisherBase {
   Publisher(const Node &node, const Name &service, const ServiceOptions &opts = ServiceOptions()) {
     const char *why = nullptr;
     const int r = open<T>(node, service, opts, &why);
-    detail::check(r, detail::kPubOpen, why);
+    detail::check(r, detail::kPubOpen(), why);
   }
 #endif
   SHMBUS_NODISCARD static Result<Publisher> try_open(
@@ -1319,7 +1336,7 @@ class Publisher : public detail::PublisherBase {
     Publisher p;
     const char *why = nullptr;
     const int r = p.template open<T>(node, service, opts, &why);
-    if (r != 0) return detail::failure(r, detail::kPubOpen, why);
+    if (r != 0) return detail::failure(r, detail::kPubOpen(), why);
     return Result<Publisher>(std::move(p));
   }
 
@@ -1328,8 +1345,10 @@ class Publisher : public detail::PublisherBase {
   // LOAN_LIMIT (max_loans outstanding). Hot path.
   SHMBUS_NODISCARD Loan<T> loan() {
     void *p = nullptr;
-    detail::check(loan_raw(1, &p), detail::kPubLoan, core_ ? nullptr : detail::kEmptyPort);
-    return Loan<T>(core_, detail::begin_lifetime<T>(p, 1));
+    detail::check(loan_raw(1, &p), detail::kPubLoan(), empty_why());
+    Loan<T> l(core_, p);  // owns the chunk before T's constructor (if any) runs
+    detail::begin_lifetime<T>(p, 1);
+    return l;
   }
   // Publishes the loan: it is the subscribers' now and `loan` is empty.
   // Throws Error: INVAL (empty port or loan), NOT_LOANED (another
@@ -1338,28 +1357,33 @@ class Publisher : public detail::PublisherBase {
   void publish(Loan<T> &&loan) {
     const char *why = nullptr;
     const int r = publish_raw(loan, 0, &why);
-    detail::check(r, detail::kPubPublish, why);
+    detail::check(r, detail::kPubPublish(), why);
   }
   // Loans, copies `value` and publishes. Errors as loan and publish.
-  void send(const T &value) { detail::check(send_raw(&value, sizeof(T)), detail::kPubSend, empty_why()); }
+  void send(const T &value) {
+    detail::check(send_raw(&value, sizeof(T)), detail::kPubSend(), empty_why());
+  }
 #endif
-  SHMBUS_NODISCARD Result<Loan<T>> try_loan() noexcept {
+  // noexcept unless T has a default constructor that may throw.
+  SHMBUS_NODISCARD Result<Loan<T>> try_loan() noexcept(detail::nothrow_lifetime<T>::value) {
     void *p = nullptr;
     const int r = loan_raw(1, &p);
-    if (r != 0) return detail::failure(r, detail::kPubLoan, empty_why());
-    return Result<Loan<T>>(Loan<T>(core_, detail::begin_lifetime<T>(p, 1)));
+    if (r != 0) return detail::failure(r, detail::kPubLoan(), empty_why());
+    Loan<T> l(core_, p);
+    detail::begin_lifetime<T>(p, 1);
+    return Result<Loan<T>>(std::move(l));
   }
   SHMBUS_NODISCARD Status try_publish(Loan<T> &&loan) noexcept {
     const char *why = nullptr;
     const int r = publish_raw(loan, 0, &why);
-    return detail::status(r, detail::kPubPublish, why);
+    return detail::status(r, detail::kPubPublish(), why);
   }
   SHMBUS_NODISCARD Status try_send(const T &value) noexcept {
-    return detail::status(send_raw(&value, sizeof(T)), detail::kPubSend, empty_why());
+    return detail::status(send_raw(&value, sizeof(T)), detail::kPubSend(), empty_why());
   }
 
  private:
-  const char *empty_why() const noexcept { return core_ ? nullptr : detail::kEmptyPort; }
+  const char *empty_why() const noexcept { return core_ ? nullptr : detail::kEmptyPort(); }
 };
 
 // Publishes slices: 1 to max_elements E per sample (set max_elements in the
@@ -1376,7 +1400,7 @@ class Publisher<E[]> : public detail::PublisherBase {
   Publisher(const Node &node, const Name &service, const ServiceOptions &opts = ServiceOptions()) {
     const char *why = nullptr;
     const int r = open<E[]>(node, service, opts, &why);
-    detail::check(r, detail::kPubOpen, why);
+    detail::check(r, detail::kPubOpen(), why);
   }
 #endif
   SHMBUS_NODISCARD static Result<Publisher> try_open(
@@ -1385,7 +1409,7 @@ class Publisher<E[]> : public detail::PublisherBase {
     Publisher p;
     const char *why = nullptr;
     const int r = p.template open<E[]>(node, service, opts, &why);
-    if (r != 0) return detail::failure(r, detail::kPubOpen, why);
+    if (r != 0) return detail::failure(r, detail::kPubOpen(), why);
     return Result<Publisher>(std::move(p));
   }
 
@@ -1394,52 +1418,58 @@ class Publisher<E[]> : public detail::PublisherBase {
   // TOO_LARGE (n > max_elements), LOAN_LIMIT. Hot path.
   SHMBUS_NODISCARD Loan<E[]> loan(std::size_t n) {
     void *p = nullptr;
-    detail::check(loan_raw(n, &p), detail::kPubLoan, empty_why());
-    return Loan<E[]>(core_, detail::begin_lifetime<E>(p, n), n);
+    detail::check(loan_raw(n, &p), detail::kPubLoan(), empty_why());
+    Loan<E[]> l(core_, p, n);  // owns the chunk before E's constructor (if any) runs
+    detail::begin_lifetime<E>(p, n);
+    return l;
   }
   // Publishes every loaned element. Errors as Publisher<T>::publish.
   void publish(Loan<E[]> &&loan) {
     const char *why = nullptr;
     const int r = publish_raw(loan, 0, &why);
-    detail::check(r, detail::kPubPublish, why);
+    detail::check(r, detail::kPubPublish(), why);
   }
   // Publishes the first n (1..loan.size()) elements. Also TOO_LARGE.
   void publish(Loan<E[]> &&loan, std::size_t n) {
     const char *why = nullptr;
     const int r = publish_first(loan, n, &why);
-    detail::check(r, detail::kPubPublish, why);
+    detail::check(r, detail::kPubPublish(), why);
   }
   // Loans n elements, copies them from `data` and publishes.
   void send(const E *data, std::size_t n) {
-    detail::check(send_slice(data, n), detail::kPubSend, empty_why());
+    detail::check(send_slice(data, n), detail::kPubSend(), empty_why());
   }
   void send(Span<const E> data) { send(data.data(), data.size()); }
 #endif
-  SHMBUS_NODISCARD Result<Loan<E[]>> try_loan(std::size_t n) noexcept {
+  // noexcept unless E has a default constructor that may throw.
+  SHMBUS_NODISCARD Result<Loan<E[]>> try_loan(std::size_t n) noexcept(
+      detail::nothrow_lifetime<E>::value) {
     void *p = nullptr;
     const int r = loan_raw(n, &p);
-    if (r != 0) return detail::failure(r, detail::kPubLoan, empty_why());
-    return Result<Loan<E[]>>(Loan<E[]>(core_, detail::begin_lifetime<E>(p, n), n));
+    if (r != 0) return detail::failure(r, detail::kPubLoan(), empty_why());
+    Loan<E[]> l(core_, p, n);
+    detail::begin_lifetime<E>(p, n);
+    return Result<Loan<E[]>>(std::move(l));
   }
   SHMBUS_NODISCARD Status try_publish(Loan<E[]> &&loan) noexcept {
     const char *why = nullptr;
     const int r = publish_raw(loan, 0, &why);
-    return detail::status(r, detail::kPubPublish, why);
+    return detail::status(r, detail::kPubPublish(), why);
   }
   SHMBUS_NODISCARD Status try_publish(Loan<E[]> &&loan, std::size_t n) noexcept {
     const char *why = nullptr;
     const int r = publish_first(loan, n, &why);
-    return detail::status(r, detail::kPubPublish, why);
+    return detail::status(r, detail::kPubPublish(), why);
   }
   SHMBUS_NODISCARD Status try_send(const E *data, std::size_t n) noexcept {
-    return detail::status(send_slice(data, n), detail::kPubSend, empty_why());
+    return detail::status(send_slice(data, n), detail::kPubSend(), empty_why());
   }
   SHMBUS_NODISCARD Status try_send(Span<const E> data) noexcept {
     return try_send(data.data(), data.size());
   }
 
  private:
-  const char *empty_why() const noexcept { return core_ ? nullptr : detail::kEmptyPort; }
+  const char *empty_why() const noexcept { return core_ ? nullptr : detail::kEmptyPort(); }
   int publish_first(Loan<E[]> &loan, std::size_t n, const char **why) noexcept {
     *why = nullptr;
     if (n == 0) {
@@ -1493,12 +1523,17 @@ class SampleBase {
 
   // Per publisher, from 0, +1 per publish.
   std::uint64_t sequence() const noexcept { return s_.sequence; }
-  // When it was published (CLOCK_MONOTONIC).
+  // When it was published (CLOCK_MONOTONIC), as its publisher stamped it:
+  // any 64-bit value a peer wrote (docs/security.md). One past INT64_MAX
+  // nanoseconds reads as Timestamp::max(), so that arithmetic on it with
+  // Clock::now() cannot overflow.
   Timestamp timestamp() const noexcept {
-    return Timestamp(std::chrono::nanoseconds(static_cast<std::int64_t>(s_.timestamp_ns)));
+    const std::uint64_t ns = s_.timestamp_ns;
+    return Timestamp(std::chrono::nanoseconds(
+        ns > static_cast<std::uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(ns)));
   }
   std::uint64_t timestamp_ns() const noexcept { return s_.timestamp_ns; }
-  // How long ago it was published.
+  // How long ago it was published; negative for a stamp in the future.
   Clock::duration age() const noexcept { return Clock::now() - timestamp(); }
   std::uint64_t publisher_id() const noexcept { return s_.publisher_id; }
   // Payload length in bytes.
@@ -1508,10 +1543,10 @@ class SampleBase {
   // Hands the memory back now. Throws Error CORRUPT when a peer truncated
   // the publisher's segment while it was held (what was read from it may
   // have been zeros: discard it); the Sample is empty either way.
-  void release() { check(release_raw(false), "shmbus::Sample::release", kTruncated); }
+  void release() { check(release_raw(false), "shmbus::Sample::release", kTruncated()); }
 #endif
   SHMBUS_NODISCARD Status try_release() noexcept {
-    return status(release_raw(false), "shmbus::Sample::release", kTruncated);
+    return status(release_raw(false), "shmbus::Sample::release", kTruncated());
   }
 
   // The C sample (payload pointer, bytes, sequence, timestamp, publisher).
@@ -1609,12 +1644,14 @@ enum class WaitStatus {
 
 namespace detail {
 
-const char *const kPendingRelease =
-    "an earlier Sample, released by its destructor, had its memory truncated by a peer "
-    "while it was held (what was read from it may have been zeros)";
-const char *const kWrongLength =
-    "a sample's length does not fit the type (a slice or a short sample on a "
-    "single-element port, or a partial element); it was released";
+inline const char *kPendingRelease() noexcept {
+  return "an earlier Sample, released by its destructor, had its memory truncated by a peer "
+         "while it was held (what was read from it may have been zeros)";
+}
+inline const char *kWrongLength() noexcept {
+  return "a sample's length does not fit the type (a slice or a short sample on a "
+         "single-element port, or a partial element); it was released";
+}
 
 // Everything of a subscriber that does not depend on T.
 class SubscriberBase {
@@ -1688,7 +1725,7 @@ class SubscriberBase {
   template <class Rep, class Period>
   SHMBUS_NODISCARD Status try_set_spin(std::chrono::duration<Rep, Period> spin) noexcept {
     const char *where = "shmbus::Subscriber::set_spin";
-    if (core_ == nullptr) return failure(SHMBUS_ERR_INVAL, where, kEmptyPort);
+    if (core_ == nullptr) return failure(SHMBUS_ERR_INVAL, where, kEmptyPort());
     return status(shmbus_subscriber_set_spin(core_->sub, timeout_ns(spin)), where);
   }
   template <class Rep, class Period>
@@ -1713,11 +1750,11 @@ class SubscriberBase {
     shmbus_service_opts o;
     int r = port_options<T>(opts, &o);
     if (r != 0) {
-      *why_out = kOtherType;
+      *why_out = kOtherType();
       return r;
     }
     if (node.native_handle() == nullptr) {
-      *why_out = kEmptyPort;
+      *why_out = kEmptyPort();
       return SHMBUS_ERR_INVAL;
     }
     if (service.c_str() == nullptr) return SHMBUS_ERR_NAME;
@@ -1744,7 +1781,7 @@ class SubscriberBase {
                const char **why_out) noexcept {
     *why_out = nullptr;
     if (core_ == nullptr) {
-      *why_out = kEmptyPort;
+      *why_out = kEmptyPort();
       return SHMBUS_ERR_INVAL;
     }
     if (core_->pending != 0) return report_pending(why_out);
@@ -1758,13 +1795,13 @@ class SubscriberBase {
     const bool fits = single ? s.bytes == element : s.bytes != 0 && s.bytes % element == 0;
     if (!fits) {
       (void)out.release_raw(false);
-      *why_out = kWrongLength;
+      *why_out = kWrongLength();
       return SHMBUS_ERR_CORRUPT;
     }
     return 0;
   }
 
-  const char *why() const noexcept { return core_ ? nullptr : kEmptyPort; }
+  const char *why() const noexcept { return core_ ? nullptr : kEmptyPort(); }
 
   SubscriberCore *core_;
 
@@ -1772,7 +1809,7 @@ class SubscriberBase {
   int report_pending(const char **why_out) noexcept {
     const int r = core_->pending;
     core_->pending = 0;
-    *why_out = kPendingRelease;
+    *why_out = kPendingRelease();
     return r;
   }
   int publishers_raw() noexcept {
@@ -1782,7 +1819,7 @@ class SubscriberBase {
     *why_out = nullptr;
     *st = WaitStatus::timed_out;
     if (core_ == nullptr) {
-      *why_out = kEmptyPort;
+      *why_out = kEmptyPort();
       return SHMBUS_ERR_INVAL;
     }
     if (core_->pending != 0) return report_pending(why_out);
@@ -1832,7 +1869,7 @@ class Subscriber : public detail::SubscriberBase {
   Subscriber(const Node &node, const Name &service, const ServiceOptions &opts = ServiceOptions()) {
     const char *w = nullptr;
     const int r = open<T>(node, service, opts, &w);
-    detail::check(r, detail::kSubOpen, w);
+    detail::check(r, detail::kSubOpen(), w);
   }
 #endif
   SHMBUS_NODISCARD static Result<Subscriber> try_open(
@@ -1841,7 +1878,7 @@ class Subscriber : public detail::SubscriberBase {
     Subscriber s;
     const char *w = nullptr;
     const int r = s.template open<T>(node, service, opts, &w);
-    if (r != 0) return detail::failure(r, detail::kSubOpen, w);
+    if (r != 0) return detail::failure(r, detail::kSubOpen(), w);
     return Result<Subscriber>(std::move(s));
   }
 
@@ -1866,7 +1903,7 @@ class Subscriber : public detail::SubscriberBase {
     Sample<T> s;
     const char *w = nullptr;
     const int r = take_raw(latest, sizeof(T), true, s, &w);
-    detail::check(r, detail::kSubTake, w);
+    detail::check(r, detail::kSubTake(), w);
     return s;
   }
 #endif
@@ -1874,7 +1911,7 @@ class Subscriber : public detail::SubscriberBase {
     Sample<T> s;
     const char *w = nullptr;
     const int r = take_raw(latest, sizeof(T), true, s, &w);
-    if (r != 0) return detail::failure(r, detail::kSubTake, w);
+    if (r != 0) return detail::failure(r, detail::kSubTake(), w);
     return Result<Sample<T>>(std::move(s));
   }
 };
@@ -1894,7 +1931,7 @@ class Subscriber<E[]> : public detail::SubscriberBase {
   Subscriber(const Node &node, const Name &service, const ServiceOptions &opts = ServiceOptions()) {
     const char *w = nullptr;
     const int r = open<E[]>(node, service, opts, &w);
-    detail::check(r, detail::kSubOpen, w);
+    detail::check(r, detail::kSubOpen(), w);
   }
 #endif
   SHMBUS_NODISCARD static Result<Subscriber> try_open(
@@ -1903,7 +1940,7 @@ class Subscriber<E[]> : public detail::SubscriberBase {
     Subscriber s;
     const char *w = nullptr;
     const int r = s.template open<E[]>(node, service, opts, &w);
-    if (r != 0) return detail::failure(r, detail::kSubOpen, w);
+    if (r != 0) return detail::failure(r, detail::kSubOpen(), w);
     return Result<Subscriber>(std::move(s));
   }
 
@@ -1922,7 +1959,7 @@ class Subscriber<E[]> : public detail::SubscriberBase {
     Sample<E[]> s;
     const char *w = nullptr;
     const int r = take_raw(latest, sizeof(E), false, s, &w);
-    detail::check(r, detail::kSubTake, w);
+    detail::check(r, detail::kSubTake(), w);
     return s;
   }
 #endif
@@ -1930,7 +1967,7 @@ class Subscriber<E[]> : public detail::SubscriberBase {
     Sample<E[]> s;
     const char *w = nullptr;
     const int r = take_raw(latest, sizeof(E), false, s, &w);
-    if (r != 0) return detail::failure(r, detail::kSubTake, w);
+    if (r != 0) return detail::failure(r, detail::kSubTake(), w);
     return Result<Sample<E[]>>(std::move(s));
   }
 };
@@ -2057,13 +2094,13 @@ class WaitSet {
 #if SHMBUS_CPP_EXCEPTIONS
   // Opens a wait set. Throws Error: INVAL, NOMEM, UNSUPPORTED (not Linux), IO.
   explicit WaitSet(const Node &node) : core_(nullptr) {
-    detail::check(open(node), detail::kWsOpen, node ? nullptr : detail::kEmptyPort);
+    detail::check(open(node), detail::kWsOpen(), node ? nullptr : detail::kEmptyPort());
   }
 #endif
   SHMBUS_NODISCARD static Result<WaitSet> try_open(const Node &node) noexcept {
     WaitSet w;
     const int r = w.open(node);
-    if (r != 0) return detail::failure(r, detail::kWsOpen, node ? nullptr : detail::kEmptyPort);
+    if (r != 0) return detail::failure(r, detail::kWsOpen(), node ? nullptr : detail::kEmptyPort());
     return Result<WaitSet>(std::move(w));
   }
 
@@ -2150,7 +2187,8 @@ class WaitSet {
   template <class T>
   SHMBUS_NODISCARD Status try_detach(Subscriber<T> &sub) noexcept {
     const char *where = "shmbus::WaitSet::detach";
-    if (core_ == nullptr || !sub) return detail::failure(SHMBUS_ERR_INVAL, where, detail::kEmptyPort);
+    if (core_ == nullptr || !sub)
+      return detail::failure(SHMBUS_ERR_INVAL, where, detail::kEmptyPort());
     detail::Attachment *a = sub.core_->attachment;
     if (a == nullptr || a->ws != core_) return detail::failure(SHMBUS_ERR_NOT_FOUND, where);
     detail::detach(sub.core_);
@@ -2226,7 +2264,7 @@ class WaitSet {
   Code attach_raw(detail::SubscriberBase &sub, const void *tag,
                   std::unique_ptr<detail::Callback> *cb) {
     if (core_ == nullptr || sub.core_ == nullptr) {
-      Code c = {SHMBUS_ERR_INVAL, detail::kEmptyPort};
+      Code c = {SHMBUS_ERR_INVAL, detail::kEmptyPort()};
       return c;
     }
     if (sub.core_->attachment != nullptr) {
@@ -2280,7 +2318,7 @@ class WaitSet {
     *out = Events(nullptr, 0);
     *why = nullptr;
     if (core_ == nullptr) {
-      *why = detail::kEmptyPort;
+      *why = detail::kEmptyPort();
       return SHMBUS_ERR_INVAL;
     }
     if (core_->dispatching) {
@@ -2338,10 +2376,12 @@ class WaitSet {
     return Result<bool>(run(*events));
   }
 
-  static Status status(Code c) noexcept { return detail::status(c.code, detail::kWsAttach, c.why); }
-  static Status status(int code) noexcept { return detail::status(code, detail::kWsAttach); }
+  static Status status(Code c) noexcept {
+    return detail::status(c.code, detail::kWsAttach(), c.why);
+  }
+  static Status status(int code) noexcept { return detail::status(code, detail::kWsAttach()); }
 #if SHMBUS_CPP_EXCEPTIONS
-  static void check(Code c) { detail::check(c.code, detail::kWsAttach, c.why); }
+  static void check(Code c) { detail::check(c.code, detail::kWsAttach(), c.why); }
   static void check(const Status &s) { s.value(); }
   Events wait_or_throw(std::int64_t ns) {
     Events ev(nullptr, 0);

@@ -15,6 +15,12 @@
 /* How long an opener waits for a segment's creator to finish it. */
 #define SHMBUS__INIT_TIMEOUT_NS (UINT64_C(2000) * 1000 * 1000)
 
+/* Sets what shmbus_error_detail() returns to this thread (fmt NULL: ""). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 1, 2)))
+#endif
+void shmbus__set_error_detail(const char *fmt, ...);
+
 #define SHMBUS__ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((uint64_t)(a) - 1))
 
 /* ---- node.c ------------------------------------------------------------- */

@@ -113,19 +113,56 @@ static int config_from_opts(const char *name, const shmbus_service_opts *o,
   return shmbus__layout_compute(cfg, &layout);
 }
 
-/* Whether options asked of an existing service fit what it has. */
+/* Whether options asked of an existing service fit what it has; if not,
+ * says what differs (shmbus_error_detail). */
 static int config_compatible(const shmbus__service_config *have, const char *name,
                              const shmbus_service_opts *o) {
-  if (strcmp((const char *)have->name, name) != 0) return 0; /* hash collision */
-  if (strcmp((const char *)have->type_name, o->type.name) != 0 ||
-      have->element_size != o->type.size || have->element_align != o->type.align)
+  if (strcmp((const char *)have->name, name) != 0) { /* hash collision */
+    shmbus__set_error_detail("service '%s': its object holds service '%s' (the names' hashes "
+                             "collide: rename one)", name, (const char *)have->name);
     return 0;
-  if (o->max_elements > have->max_elements || o->max_publishers > have->max_publishers ||
-      o->max_subscribers > have->max_subscribers || o->queue_depth > have->queue_depth ||
-      o->history > have->history || o->max_loans > have->max_loans ||
-      o->max_held > have->max_held)
+  }
+  if (strcmp((const char *)have->type_name, o->type.name) != 0) {
+    shmbus__set_error_detail("service '%s' carries type '%s', not '%s'", name,
+                             (const char *)have->type_name, o->type.name);
     return 0;
-  return o->overflow == SHMBUS_OVERFLOW_DEFAULT || (uint32_t)o->overflow == have->overflow;
+  }
+  if (have->element_size != o->type.size || have->element_align != o->type.align) {
+    shmbus__set_error_detail(
+        "service '%s': type '%s' is %zu bytes with alignment %zu here, %u bytes with "
+        "alignment %u in the service (a 32-bit and a 64-bit build of one struct differ when "
+        "it has 8-byte fields without explicit alignment: see the README, \"Mixed 32- and "
+        "64-bit processes\")",
+        name, o->type.name, o->type.size, o->type.align, (unsigned)have->element_size,
+        (unsigned)have->element_align);
+    return 0;
+  }
+  const struct {
+    const char *what;
+    uint32_t asked, has;
+  } limits[] = {
+      {"max_elements", o->max_elements, have->max_elements},
+      {"max_publishers", o->max_publishers, have->max_publishers},
+      {"max_subscribers", o->max_subscribers, have->max_subscribers},
+      {"queue_depth", o->queue_depth, have->queue_depth},
+      {"history", o->history, have->history},
+      {"max_loans", o->max_loans, have->max_loans},
+      {"max_held", o->max_held, have->max_held},
+  };
+  for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
+    if (limits[i].asked > limits[i].has) {
+      shmbus__set_error_detail("service '%s': %s %u asked, the service has %u (0 takes the "
+                               "service's)", name, limits[i].what, (unsigned)limits[i].asked,
+                               (unsigned)limits[i].has);
+      return 0;
+    }
+  if (o->overflow != SHMBUS_OVERFLOW_DEFAULT && (uint32_t)o->overflow != have->overflow) {
+    shmbus__set_error_detail("service '%s': overflow %d asked, the service has %u "
+                             "(SHMBUS_OVERFLOW_DEFAULT takes the service's)", name, o->overflow,
+                             (unsigned)have->overflow);
+    return 0;
+  }
+  return 1;
 }
 
 /* The largest service segment any valid configuration lays out: openers
@@ -283,6 +320,7 @@ static int open_service(shmbus__service *svc, const char *name,
 int shmbus__service_attach(shmbus_node *node, const char *name,
                            const shmbus_service_opts *opts, shmbus__service *svc) {
   memset(svc, 0, sizeof *svc);
+  shmbus__set_error_detail(NULL);
   if (node == NULL || name == NULL || opts == NULL) return SHMBUS_ERR_INVAL;
   int r = shmbus__check_service_name(name);
   if (r) return r;

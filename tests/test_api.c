@@ -34,14 +34,32 @@ static shmbus_subscriber *open_sub(shmbus_node *node, const char *service,
 }
 
 /* Both open functions must fail with `err` and clear *out. */
-static void expect_open_error(shmbus_node *node, const char *service,
-                              const shmbus_service_opts *o, int err) {
+/* Both opens fail with `err`; for INCOMPATIBLE, shmbus_error_detail names
+ * the mismatch: it contains `detail` (NULL: anything but ""). */
+static void expect_open_refused(shmbus_node *node, const char *service,
+                                const shmbus_service_opts *o, int err, const char *detail) {
   shmbus_publisher *pub = SENTINEL;
   shmbus_subscriber *sub = SENTINEL;
   ts_assert_err(shmbus_publisher_open(node, service, o, &pub), err);
   assert_null(pub);
-  ts_assert_err(shmbus_subscriber_open(node, service, o, &sub), err);
-  assert_null(sub);
+  for (int port = 0; port < 2 && err == SHMBUS_ERR_INCOMPATIBLE; port++) {
+    const char *d = shmbus_error_detail();
+    if (d[0] == '\0' || (detail != NULL && strstr(d, detail) == NULL))
+      fail_msg("error detail \"%s\" does not say \"%s\"", d, detail ? detail : "anything");
+    if (port == 0) {
+      ts_assert_err(shmbus_subscriber_open(node, service, o, &sub), err);
+      assert_null(sub);
+    }
+  }
+  if (err != SHMBUS_ERR_INCOMPATIBLE) {
+    ts_assert_err(shmbus_subscriber_open(node, service, o, &sub), err);
+    assert_null(sub);
+  }
+}
+
+static void expect_open_error(shmbus_node *node, const char *service,
+                              const shmbus_service_opts *o, int err) {
+  expect_open_refused(node, service, o, err, NULL);
 }
 
 static void publish_seq(shmbus_publisher *pub, uint64_t tag, uint64_t seq) {
@@ -557,18 +575,21 @@ static void test_incompatible_open(void **state) {
 
   o = base_opts();
   o.type.name = "shmbus-test/Other";
-  expect_open_error(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE);
+  expect_open_refused(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE, "not 'shmbus-test/Other'");
   o = base_opts();
   o.type.size = sizeof(ts_sample) + 8;
-  expect_open_error(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE);
+  char want[128];
+  snprintf(want, sizeof want, "is %zu bytes with alignment %zu here, %zu bytes", o.type.size,
+           o.type.align, sizeof(ts_sample));
+  expect_open_refused(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE, want);
   o = base_opts();
   o.type.size = sizeof(ts_sample) - 8;
   expect_open_error(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE);
   o = base_opts();
-  o.type.align = 16;
+  o.type.align *= 2; /* ts_sample's: 8 on x86-64, 4 on i386 */
   expect_open_error(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE);
   o = base_opts();
-  o.type.align = 4;
+  o.type.align /= 2;
   expect_open_error(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE);
 
   const size_t limits[] = {
@@ -582,7 +603,8 @@ static void test_incompatible_open(void **state) {
     memcpy(&have, (char *)&o + limits[i], sizeof have);
     uint32_t v = have + 1; /* larger: refused */
     memcpy((char *)&o + limits[i], &v, sizeof v);
-    expect_open_error(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE);
+    snprintf(want, sizeof want, " %u asked, the service has %u", (unsigned)v, (unsigned)have);
+    expect_open_refused(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE, want);
     v = have - 1; /* smaller (history 1, others >= 1): fine */
     memcpy((char *)&o + limits[i], &v, sizeof v);
     expect_open_ok_and_close(node, "compat", &o);
@@ -593,9 +615,10 @@ static void test_incompatible_open(void **state) {
 
   o = base_opts();
   o.overflow = SHMBUS_OVERFLOW_DROP_OLDEST;
-  expect_open_error(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE);
+  expect_open_refused(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE, "overflow 1 asked");
   o.overflow = SHMBUS_OVERFLOW_DEFAULT;
   expect_open_ok_and_close(node, "compat", &o);
+  assert_string_equal(shmbus_error_detail(), ""); /* a successful open clears it */
   o = base_opts();
   expect_open_ok_and_close(node, "compat", &o);
 
