@@ -23,8 +23,9 @@ constexpr std::uint32_t kWidth = 2048;
 constexpr std::uint32_t kHeight = 1024;
 constexpr std::uint32_t kFourccRgba = 0x41424752u;  // 'RGBA'
 
+// Laid out the same in every ABI (shmbus.h, "Sample types").
 struct Frame {
-  std::uint64_t number;        // frames since the driver started, from 0
+  SHMBUS_ALIGNAS(8) std::uint64_t number;  // frames since the driver started, from 0
   std::uint64_t exposure_ns;   // when the exposure started (CLOCK_MONOTONIC)
   std::uint32_t width;         // pixels
   std::uint32_t height;        // rows
@@ -32,7 +33,8 @@ struct Frame {
   std::uint32_t fourcc;        // pixel format
   std::uint32_t pixels[kWidth * kHeight];  // 8 MiB, row after row
 };
-static_assert(sizeof(Frame) == 32 + std::size_t(8) * 1024 * 1024, "an 8 MiB image and its header");
+SHMBUS_ASSERT_LAYOUT(Frame, 32 + std::size_t(8) * 1024 * 1024, 8);  // an 8 MiB image, a header
+SHMBUS_ASSERT_OFFSET(Frame, pixels, 32);
 
 // The frame service: two frames in each subscriber's queue (a viewer wants
 // the newest, not a backlog), the oldest dropped when it falls behind. The

@@ -29,21 +29,22 @@
  * the examples' publishing pace; overflow still drops the oldest. */
 #define IMU_QUEUE_DEPTH 256u
 
+/* Laid out the same in every ABI (shmbus.h, "Sample types"): a 32-bit and
+ * a 64-bit build of a driver and its consumers share the service. */
 typedef struct Imu {
-  uint64_t timestamp_ns; /* when the sensor was read (CLOCK_MONOTONIC) */
-  uint64_t counter;      /* readings since the driver started, from 0  */
-  float accel[3];        /* m/s^2, x y z                               */
-  float gyro[3];         /* rad/s, x y z                               */
+  SHMBUS_ALIGNAS(8) uint64_t timestamp_ns; /* when read (CLOCK_MONOTONIC) */
+  uint64_t counter;                        /* readings since the start, from 0 */
+  float accel[3];                          /* m/s^2, x y z                */
+  float gyro[3];                           /* rad/s, x y z                */
 } Imu;
+SHMBUS_ASSERT_LAYOUT(Imu, 40, 8);
+SHMBUS_ASSERT_OFFSET(Imu, accel, 16);
+SHMBUS_ASSERT_OFFSET(Imu, gyro, 28);
 
 #ifdef __cplusplus
 #define IMU_ALIGN alignof(Imu)
-static_assert(sizeof(Imu) == 40, "Imu has no padding: 40 bytes");
-static_assert(offsetof(Imu, accel) == 16, "Imu.accel moved");
 #else
 #define IMU_ALIGN _Alignof(Imu)
-_Static_assert(sizeof(Imu) == 40, "Imu has no padding: 40 bytes");
-_Static_assert(offsetof(Imu, accel) == 16, "Imu.accel moved");
 #endif
 
 /* The service options every Imu port uses. All ports must ask for the same

@@ -237,6 +237,60 @@ typedef struct shmbus_type {
   size_t align;     /* power of two, 1 to 4096                         */
 } shmbus_type;
 
+/* ---- Sample types that every process lays out the same ----
+ *
+ * Subscribers read a sample in the publisher's memory, in place, so every
+ * process of a service must lay its type out byte for byte the same: C and
+ * C++, and 32- and 64-bit builds on one machine (an i386 and an x86-64
+ * process share a service like any two). The open compares the type's
+ * name, size and alignment and refuses a mismatch (SHMBUS_ERR_INCOMPATIBLE,
+ * with shmbus_error_detail() saying what differs). A type that follows these
+ * rules matches in every ABI:
+ *
+ *   1. fixed-width fields only: (u)int8/16/32/64_t, float, double, arrays
+ *      and structs of them. No pointers, long, size_t, bool, enums or
+ *      bit-fields (their sizes differ between ABIs);
+ *   2. every field at an offset that is a multiple of its size, the padding
+ *      spelled out as fields (uint32_t reserved;): nothing for the compiler
+ *      to insert, and the size a multiple of the largest field;
+ *   3. the alignment explicit: SHMBUS_ALIGNAS(8) on the first field of a
+ *      type with a 64-bit field, since i386 aligns uint64_t and double to 4
+ *      inside structs (x86-64 and aarch64 to 8);
+ *   4. the layout stated, so that a build that differs fails to compile:
+ *      SHMBUS_ASSERT_LAYOUT(T, size, align) after the type, and
+ *      SHMBUS_ASSERT_OFFSET(T, field, offset) for fields that matter.
+ *
+ *   typedef struct imu {
+ *     SHMBUS_ALIGNAS(8) uint64_t timestamp_ns;
+ *     uint64_t counter;
+ *     double temperature;
+ *     float accel[3];
+ *     uint32_t reserved;    (rule 2: 36 -> 40 bytes, spelled out)
+ *   } imu;
+ *   SHMBUS_ASSERT_LAYOUT(imu, 40, 8);
+ *   SHMBUS_ASSERT_OFFSET(imu, accel, 24);
+ *
+ * In C++ (<shmbus.hpp>) the same macros work at namespace scope. */
+#if defined(__cplusplus)
+#define SHMBUS_ALIGNAS(n) alignas(n)
+#define SHMBUS__STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#define SHMBUS__ALIGNOF(T) alignof(T)
+#else
+#define SHMBUS_ALIGNAS(n) _Alignas(n)
+#define SHMBUS__STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#define SHMBUS__ALIGNOF(T) _Alignof(T)
+#endif
+#define SHMBUS_ASSERT_LAYOUT(T, size, align)                                                   \
+  SHMBUS__STATIC_ASSERT(sizeof(T) == (size), #T " is not " #size " bytes in this build: "     \
+                                             "a field's size or padding differs (see shmbus.h, " \
+                                             "\"Sample types\")");                              \
+  SHMBUS__STATIC_ASSERT(SHMBUS__ALIGNOF(T) == (align),                                          \
+                        #T " is not aligned to " #align " in this build: put SHMBUS_ALIGNAS(" \
+                        #align ") on its first field")
+#define SHMBUS_ASSERT_OFFSET(T, field, offset)                                                 \
+  SHMBUS__STATIC_ASSERT(offsetof(T, field) == (offset),                                        \
+                        #T "." #field " is not at offset " #offset " in this build")
+
 /* What a publisher does when a subscriber's queue is full. */
 enum {
   SHMBUS_OVERFLOW_DEFAULT = 0,     /* DROP_OLDEST when creating, any when opening */

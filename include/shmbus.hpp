@@ -501,13 +501,17 @@ using Timestamp = Clock::time_point;
 
 // A NUL-terminated name for the C API: from a const char *, a std::string
 // or (C++17) a std::string_view, which is copied (names are short). Used
-// only for the duration of the call it is passed to.
+// only for the duration of the call it is passed to. A std::string or
+// std::string_view with a NUL inside cannot be given (the C API would see
+// another name, the part before the NUL).
 class Name {
  public:
   Name(const char *s) noexcept : p_(s), ok_(s != nullptr) {}
-  Name(const std::string &s) noexcept : p_(s.c_str()), ok_(true) {}
+  Name(const std::string &s) noexcept : p_(s.c_str()), ok_(s.find('\0') == std::string::npos) {}
 #if SHMBUS_CPP17
-  Name(std::string_view s) noexcept : p_(buf_), ok_(s.size() <= SHMBUS_SERVICE_NAME_MAX) {
+  Name(std::string_view s) noexcept
+      : p_(buf_),
+        ok_(s.size() <= SHMBUS_SERVICE_NAME_MAX && s.find('\0') == std::string_view::npos) {
     const std::size_t n = ok_ ? s.size() : 0;
     if (n > 0) std::memcpy(buf_, s.data(), n);
     buf_[n] = '\0';
@@ -523,7 +527,8 @@ class Name {
   }
   Name &operator=(const Name &) = delete;
 
-  // nullptr when the name could not be given (NULL, or too long to copy).
+  // nullptr when the name could not be given (NULL, too long to copy, or
+  // with a NUL inside).
   const char *c_str() const noexcept { return ok_ ? p_ : nullptr; }
 
  private:
@@ -1476,6 +1481,7 @@ class Publisher<E[]> : public detail::PublisherBase {
       *why = "a sample has at least one element";
       return SHMBUS_ERR_INVAL;
     }
+    if (!is_open() || !loan) return publish_raw(loan, 0, why);  // INVAL: says which is empty
     if (n > loan.size()) {
       *why = "more elements than were loaned";
       return SHMBUS_ERR_TOO_LARGE;
@@ -1561,11 +1567,13 @@ class SampleBase {
     return s_.payload;
   }
   // `deferred`: nobody receives the code (a destructor, a move over it), so
-  // the subscriber reports it later.
+  // the subscriber reports it later. Only CORRUPT is: the other codes
+  // (NOT_HELD) mean that the sample was released already, through the C
+  // API, which is not news about the memory.
   int release_raw(bool deferred) noexcept {
     if (core_ == nullptr) return 0;
     const int r = shmbus_subscriber_release(core_->sub, &s_);
-    if (r != 0 && deferred) {
+    if (r == SHMBUS_ERR_CORRUPT && deferred) {
       core_->pending = r;
       core_->release_errors++;
     }

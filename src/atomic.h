@@ -36,8 +36,19 @@ void shmbus__fuzz_access(const void *addr, unsigned size);
 
 #include <atomic_ops.h>
 
-_Static_assert(sizeof(AO_t) == 8, "the libatomic_ops backend needs a 64-bit AO_t");
+/* Every shared word is a plain 32- or 64-bit word that other processes
+ * change concurrently: each operation must be one lock-free instruction
+ * sequence (a lock would be this process's alone). libatomic_ops gives
+ * 64-bit words only where AO_t is 64 bits: 32-bit targets use the C11
+ * backend, whose check is below. */
+_Static_assert(sizeof(AO_t) == 8, "the libatomic_ops backend needs a 64-bit AO_t: on a 32-bit "
+                                  "target configure with -DSHMBUS_ATOMICS=c11");
 _Static_assert(sizeof(unsigned) == 4, "the libatomic_ops backend needs a 32-bit unsigned");
+#if !defined(AO_HAVE_fetch_compare_and_swap_full) || !defined(AO_HAVE_fetch_and_add_full) ||   \
+    !defined(AO_HAVE_load_acquire) || !defined(AO_HAVE_store_release) ||                      \
+    !defined(AO_HAVE_int_fetch_compare_and_swap_full) || !defined(AO_HAVE_int_fetch_and_add_full)
+#error "libatomic_ops has no native compare-and-swap or fetch-and-add here: use -DSHMBUS_ATOMICS=c11"
+#endif
 
 #define SHMBUS__A64(p) ((volatile AO_t *)(void *)(p))
 #define SHMBUS__A32(p) ((volatile unsigned *)(void *)(p))
@@ -101,6 +112,18 @@ static inline void shmbus__fence_seq_cst(void) { AO_nop_full(); }
 
 _Static_assert(sizeof(_Atomic uint64_t) == sizeof(uint64_t), "atomic 64-bit words must be plain words");
 _Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "atomic 32-bit words must be plain words");
+/* Lock-free, always: another process changes these words, and a lock
+ * (libatomic's fallback) would be this process's alone. 32-bit x86 gets
+ * 64-bit atomics from cmpxchg8b (i586 and later; Debian's i386 baseline is
+ * i686); -march=i386 fails here. */
+#if ATOMIC_INT_LOCK_FREE != 2 || ATOMIC_LLONG_LOCK_FREE != 2
+#error "shmbus needs always-lock-free 32- and 64-bit atomics (on 32-bit x86: -march=i586 or later)"
+#endif
+#if defined(__GNUC__)
+_Static_assert(__atomic_always_lock_free(sizeof(uint64_t), 0) &&
+                   __atomic_always_lock_free(sizeof(uint32_t), 0),
+               "shmbus needs always-lock-free 32- and 64-bit atomics");
+#endif
 
 #define SHMBUS__A64(p) ((_Atomic uint64_t *)(void *)(p))
 #define SHMBUS__A32(p) ((_Atomic uint32_t *)(void *)(p))

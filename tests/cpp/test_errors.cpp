@@ -201,6 +201,22 @@ TEST_SUITE("errors") {
     CHECK_THROWS_AS(shmbus::Node(shmbus::NodeOptions().domain("")), shmbus::Error);
   }
 
+  TEST_CASE("a name with a NUL inside is NAME, never the part before the NUL") {
+    TestDomain d;
+    shmbus::Node node = d.node();
+    const std::string with_nul("nul-name\0tail", 13);
+    REQUIRE(with_nul.size() == 13);
+    CHECK(shmbus::Publisher<Reading>::try_open(node, with_nul).error() == SHMBUS_ERR_NAME);
+    CHECK(shmbus::Node::try_open(shmbus::NodeOptions().domain(std::string("dom\0x", 5))).error() ==
+          SHMBUS_ERR_NAME);
+#if SHMBUS_CPP17
+    CHECK(shmbus::Subscriber<Reading>::try_open(node, std::string_view(with_nul)).error() ==
+          SHMBUS_ERR_NAME);
+#endif
+    for (const std::string &o : cpptest::objects_of(d.name()))  // no service "nul-name"
+      CHECK_MESSAGE(o.find(".n.") != std::string::npos, o);
+  }
+
   TEST_CASE("a node: domain, id, node list, cleanup, and the directory backend") {
     TestDomain d;
     shmbus::Node node = d.node();

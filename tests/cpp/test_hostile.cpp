@@ -144,6 +144,41 @@ TEST_SUITE("hostile") {
     CHECK(cpptest::wait_child(pid) == 0);
   }
 
+  TEST_CASE("a timestamp forged past INT64_MAX reads as Timestamp::max(); age() cannot overflow") {
+    TestDomain d;
+    const std::string service = cpptest::service_name("stamp");
+    shmbus::Node node = d.node();
+    shmbus::Publisher<Reading> pub(node, service);
+    shmbus::Subscriber<Reading> sub(node, service);
+    REQUIRE(cpptest::connect(pub, sub));
+    const std::uint64_t forged[] = {UINT64_C(1) << 63, UINT64_MAX, UINT64_C(1) << 62};
+    std::uint64_t seq = 0;
+    for (std::uint64_t stamp : forged) {
+      shmbus::Loan<Reading> loan = pub.loan();
+      loan.write(make_reading(seq));
+      // A publisher may write its own data segment at any time: this one
+      // rewrites the chunk header's timestamp after publishing. The header
+      // (src/layout.h: sequence, timestamp_ns, publisher_id, ...; 32 bytes)
+      // precedes the payload, which follows at the type's alignment (8).
+      auto *header = reinterpret_cast<std::uint64_t *>(
+          reinterpret_cast<unsigned char *>(loan.get()) - 32);
+      pub.publish(std::move(loan));
+      REQUIRE(header[0] == seq);       // sequence: the layout is as assumed
+      REQUIRE(header[2] == pub.id());  // publisher_id
+      __atomic_store_n(&header[1], stamp, __ATOMIC_RELEASE);
+      shmbus::Sample<Reading> s = sub.take();
+      REQUIRE(s);
+      CHECK(s.timestamp_ns() == stamp);
+      const shmbus::Clock::duration age = s.age();  // UBSan: no signed overflow
+      CHECK(age < shmbus::Clock::duration::zero());  // from the future
+      if (stamp > static_cast<std::uint64_t>(INT64_MAX))
+        CHECK(s.timestamp() == shmbus::Timestamp::max());
+      else
+        CHECK(s.timestamp().time_since_epoch().count() == static_cast<std::int64_t>(stamp));
+      seq++;
+    }
+  }
+
   TEST_CASE("a buggy C publisher's short sample is refused; its next one is taken") {
     TestDomain d;
     const std::string service = cpptest::service_name("short");

@@ -7,9 +7,32 @@
 // Sample or Loan does when dereferenced.
 #include "support.hpp"
 
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+
 using cpptest::make_reading;
 using cpptest::Reading;
 using cpptest::TestDomain;
+
+namespace {
+
+// A plain type whose default constructor may throw (legal for a sample
+// type: it is still trivially copyable and standard layout).
+bool g_throw_in_ctor = false;
+struct ThrowingCtor {
+  std::uint64_t v;
+  ThrowingCtor() : v(7) {
+    if (g_throw_in_ctor) throw std::runtime_error("ThrowingCtor");
+  }
+};
+static_assert(std::is_trivially_copyable<ThrowingCtor>::value &&
+                  std::is_standard_layout<ThrowingCtor>::value,
+              "a sample type");
+
+}  // namespace
+
+SHMBUS_TYPE_NAME(ThrowingCtor, "shmbus-cpp-test/ThrowingCtor");
 
 namespace {
 
@@ -46,6 +69,53 @@ TEST_SUITE("ownership") {
       REQUIRE(fifth.error() == SHMBUS_ERR_LOAN_LIMIT);
     }
     CHECK(!p.sub.take());  // nothing was published
+  }
+
+  TEST_CASE("a loan whose T constructor throws is discarded, never leaked") {
+    TestDomain d;
+    shmbus::Node node = d.node();
+    const shmbus::ServiceOptions opts = small().max_elements(4);
+    {
+      shmbus::Publisher<ThrowingCtor> pub(node, cpptest::service_name("throwing"), opts);
+      shmbus::Publisher<ThrowingCtor[]> slices(node, cpptest::service_name("throwing[]"), opts);
+      static_assert(!noexcept(pub.try_loan()), "T's constructor may throw");
+      static_assert(noexcept(std::declval<shmbus::Publisher<Reading> &>().try_loan()),
+                    "a plain T's cannot");
+      g_throw_in_ctor = true;
+      for (int i = 0; i < 10; i++) {  // more than max_loans: each came back
+        CHECK_THROWS_AS((void)pub.loan(), std::runtime_error);
+        CHECK_THROWS_AS((void)slices.loan(3), std::runtime_error);
+      }
+      g_throw_in_ctor = false;
+      std::vector<shmbus::Loan<ThrowingCtor>> held;
+      for (int k = 0; k < 4; k++) held.push_back(pub.loan());
+      CHECK(held[3]->v == 7);  // constructed
+      shmbus::Loan<ThrowingCtor[]> slice = slices.loan(4);
+      CHECK(slice[3].v == 7);
+    }
+    // The ports closed with their handles: no loan kept them open.
+    CHECK(cpptest::eventually([&] {
+      for (const std::string &o : cpptest::objects_of(d.name()))
+        if (o.find(".n.") == std::string::npos) return false;
+      return true;
+    }));
+  }
+
+  TEST_CASE("a Sample released through the C API is not reported as an error by its destructor") {
+    TestDomain d;
+    Pair p(d);
+    p.pub.send(make_reading(1));
+    p.pub.send(make_reading(2));
+    {
+      shmbus::Sample<Reading> s = p.sub.take();
+      REQUIRE(s);
+      CHECK(shmbus_subscriber_release(p.sub.native_handle(), &s.native()) == 0);
+    }  // its release now says NOT_HELD: nothing about the memory
+    CHECK(p.sub.release_errors() == 0);
+    shmbus::Result<shmbus::Sample<Reading>> next = p.sub.try_take();
+    REQUIRE(next.ok());
+    REQUIRE(*next);
+    CHECK((*next)->seq == 2);
   }
 
   TEST_CASE("publish consumes the loan; a failed publish leaves it with the caller") {

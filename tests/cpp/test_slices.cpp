@@ -64,6 +64,13 @@ TEST_SUITE("slices") {
     CHECK(pub.try_publish(std::move(loan), 0).error() == SHMBUS_ERR_INVAL);
     CHECK(pub.try_publish(std::move(loan), 17).error() == SHMBUS_ERR_TOO_LARGE);
     REQUIRE(loan);  // refused: still ours
+    shmbus::Loan<std::uint32_t[]> empty;  // an empty loan is INVAL whatever n is
+    shmbus::Status st = pub.try_publish(std::move(empty), 1);
+    CHECK(st.error() == SHMBUS_ERR_INVAL);
+    CHECK(std::string(st.detail() ? st.detail() : "").find("loan is empty") != std::string::npos);
+    shmbus::Publisher<std::uint32_t[]> closed;
+    CHECK(closed.try_publish(std::move(loan), 3).error() == SHMBUS_ERR_INVAL);
+    REQUIRE(loan);
     pub.publish(std::move(loan), 3);
     shmbus::Sample<std::uint32_t[]> s = sub.take();
     REQUIRE(s);
