@@ -46,8 +46,18 @@
  * or virtual function of it runs there, and no pointer means anything there.
  * Fixed-width integers, float, double, enums with a fixed underlying type and
  * fixed-size arrays of them, in plain structs; no pointers, references,
- * std::string or std::vector. A variable number of elements is a slice,
- * Publisher<T[]> / Subscriber<T[]>, with up to max_elements elements.
+ * std::string or std::vector; laid out as <shmbus.h> says ("Sample types
+ * that every process lays out the same": SHMBUS_ALIGNAS,
+ * SHMBUS_ASSERT_LAYOUT) when 32-bit or C peers share the service. A
+ * variable number of elements is a slice, Publisher<T[]> / Subscriber<T[]>,
+ * with up to max_elements elements.
+ * A Sample's bytes are whatever its publisher wrote (docs/security.md: a
+ * buggy or hostile one may write anything, even while it is read): the
+ * header checks the length against T, never the contents. So prefer types
+ * for which every bit pattern is a value: a bool holding 2, or an enum
+ * without a fixed underlying type holding a value outside its range, is
+ * undefined behaviour when read (use an integer), and a count or an index
+ * read from a sample is checked before it is used.
  *
  * The service's type descriptor comes from T: its size, its alignment and a
  * name given once per type, with SHMBUS_TYPE_NAME(T, "name") at global scope
@@ -64,12 +74,18 @@
  *     library's message (message()), the C++ function that failed (where())
  *     and, in what(), all of that in one line. No other exception type is
  *     thrown by this header, except std::bad_alloc from the standard
- *     library's containers (Node::nodes, WaitSet::attach).
- *   - every operation that can fail has a try_ form, noexcept, returning
- *     Result<X> (a value or a code) or Status (Result<void>). Built with
- *     -fno-exceptions (or SHMBUS_CPP_EXCEPTIONS defined to 0) only the try_
- *     forms exist: a throwing call does not compile. Result::value() of a
- *     failure throws the Error, or without exceptions prints it and aborts.
+ *     library's containers (Node::nodes, WaitSet::attach) and what the
+ *     user's code throws: T's constructors (emplace, or a loan of a T whose
+ *     default constructor does something) and WaitSet callbacks.
+ *   - every operation that can fail has a try_ form returning Result<X> (a
+ *     value or a code) or Status (Result<void>), noexcept except where the
+ *     user's code or an allocation runs: try_nodes and try_attach
+ *     (std::bad_alloc), try_dispatch (the callbacks), try_loan of a T whose
+ *     default constructor may throw. Built with -fno-exceptions (or
+ *     SHMBUS_CPP_EXCEPTIONS defined to 0, the same in every translation
+ *     unit) only the try_ forms exist: a throwing call does not compile.
+ *     Result::value() of a failure throws the Error, or without exceptions
+ *     prints it and aborts.
  * Conditions that are not failures are values, never exceptions: "nothing
  * queued" is an empty Sample from take() and take_latest(); a wait that
  * timed out or whose publishers left returns WaitStatus::timed_out or
@@ -125,7 +141,7 @@
  * over together). Different ports may be used from different threads; Node
  * operations and opening ports are thread-safe. A WaitSet is used by one
  * thread, except trigger(), which any thread or a signal handler may call
- * while the WaitSet object exists.
+ * but not concurrently with the WaitSet's close, move or destruction.
  *
  * ---- Hot path ------------------------------------------------------------------
  * loan, publish, send, take, take_latest, release and the destructors of
@@ -1489,7 +1505,7 @@ class Publisher<E[]> : public detail::PublisherBase {
     return publish_raw(loan, n * sizeof(E), why);
   }
   int send_slice(const E *data, std::size_t n) noexcept {
-    if (n == 0 || data == nullptr) return SHMBUS_ERR_INVAL;
+    if (!is_open() || n == 0 || data == nullptr) return SHMBUS_ERR_INVAL;
     if (n > SIZE_MAX / sizeof(E)) return SHMBUS_ERR_TOO_LARGE;
     return send_raw(data, n * sizeof(E));
   }
@@ -2214,7 +2230,8 @@ class WaitSet {
   SHMBUS_NODISCARD Result<bool> try_dispatch() { return try_run(try_wait()); }
 
   // Wakes the waiter, whose wait reports a trigger event (for shutdown).
-  // Any thread, or a signal handler, while this object exists.
+  // Any thread, or a signal handler, but not concurrently with the WaitSet's
+  // close, move or destruction. Nothing on an empty WaitSet.
   void trigger() const noexcept {
     if (core_ != nullptr) (void)shmbus_waitset_trigger(core_->ws);
   }

@@ -70,6 +70,7 @@ TEST_SUITE("slices") {
     CHECK(std::string(st.detail() ? st.detail() : "").find("loan is empty") != std::string::npos);
     shmbus::Publisher<std::uint32_t[]> closed;
     CHECK(closed.try_publish(std::move(loan), 3).error() == SHMBUS_ERR_INVAL);
+    CHECK(closed.try_send(loan.data(), SIZE_MAX).error() == SHMBUS_ERR_INVAL);  // empty first
     REQUIRE(loan);
     pub.publish(std::move(loan), 3);
     shmbus::Sample<std::uint32_t[]> s = sub.take();
