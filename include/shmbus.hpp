@@ -435,6 +435,14 @@ class Result<void> {
 using Status = Result<void>;
 
 namespace detail {
+// What the C library found on a failed open (shmbus_error_detail(): which
+// setting of an INCOMPATIBLE service differs), or nullptr. The text is the
+// thread's and lasts until its next open: an Error copies it at once, a
+// Status's detail() is read before the thread opens another port.
+inline const char *open_detail() noexcept {
+  const char *d = shmbus_error_detail();
+  return d[0] != '\0' ? d : nullptr;
+}
 inline Failure failure(int code, const char *where, const char *detail = nullptr) noexcept {
   Failure f = {code, where, detail};
   return f;
@@ -1272,6 +1280,7 @@ class PublisherBase {
     r = shmbus_publisher_open(node.native_handle(), service.c_str(), &o, &core->pub);
     if (r != 0) {
       delete core;
+      *why = detail::open_detail();
       return r;
     }
     core->refs = 1;
@@ -1787,6 +1796,7 @@ class SubscriberBase {
     r = shmbus_subscriber_open(node.native_handle(), service.c_str(), &o, &core->sub);
     if (r != 0) {
       delete core;
+      *why_out = detail::open_detail();
       return r;
     }
     core->refs = 1;

@@ -30,6 +30,8 @@ TEST_SUITE("errors") {
       CHECK(what.find("shmbus::Subscriber::open") != std::string::npos);
       CHECK(what.find(e.message()) != std::string::npos);
       CHECK(what.find("SHMBUS_ERR_INCOMPATIBLE") != std::string::npos);
+      // The C library's finding (shmbus_error_detail): which setting differs.
+      CHECK(what.find("service 'typed' carries type") != std::string::npos);
       const std::exception &base = e;  // one exception type, a std::exception
       CHECK(std::string(base.what()) == what);
     }
@@ -45,6 +47,7 @@ TEST_SUITE("errors") {
     CHECK(r.error() == SHMBUS_ERR_INCOMPATIBLE);
     CHECK(std::string(r.error_name()) == "INCOMPATIBLE");
     CHECK(std::string(r.where()) == "shmbus::Subscriber::open");
+    CHECK(std::string(r.detail() ? r.detail() : "").find("carries type") != std::string::npos);
     CHECK_THROWS_AS((void)r.value(), shmbus::Error);
     try {
       (void)*r;
