@@ -596,3 +596,8 @@ int ts_child_poll(ts_child *c) {
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 255;
 }
+
+int ts_threads_unavailable(void) {
+  const char *v = getenv("SHMBUS_TEST_NO_THREADS");
+  return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}

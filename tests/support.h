@@ -206,6 +206,19 @@ void ts_backoff(unsigned *round);
 /* Monotonic clock, ns. */
 uint64_t ts_now_ns(void);
 
+/* Skips the calling cmocka test, saying why, when SHMBUS_TEST_NO_THREADS is
+ * set: for emulators that cannot run a second thread (qemu-user 7.2 on
+ * some hosts hangs in the guest's first pthread_create; scripts/test.sh's
+ * aarch64 suite sets it). Returns only when threads may be used. */
+#define TS_SKIP_WITHOUT_THREADS()                                                              \
+  do {                                                                                         \
+    if (ts_threads_unavailable()) {                                                            \
+      print_message("skipped: SHMBUS_TEST_NO_THREADS is set (this runner cannot run threads)\n"); \
+      skip();                                                                                  \
+    }                                                                                          \
+  } while (0)
+int ts_threads_unavailable(void);
+
 
 /* ---- hostile-peer helpers ---- */
 /* What an attacking peer of the same user does (docs/security.md): it opens

@@ -988,6 +988,7 @@ static void *subscriber_thread(void *p) {
 
 static void test_threads_share_a_node(void **state) {
   ts_env *env = *state;
+  TS_SKIP_WITHOUT_THREADS();
   alarm(60); /* a thread that fails early leaves the others at a barrier */
   shmbus_node *node = ts_node(env);
   pthread_barrier_t barrier;
@@ -1043,6 +1044,7 @@ static void *open_close_thread(void *p) {
 
 static void test_threads_open_and_close_ports(void **state) {
   ts_env *env = *state;
+  TS_SKIP_WITHOUT_THREADS();
   alarm(60);
   shmbus_node *node = ts_node(env);
   pthread_barrier_t barrier;
