@@ -10,8 +10,15 @@
 #
 #   required  cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind
 #             doctest-dev (the C++ API's tests, tests/cpp)
+#             clang-format-14 (scripts/format.sh --check in scripts/test.sh)
 #             clang-14 libfuzzer-14-dev libclang-rt-14-dev (the fuzz step,
-#             scripts/fuzz.sh)
+#             scripts/fuzz.sh, and the clang suite of scripts/test.sh)
+#             on amd64 hosts, the 32-bit and aarch64 suites of scripts/test.sh:
+#             gcc-12-multilib g++-12-multilib (not gcc-multilib, which conflicts
+#             with the cross compilers) libcmocka-dev:i386 linux-libc-dev:i386
+#             gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user
+#             libcmocka-dev:arm64 (the i386 and arm64 architectures are added
+#             to dpkg for them)
 #   optional  libzmq3-dev libiceoryx-binding-c-dev iceoryx gnuplot-nox
 #             (peers and plots for the benchmarks), llvm-14 (llvm-cov for
 #             scripts/fuzz.sh --coverage); a failure to install them is only
@@ -25,7 +32,16 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 required=(cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind
-          doctest-dev clang-14 libfuzzer-14-dev libclang-rt-14-dev)
+          doctest-dev clang-14 libfuzzer-14-dev libclang-rt-14-dev clang-format-14)
+# The cross suites (scripts/test.sh: m32, aarch64), from an amd64 host.
+# libatomic-ops-dev is not multiarch: only the host's is installed, and the
+# 32-bit and aarch64 suites use C11 atomics.
+foreign_archs=()
+if command -v dpkg >/dev/null 2>&1 && [[ $(dpkg --print-architecture) == amd64 ]]; then
+  foreign_archs=(i386 arm64)
+  required+=(gcc-12-multilib g++-12-multilib libcmocka-dev:i386 linux-libc-dev:i386
+             gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user libcmocka-dev:arm64)
+fi
 optional=(libzmq3-dev libiceoryx-binding-c-dev iceoryx gnuplot-nox llvm-14)
 
 check_only=0
@@ -59,7 +75,18 @@ if ! command -v dpkg >/dev/null 2>&1; then
   exit 0
 fi
 
-installed() { dpkg -s "$1" 2>/dev/null | grep -q '^Status: install ok installed$'; }
+# A name without an architecture is the host's instance (dpkg finds the
+# name ambiguous once another architecture's instance is installed too), or
+# the only one of an Architecture: all package.
+native_arch=$(dpkg --print-architecture)
+installed() {
+  local st
+  if [[ $1 != *:* ]] && st=$(dpkg-query -W -f='${Status}' "$1:$native_arch" 2>/dev/null); then
+    [[ $st == "install ok installed" ]]
+    return
+  fi
+  st=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) && [[ $st == "install ok installed" ]]
+}
 missing_of() {
   local p
   for p in "$@"; do installed "$p" || echo "$p"; done
@@ -99,6 +126,14 @@ mark_optional_failed() {
   mkdir -p "$(dirname "$optional_stamp")"
   : >"$optional_stamp"
 }
+
+# Packages of another architecture need it known to dpkg before the update.
+for arch in "${foreign_archs[@]}"; do
+  if ! dpkg --print-foreign-architectures | grep -qx "$arch"; then
+    note "dpkg --add-architecture $arch"
+    dpkg --add-architecture "$arch"
+  fi
+done
 
 note "apt-get update"
 if ! apt-get update -qq; then

@@ -2,21 +2,35 @@
 # SPDX-License-Identifier: Apache-2.0
 #
 # usage: scripts/test.sh [--quick] [--no-sanitize] [--no-tsan] [--no-valgrind]
-#                        [-- CTEST_ARGS...]
+#                        [--no-cross] [--no-clang] [-- CTEST_ARGS...]
 #
 # The whole test matrix, as CI runs it (each suite configures, builds with
 # -j2 and runs `ctest --output-on-failure -j2`):
-#   1. build/test        Debug, C11 atomics (also builds the benchmarks)
-#   2. build/test-aops   RelWithDebInfo, SHMBUS_ATOMICS=libatomic_ops
-#   3. build/test-asan   Debug, ASan+UBSan, ASAN_OPTIONS=detect_leaks=1
-#   4. build/test-tsan  RelWithDebInfo, TSan, the threaded tests (-L threads)
-#   5. valgrind memcheck over test_units and test_pubsub of suite 1
+#   1. build/test-m32    Debug, 32-bit x86 (cmake/toolchains/i386.cmake)
+#   2. build/test        Debug, C11 atomics (also builds the benchmarks); its
+#                        test_abi runs the 32-bit build's shmbus_abi_peer
+#                        against its own (mixed 32/64-bit processes)
+#   3. build/test-aops   RelWithDebInfo, SHMBUS_ATOMICS=libatomic_ops
+#   4. build/test-clang  Debug, clang-14 (warnings as errors, as with gcc)
+#   5. build/test-asan   Debug, ASan+UBSan, ASAN_OPTIONS=detect_leaks=1
+#   6. build/test-tsan   RelWithDebInfo, TSan, the threaded tests (-L threads)
+#   7. build/test-aarch64 Debug, aarch64 cross-build (cmake/toolchains/
+#                        aarch64.cmake); the unit and single-process tests
+#                        (-L 'unit|api|pubsub|header') under qemu-user: code
+#                        generation, alignment and the ABI, not weak memory
+#                        ordering (qemu runs the guest on the host's memory
+#                        model); without threads (SHMBUS_TEST_NO_THREADS:
+#                        Debian 12's qemu-user hangs in a guest's first
+#                        pthread_create on some hosts)
+#   8. valgrind memcheck over test_units and test_pubsub of suite 2
 # then scripts/check-leftovers.sh: no shmbus object may remain in /dev/shm.
 #
-#   --quick        only suite 1
-#   --no-sanitize  skip the sanitizer suites (3 and 4)
-#   --no-tsan      skip suite 4
-#   --no-valgrind  skip step 5
+#   --quick        only suite 2
+#   --no-sanitize  skip the sanitizer suites (5 and 6)
+#   --no-tsan      skip suite 6
+#   --no-valgrind  skip step 8
+#   --no-cross     skip suites 1 and 7 (test_abi in suite 2 then skips)
+#   --no-clang     skip suite 4
 #   -- ARGS        passed to every ctest run (e.g. -- -L unit)
 #
 # Runs scripts/deps.sh first. Exits non-zero on any failure; the last line is
@@ -32,6 +46,8 @@ quick=0
 sanitize=1
 tsan=1
 valgrind=1
+cross=1
+clang=1
 ctest_args=()
 while (($#)); do
   case $1 in
@@ -40,8 +56,10 @@ while (($#)); do
     --tsan) tsan=1 ;;
     --no-tsan) tsan=0 ;;
     --no-valgrind) valgrind=0 ;;
+    --no-cross) cross=0 ;;
+    --no-clang) clang=0 ;;
     --) shift; ctest_args=("$@"); break ;;
-    -h|--help) sed -n '4,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '4,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -106,13 +124,27 @@ baseline=$root/build/.shm-baseline
 mkdir -p "$root/build"
 ./scripts/check-leftovers.sh --save-baseline "$baseline"
 
+# The 32-bit suite first: the default suite's test_abi runs its peer.
+abi_args=()
+if ((!quick && cross)); then
+  suite m32 build/test-m32 Debug "" -- \
+    -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/i386.cmake" \
+    -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON -DSHMBUS_BUILD_BENCH=OFF
+  abi_args=(-DSHMBUS_ABI_PEER="$root/build/test-m32/tests/shmbus_abi_peer")
+fi
+
 suite default build/test Debug "" -- \
-  -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON
+  -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON "${abi_args[@]}"
 
 if ((!quick)); then
   suite libatomic_ops build/test-aops RelWithDebInfo "" -- \
     -DSHMBUS_ATOMICS=libatomic_ops -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON \
     -DSHMBUS_BUILD_BENCH=OFF
+  if ((clang)); then
+    suite clang build/test-clang Debug "" -- \
+      -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
+      -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON
+  fi
   if ((sanitize)); then
     suite asan build/test-asan Debug \
       "ASAN_OPTIONS=detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS} UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1" -- \
@@ -129,7 +161,14 @@ if ((!quick)); then
       suite_ctest_args=()
     fi
   fi
-  # valgrind memcheck over the in-process unit tests of the first suite.
+  if ((cross)); then
+    suite_ctest_args=(-L 'unit|api|pubsub|header')
+    suite aarch64 build/test-aarch64 Debug "SHMBUS_TEST_NO_THREADS=1" -- \
+      -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64.cmake" \
+      -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON -DSHMBUS_BUILD_BENCH=OFF
+    suite_ctest_args=()
+  fi
+  # valgrind memcheck over the in-process unit tests of the default suite.
   if ((valgrind)) && command -v valgrind >/dev/null; then
     echo
     echo "==== [valgrind] memcheck: test_units test_pubsub"
