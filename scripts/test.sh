@@ -23,7 +23,8 @@
 #                        Debian 12's qemu-user hangs in a guest's first
 #                        pthread_create on some hosts)
 #   8. valgrind memcheck over test_units and test_pubsub of suite 2
-# then scripts/check-leftovers.sh: no shmbus object may remain in /dev/shm.
+# first scripts/format.sh --check (the tree is formatted), and at the end
+# scripts/check-leftovers.sh: no shmbus object may remain in /dev/shm.
 #
 #   --quick        only suite 2
 #   --no-sanitize  skip the sanitizer suites (5 and 6)
@@ -118,6 +119,12 @@ suite() {
   fi
   summary+=("[$name] $passed passed, $failed failed, $skipped skipped (ctest exit $rc, $((SECONDS - start)) s)")
 }
+
+# The tree stays formatted (.clang-format; scripts/format.sh fixes it).
+if ! ./scripts/format.sh --check; then
+  summary+=("[format] FAILED: run scripts/format.sh")
+  status=1
+fi
 
 suite_ctest_args=()
 baseline=$root/build/.shm-baseline
