@@ -97,8 +97,8 @@ uint64_t bench_stamp(const void *payload) {
   return v;
 }
 
-int bench_record(const bench_params *p, bench_shared *sh, uint64_t i, uint64_t t0,
-                 uint64_t t1, uint64_t start) {
+int bench_record(const bench_params *p, bench_shared *sh, uint64_t i, uint64_t t0, uint64_t t1,
+                 uint64_t start) {
   uint64_t budget = (uint64_t)(p->budget_s * 1e9);
   if (!sh->measuring) {
     if (i + 1 >= p->warmup || t1 - start > budget / 5) {
@@ -152,8 +152,8 @@ static void emit(row *r) {
     printf("%-11s %-10s %9zu  skipped: %s\n", r->transport, r->mode, r->payload, r->why);
   } else if (r->p50 > 0) {
     printf("%-11s %-10s %9zu %9llu %9.0f %9.0f %9.0f %9.0f %10.0f %9.0f %12.0f\n", r->transport,
-           r->mode, r->payload, (unsigned long long)r->n, r->p50, r->p90, r->p99, r->p999,
-           r->max, r->mean, r->msgs_per_s);
+           r->mode, r->payload, (unsigned long long)r->n, r->p50, r->p90, r->p99, r->p999, r->max,
+           r->mean, r->msgs_per_s);
   } else {
     printf("%-11s %-10s %9zu %9llu %9s %9s %9s %9s %10s %9s %12.0f\n", r->transport, r->mode,
            r->payload, (unsigned long long)r->n, "-", "-", "-", "-", "-", "-", r->msgs_per_s);
@@ -186,9 +186,9 @@ static int spawn(const bench_params *p, role_fn fn, int role, int cpu, bench_sha
 }
 
 /* Runs both roles; fills `r`. `latency`: samples are one-way latencies. */
-static void measure(const bench_params *params, const char *transport, const char *mode,
-                    role_fn fn, int (*prepare)(const bench_params *),
-                    void (*cleanup)(const bench_params *), row *r) {
+static void measure(const bench_params *params, const char *transport, const char *mode, role_fn fn,
+                    int (*prepare)(const bench_params *), void (*cleanup)(const bench_params *),
+                    row *r) {
   bench_params run = *params;
   const bench_params *p = &run;
   run.run = ++runs;
@@ -265,7 +265,8 @@ static void summary(void) {
   const row *cpp64 = find("shmbus-cpp", "busy", 64);
   if (s64 && fl) verdict("shmbus 64 B / floor", s64->p50 / fl->p50, 1.5, 1);
   /* The C++ API adds nothing measurable: within the run-to-run noise. */
-  if (s64 && cpp64) verdict("shmbus-cpp 64 B / shmbus 64 B (C++ API)", cpp64->p50 / s64->p50, 1.1, 1);
+  if (s64 && cpp64)
+    verdict("shmbus-cpp 64 B / shmbus 64 B (C++ API)", cpp64->p50 / s64->p50, 1.1, 1);
   if (b64 && ffl)
     verdict("shmbus blocking / futex_floor p50 at 64 B", b64->p50 / ffl->p50, 1.15, 1);
   else if (b64 || ffl)
@@ -273,7 +274,8 @@ static void summary(void) {
   if (s64 && s4m) verdict("shmbus 4 MiB / shmbus 64 B", s4m->p50 / s64->p50, 1.1, 1);
   if (s64 && iox) verdict("shmbus 64 B / iceoryx 64 B", s64->p50 / iox->p50, 0.15, 1);
   if (s64) verdict("shmbus 64 B p99.9 / p50", s64->p999 / s64->p50, 5.0, 1);
-  if (st && sp) verdict("shmbus throughput 64 B / SPSC floor", st->msgs_per_s / sp->msgs_per_s, 0.2, 0);
+  if (st && sp)
+    verdict("shmbus throughput 64 B / SPSC floor", st->msgs_per_s / sp->msgs_per_s, 0.2, 0);
   const row *f1 = NULL, *fmax = NULL;
   int nmax = 0;
   for (int i = 0; i < nrows; i++) {
@@ -293,28 +295,29 @@ static void summary(void) {
 /* The shmbus-cpp row (t_shmbus_cpp.cpp) when the tree has no C++ compiler. */
 #ifndef SHMBUS_BENCH_HAVE_CPP
 static const char *cpp_unavailable(void) { return "built without a C++ compiler"; }
-const bench_transport bench_shmbus_cpp = {"shmbus-cpp", "busy", 0, cpp_unavailable, NULL, NULL,
-                                          NULL};
+const bench_transport bench_shmbus_cpp = {"shmbus-cpp", "busy", 0,   cpp_unavailable,
+                                          NULL,         NULL,   NULL};
 #endif
 
 /* ---- command line ---- */
 
 /* Busy and blocking rows alike; a name selects all of its modes. */
 static const bench_transport *const transports[] = {
-    &bench_shmbus, &bench_shmbus_cpp, &bench_shmbus_blocking, &bench_floor, &bench_futex_floor,
+    &bench_shmbus, &bench_shmbus_cpp, &bench_shmbus_blocking, &bench_floor,   &bench_futex_floor,
     &bench_pipe,   &bench_uds,        &bench_mqueue,          &bench_iceoryx, &bench_zmq,
 };
 
 static void usage(void) {
-  puts("usage: shmbus-bench [--quick | --full] [--mode latency|throughput|fanout|all]\n"
-       "                    [--transports a,b,...] [--payloads 64,1024,...] [--touch first|all]\n"
-       "                    [--iterations N] [--cpus A,B] [--csv FILE]\n"
-       "transports: shmbus (busy and blocking) shmbus-cpp floor futex_floor pipe uds mqueue\n"
-       "            iceoryx zmq\n"
-       "  busy (poll):         shmbus shmbus-cpp (the same through shmbus.hpp) floor iceoryx\n"
-       "  blocking (sleep):    shmbus futex_floor pipe uds mqueue zmq\n"
-       "  throughput:          shmbus spsc_floor; fan-out: shmbus\n"
-       "Quick mode (the default) runs the whole comparison in about half a minute.");
+  puts(
+      "usage: shmbus-bench [--quick | --full] [--mode latency|throughput|fanout|all]\n"
+      "                    [--transports a,b,...] [--payloads 64,1024,...] [--touch first|all]\n"
+      "                    [--iterations N] [--cpus A,B] [--csv FILE]\n"
+      "transports: shmbus (busy and blocking) shmbus-cpp floor futex_floor pipe uds mqueue\n"
+      "            iceoryx zmq\n"
+      "  busy (poll):         shmbus shmbus-cpp (the same through shmbus.hpp) floor iceoryx\n"
+      "  blocking (sleep):    shmbus futex_floor pipe uds mqueue zmq\n"
+      "  throughput:          shmbus spsc_floor; fan-out: shmbus\n"
+      "Quick mode (the default) runs the whole comparison in about half a minute.");
 }
 
 static int listed(const char *list, const char *name) {
@@ -334,14 +337,22 @@ int main(int argc, char **argv) {
   uint64_t iterations = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--quick")) full = 0;
-    else if (!strcmp(a, "--full")) full = 1;
-    else if (!strcmp(a, "--mode") && v) mode = argv[++i];
-    else if (!strcmp(a, "--transports") && v) only = argv[++i];
-    else if (!strcmp(a, "--payloads") && v) payload_list = argv[++i];
-    else if (!strcmp(a, "--touch") && v) touch_all = !strcmp(argv[++i], "all");
-    else if (!strcmp(a, "--iterations") && v) iterations = strtoull(argv[++i], NULL, 10);
-    else if (!strcmp(a, "--csv") && v) csv_path = argv[++i];
+    if (!strcmp(a, "--quick"))
+      full = 0;
+    else if (!strcmp(a, "--full"))
+      full = 1;
+    else if (!strcmp(a, "--mode") && v)
+      mode = argv[++i];
+    else if (!strcmp(a, "--transports") && v)
+      only = argv[++i];
+    else if (!strcmp(a, "--payloads") && v)
+      payload_list = argv[++i];
+    else if (!strcmp(a, "--touch") && v)
+      touch_all = !strcmp(argv[++i], "all");
+    else if (!strcmp(a, "--iterations") && v)
+      iterations = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(a, "--csv") && v)
+      csv_path = argv[++i];
     else if (!strcmp(a, "--cpus") && v) {
       if (sscanf(argv[++i], "%d,%d", &cpu_a, &cpu_b) != 2) {
         usage();
@@ -359,8 +370,9 @@ int main(int argc, char **argv) {
       perror(csv_path);
       return 1;
     }
-    fprintf(csv, "transport,mode,payload_bytes,iterations,p50_ns,p90_ns,p99_ns,p999_ns,max_ns,"
-                 "mean_ns,msgs_per_s\n");
+    fprintf(csv,
+            "transport,mode,payload_bytes,iterations,p50_ns,p90_ns,p99_ns,p999_ns,max_ns,"
+            "mean_ns,msgs_per_s\n");
   }
   size_t payloads[16] = {64, 1024, 16 << 10, 256 << 10, 1 << 20, 4 << 20};
   int npayloads = 6;

@@ -14,36 +14,36 @@
 #include <stdint.h>
 
 typedef struct bench_params {
-  size_t payload;          /* bytes per message                         */
-  uint64_t iterations;     /* at most this many measured round trips    */
-  uint64_t warmup;         /* round trips before measuring              */
-  double budget_s;         /* stop measuring after this many seconds    */
-  int touch_all;           /* write the whole payload, not its first line */
-  int subscribers;         /* fan-out                                   */
-  char domain[32];         /* unique per run of the benchmark           */
-  unsigned run;            /* unique per measurement within a run       */
+  size_t payload;      /* bytes per message                         */
+  uint64_t iterations; /* at most this many measured round trips    */
+  uint64_t warmup;     /* round trips before measuring              */
+  double budget_s;     /* stop measuring after this many seconds    */
+  int touch_all;       /* write the whole payload, not its first line */
+  int subscribers;     /* fan-out                                   */
+  char domain[32];     /* unique per run of the benchmark           */
+  unsigned run;        /* unique per measurement within a run       */
 } bench_params;
 
 /* Shared between the two processes of one measurement (anonymous shared
  * mapping made before fork). */
 typedef struct bench_shared {
-  volatile int ready[2];   /* each side set up                          */
+  volatile int ready[2]; /* each side set up                          */
   volatile int failed;
-  char why[160];           /* the reason of a failure or skip           */
-  uint64_t count;          /* samples written by role A                 */
-  double msgs_per_s;       /* throughput modes                          */
+  char why[160];              /* the reason of a failure or skip           */
+  uint64_t count;             /* samples written by role A                 */
+  double msgs_per_s;          /* throughput modes                          */
   volatile uint64_t progress; /* free for a transport's own pacing      */
-  int measuring;           /* bench_record: warm-up is over             */
-  uint64_t measure_start;  /* bench_record: when measuring began        */
-  uint64_t samples[];      /* one-way ns per iteration (role A)         */
+  int measuring;              /* bench_record: warm-up is over             */
+  uint64_t measure_start;     /* bench_record: when measuring began        */
+  uint64_t samples[];         /* one-way ns per iteration (role A)         */
 } bench_shared;
 
 enum { ROLE_A = 0, ROLE_B = 1 };
 
 typedef struct bench_transport {
-  const char *name;        /* CSV `transport`                            */
-  const char *mode;        /* CSV `mode`: busy or blocking               */
-  size_t max_payload;      /* 0: any                                     */
+  const char *name;   /* CSV `transport`                            */
+  const char *mode;   /* CSV `mode`: busy or blocking               */
+  size_t max_payload; /* 0: any                                     */
   /* NULL when usable, else why it is skipped. */
   const char *(*unavailable)(void);
   /* In the parent, before the two processes start (may be NULL). */
@@ -56,7 +56,7 @@ typedef struct bench_transport {
 } bench_transport;
 
 /* ---- helpers (bench.c) ---- */
-uint64_t bench_now_ns(void);          /* calibrated TSC or CLOCK_MONOTONIC */
+uint64_t bench_now_ns(void); /* calibrated TSC or CLOCK_MONOTONIC */
 void bench_fail(bench_shared *sh, const char *fmt, ...);
 /* Waits until the other side is ready (bounded); 0 or -1. */
 int bench_handshake(bench_shared *sh, int role);
@@ -67,8 +67,8 @@ uint64_t bench_stamp(const void *payload);
 /* Records one-way latency for a round trip and says whether to go on.
  * Warm-up ends after p->warmup round trips or a fifth of the budget; the
  * budget then applies to the measured part. */
-int bench_record(const bench_params *p, bench_shared *sh, uint64_t i, uint64_t t0,
-                 uint64_t t1, uint64_t start);
+int bench_record(const bench_params *p, bench_shared *sh, uint64_t i, uint64_t t0, uint64_t t1,
+                 uint64_t start);
 
 /* ---- transports ---- */
 extern const bench_transport bench_shmbus;          /* busy: polls take          */

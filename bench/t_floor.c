@@ -135,17 +135,17 @@ static int futex_run(const bench_params *p, int role, bench_shared *sh) {
   return -1;
 }
 
-const bench_transport bench_futex_floor = {"futex_floor", "blocking", 0, NULL, futex_prepare,
-                                           futex_run, futex_cleanup};
+const bench_transport bench_futex_floor = {"futex_floor", "blocking",   0, NULL, futex_prepare,
+                                           futex_run,     futex_cleanup};
 
 /* ---- SPSC ring of 64-byte records ---- */
 
 enum { RING_SLOTS = 1024 };
 
 typedef struct spsc {
-  uint64_t head;                  /* consumer writes */
+  uint64_t head; /* consumer writes */
   char pad0[LINE - 8];
-  uint64_t tail;                  /* producer writes */
+  uint64_t tail; /* producer writes */
   char pad1[LINE - 8];
   unsigned char rec[RING_SLOTS][LINE];
 } spsc;
@@ -173,7 +173,8 @@ int bench_spsc_throughput(const bench_params *p, int role, bench_shared *sh) {
   if (role == ROLE_A) {
     uint64_t tail = 0, head_seen = 0, i = 0;
     for (; i < n; i++) {
-      while (tail - head_seen >= RING_SLOTS) head_seen = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+      while (tail - head_seen >= RING_SLOTS)
+        head_seen = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
       unsigned char *rec = ring->rec[tail % RING_SLOTS];
       bench_touch(rec, p->payload < LINE ? p->payload : LINE, i, 0);
       __atomic_store_n(&ring->tail, ++tail, __ATOMIC_RELEASE);
@@ -183,7 +184,8 @@ int bench_spsc_throughput(const bench_params *p, int role, bench_shared *sh) {
       }
     }
     /* End marker, then wait until everything was consumed. */
-    while (tail - head_seen >= RING_SLOTS) head_seen = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+    while (tail - head_seen >= RING_SLOTS)
+      head_seen = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
     bench_touch(ring->rec[tail % RING_SLOTS], 8, UINT64_MAX, 0);
     __atomic_store_n(&ring->tail, ++tail, __ATOMIC_RELEASE);
     while (__atomic_load_n(&ring->head, __ATOMIC_ACQUIRE) != tail) {

@@ -135,8 +135,10 @@ static int iox_run(const bench_params *p, int role, bench_shared *sh) {
   so.queueCapacity = 4;
   iox_pub_storage_t pub_storage;
   iox_sub_storage_t sub_storage;
-  iox_pub_t pub = iox_pub_init(&pub_storage, "sbbench", instance, role == ROLE_A ? "ping" : "pong", &po);
-  iox_sub_t sub = iox_sub_init(&sub_storage, "sbbench", instance, role == ROLE_A ? "pong" : "ping", &so);
+  iox_pub_t pub =
+      iox_pub_init(&pub_storage, "sbbench", instance, role == ROLE_A ? "ping" : "pong", &po);
+  iox_sub_t sub =
+      iox_sub_init(&sub_storage, "sbbench", instance, role == ROLE_A ? "pong" : "ping", &so);
   int r = 0;
   uint64_t deadline = bench_now_ns() + UINT64_C(10) * 1000000000u;
   while (!iox_pub_has_subscribers(pub) ||
@@ -204,6 +206,6 @@ static int iox_run(const bench_params *p, int role, bench_shared *sh) {
   return r;
 }
 
-const bench_transport bench_iceoryx = {"iceoryx", "busy", 0, iox_unavailable, iox_prepare,
-                                       iox_run, NULL};
+const bench_transport bench_iceoryx = {"iceoryx",   "busy",  0,   iox_unavailable,
+                                       iox_prepare, iox_run, NULL};
 #endif

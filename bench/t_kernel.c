@@ -84,16 +84,20 @@ static int ping_pong(const bench_params *p, int role, bench_shared *sh, xfer_fn 
     if (role == ROLE_A) {
       uint64_t t0 = bench_now_ns();
       bench_touch(buf, n, i, p->touch_all);
-      if (send(0, buf, n) || recv(1, buf, n)) r = -1;
-      else if (bench_stamp(buf) != i) r = -1;
+      if (send(0, buf, n) || recv(1, buf, n))
+        r = -1;
+      else if (bench_stamp(buf) != i)
+        r = -1;
       if (r == 0 && !bench_record(p, sh, i, t0, bench_now_ns(), start)) {
         bench_touch(buf, n, STOP, 0);
         r = send(0, buf, n) || recv(1, buf, n) ? -1 : 0;
         break;
       }
     } else {
-      if (recv(0, buf, n) || send(1, buf, n)) r = -1;
-      else if (bench_stamp(buf) == STOP) break;
+      if (recv(0, buf, n) || send(1, buf, n))
+        r = -1;
+      else if (bench_stamp(buf) == STOP)
+        break;
     }
   }
   if (r) bench_fail(sh, "transfer failed: %s", strerror(errno));
@@ -153,5 +157,5 @@ static int mq_run(const bench_params *p, int role, bench_shared *sh) {
   return ping_pong(p, role, sh, mq_xsend, mq_xrecv);
 }
 
-const bench_transport bench_mqueue = {"mqueue", "blocking", 0, NULL, mq_prepare, mq_run,
-                                      mq_cleanup};
+const bench_transport bench_mqueue = {"mqueue",   "blocking", 0,         NULL,
+                                      mq_prepare, mq_run,     mq_cleanup};

@@ -154,8 +154,8 @@ static int latency_blocking(const bench_params *p, int role, bench_shared *sh) {
 }
 
 const bench_transport bench_shmbus = {"shmbus", "busy", 0, NULL, NULL, latency_busy, NULL};
-const bench_transport bench_shmbus_blocking = {"shmbus", "blocking", 0, NULL, NULL,
-                                               latency_blocking, NULL};
+const bench_transport bench_shmbus_blocking = {"shmbus", "blocking",       0,   NULL,
+                                               NULL,     latency_blocking, NULL};
 
 /* ---- throughput ---- */
 
@@ -303,7 +303,8 @@ int bench_shmbus_fanout(const bench_params *p, int role, bench_shared *sh) {
   shmbus_subscriber *subs[16] = {0};
   uint64_t taken[16] = {0};
   int n = p->subscribers, done = 0;
-  for (int k = 0; k < n && r == 0; k++) r = shmbus_subscriber_open(node, "bench/fan", &so, &subs[k]);
+  for (int k = 0; k < n && r == 0; k++)
+    r = shmbus_subscriber_open(node, "bench/fan", &so, &subs[k]);
   uint64_t deadline = bench_now_ns() + CONNECT_TIMEOUT_NS;
   for (int connected = 0; r == 0 && connected < n;) {
     connected = 0;

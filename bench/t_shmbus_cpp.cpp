@@ -46,8 +46,7 @@ struct Ends {
 
 // Opens a publisher on `out` and a subscriber on `in` and waits until both
 // are connected to the other side (both look every round, as in C).
-bool open_ends(const bench_params *p, bench_shared *sh, const char *out, const char *in,
-               Ends &e) {
+bool open_ends(const bench_params *p, bench_shared *sh, const char *out, const char *in, Ends &e) {
   e.node = shmbus::Node(shmbus::NodeOptions().domain(p->domain));
   e.pub = shmbus::Publisher<Words>(e.node, out, options(p->payload));
   e.sub = shmbus::Subscriber<Words>(e.node, in, options(p->payload));
@@ -114,13 +113,13 @@ int latency(const bench_params *p, int role, bench_shared *sh) {
         if (got == UINT64_MAX) return 0;
       }
     }
-  } catch (const std::exception &ex) {  // shmbus::Error
+  } catch (const std::exception &ex) { // shmbus::Error
     bench_fail(sh, "shmbus-cpp: %s", ex.what());
     return -1;
   }
 }
 
-}  // namespace
+} // namespace
 
-extern "C" const bench_transport bench_shmbus_cpp = {"shmbus-cpp", "busy", 0, nullptr, nullptr,
-                                                     latency, nullptr};
+extern "C" const bench_transport bench_shmbus_cpp = {"shmbus-cpp", "busy",  0,      nullptr,
+                                                     nullptr,      latency, nullptr};

@@ -21,19 +21,19 @@ namespace example {
 
 constexpr std::uint32_t kWidth = 2048;
 constexpr std::uint32_t kHeight = 1024;
-constexpr std::uint32_t kFourccRgba = 0x41424752u;  // 'RGBA'
+constexpr std::uint32_t kFourccRgba = 0x41424752u; // 'RGBA'
 
 // Laid out the same in every ABI (shmbus.h, "Sample types").
 struct Frame {
-  SHMBUS_ALIGNAS(8) std::uint64_t number;  // frames since the driver started, from 0
-  std::uint64_t exposure_ns;   // when the exposure started (CLOCK_MONOTONIC)
-  std::uint32_t width;         // pixels
-  std::uint32_t height;        // rows
-  std::uint32_t stride;        // bytes per row
-  std::uint32_t fourcc;        // pixel format
-  std::uint32_t pixels[kWidth * kHeight];  // 8 MiB, row after row
+  SHMBUS_ALIGNAS(8) std::uint64_t number; // frames since the driver started, from 0
+  std::uint64_t exposure_ns;              // when the exposure started (CLOCK_MONOTONIC)
+  std::uint32_t width;                    // pixels
+  std::uint32_t height;                   // rows
+  std::uint32_t stride;                   // bytes per row
+  std::uint32_t fourcc;                   // pixel format
+  std::uint32_t pixels[kWidth * kHeight]; // 8 MiB, row after row
 };
-SHMBUS_ASSERT_LAYOUT(Frame, 32 + std::size_t(8) * 1024 * 1024, 8);  // an 8 MiB image, a header
+SHMBUS_ASSERT_LAYOUT(Frame, 32 + std::size_t(8) * 1024 * 1024, 8); // an 8 MiB image, a header
 SHMBUS_ASSERT_OFFSET(Frame, pixels, 32);
 
 // The frame service: two frames in each subscriber's queue (a viewer wants
@@ -52,7 +52,7 @@ inline shmbus::ServiceOptions camera_options() {
 inline std::uint32_t row_word(std::uint64_t frame, std::uint32_t y) {
   std::uint64_t h = (frame + 1) * 0x9E3779B97F4A7C15ull ^ (static_cast<std::uint64_t>(y) << 32);
   h ^= h >> 29;
-  return static_cast<std::uint32_t>(h) | 0x01u;  // never 0: zero pages fail
+  return static_cast<std::uint32_t>(h) | 0x01u; // never 0: zero pages fail
 }
 
 // The driver's "sensor readout": writes the whole image in place.
@@ -78,8 +78,8 @@ inline long long first_wrong_pixel(const Frame &f) {
   return -1;
 }
 
-}  // namespace example
+} // namespace example
 
 SHMBUS_TYPE_NAME(example::Frame, "shmbus/examples/Frame2048x1024RGBA");
 
-#endif  // SHMBUS_EXAMPLES_CAMERA_HPP
+#endif // SHMBUS_EXAMPLES_CAMERA_HPP

@@ -63,19 +63,20 @@ int run(std::uint64_t count, const char *service) {
     const auto t0 = shmbus::Clock::now();
     example::expose(*frame, n, static_cast<std::uint64_t>(t0.time_since_epoch().count()));
     writing += shmbus::Clock::now() - t0;
-    pub.publish(std::move(frame));  // zero-copy: the viewer reads these bytes
+    pub.publish(std::move(frame)); // zero-copy: the viewer reads these bytes
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("%s: published %" PRIu64 " frames (%.0f MiB) in %.2f s; writing a frame took "
-              "%.2f ms on average\n",
-              kProgram, count, static_cast<double>(count) * sizeof(example::Frame) / 1048576.0,
-              seconds, std::chrono::duration<double, std::milli>(writing).count() /
-                           static_cast<double>(count));
+  std::printf(
+      "%s: published %" PRIu64
+      " frames (%.0f MiB) in %.2f s; writing a frame took "
+      "%.2f ms on average\n",
+      kProgram, count, static_cast<double>(count) * sizeof(example::Frame) / 1048576.0, seconds,
+      std::chrono::duration<double, std::milli>(writing).count() / static_cast<double>(count));
   return 0;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv) {
   std::uint64_t count = 60;

@@ -79,7 +79,7 @@ int run(std::uint64_t count, const char *service) {
       return 1;
     }
     if (shmbus::Sample<example::Frame> frame = sub.take()) {
-      const example::Frame &f = *frame;  // 8 MiB, in the driver's memory
+      const example::Frame &f = *frame; // 8 MiB, in the driver's memory
       if (checked == 0 && !read_in_place(f)) {
         std::fprintf(stderr, "%s: the frame is not in a read-only shared mapping\n", kProgram);
         return 1;
@@ -96,8 +96,7 @@ int run(std::uint64_t count, const char *service) {
       checking += shmbus::Clock::now() - t0;
       if (f.number != frame.sequence() || f.width != example::kWidth ||
           f.height != example::kHeight || f.stride != example::kWidth * 4 ||
-          f.fourcc != example::kFourccRgba || wrong >= 0 ||
-          frame.timestamp_ns() < f.exposure_ns) {
+          f.fourcc != example::kFourccRgba || wrong >= 0 || frame.timestamp_ns() < f.exposure_ns) {
         std::fprintf(stderr, "%s: frame %" PRIu64 " (number %" PRIu64 ") is wrong at pixel %lld\n",
                      kProgram, frame.sequence(), f.number, wrong);
         return 1;
@@ -105,7 +104,7 @@ int run(std::uint64_t count, const char *service) {
       if (frame.age() > worst_age) worst_age = frame.age();
       checked++;
       last_progress = shmbus::Clock::now();
-      continue;  // released here: the driver may reuse its memory
+      continue; // released here: the driver may reuse its memory
     }
     if (sub.lost() != lost) {
       lost = sub.lost();
@@ -133,7 +132,7 @@ int run(std::uint64_t count, const char *service) {
   return 0;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv) {
   std::uint64_t count = 60;

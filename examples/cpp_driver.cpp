@@ -53,7 +53,7 @@ std::uint64_t now_ns() {
 void check_loan_guard(shmbus::Publisher<Imu> &pub) {
   for (int i = 0; i < 64; i++) {
     shmbus::Loan<Imu> unused = pub.loan();
-    unused->counter = UINT64_MAX;  // never seen by anyone: discarded below
+    unused->counter = UINT64_MAX; // never seen by anyone: discarded below
   }
 }
 
@@ -70,10 +70,10 @@ void drive(const shmbus::Node &node, std::uint64_t count) {
   }
 
   for (std::uint64_t i = 0; i < count; i++) {
-    shmbus::Loan<Imu> reading = pub.loan();  // uninitialised, in shared memory
-    imu_fill(reading.get(), i, now_ns());    // filled in place
-    pub.publish(std::move(reading));         // the subscribers' now
-    std::this_thread::sleep_for(100us);      // the sensor's rate
+    shmbus::Loan<Imu> reading = pub.loan(); // uninitialised, in shared memory
+    imu_fill(reading.get(), i, now_ns());   // filled in place
+    pub.publish(std::move(reading));        // the subscribers' now
+    std::this_thread::sleep_for(100us);     // the sensor's rate
   }
   std::printf("%s: published %" PRIu64 " Imu readings\n", kProgram, count);
   std::fflush(stdout);
@@ -96,8 +96,8 @@ int receive(const shmbus::Node &node, std::uint64_t count) {
   while (received + lost < count) {
     if (shmbus::Sample<Imu> s = sub.take()) {
       if (received > 0 && s.sequence() < next_sequence) {
-        std::fprintf(stderr, "%s: sequence %" PRIu64 " after %" PRIu64 "\n", kProgram,
-                     s.sequence(), next_sequence - 1);
+        std::fprintf(stderr, "%s: sequence %" PRIu64 " after %" PRIu64 "\n", kProgram, s.sequence(),
+                     next_sequence - 1);
         return 1;
       }
       if (received > 0) gaps += s.sequence() - next_sequence;
@@ -110,7 +110,7 @@ int receive(const shmbus::Node &node, std::uint64_t count) {
       }
       received++;
       last_progress = shmbus::Clock::now();
-      continue;  // the Sample is released here, at the end of its scope
+      continue; // the Sample is released here, at the end of its scope
     }
     const std::uint64_t now_lost = sub.lost();
     if (now_lost != lost) {
@@ -122,7 +122,7 @@ int receive(const shmbus::Node &node, std::uint64_t count) {
                    kProgram, received, lost);
       return 1;
     }
-    (void)sub.wait_for(100ms);  // sleeps; a publish wakes it
+    (void)sub.wait_for(100ms); // sleeps; a publish wakes it
   }
   std::printf("%s: %" PRIu64 " of %" PRIu64 " readings received, %" PRIu64 " lost\n", kProgram,
               received, count, lost);
@@ -157,7 +157,7 @@ int run_processes(std::uint64_t count) {
   int rc = 0;
   try {
     drive(shmbus::Node(), count);
-  } catch (const std::exception &e) {  // shmbus::Error or ours
+  } catch (const std::exception &e) { // shmbus::Error or ours
     std::fprintf(stderr, "%s: publisher: %s\n", kProgram, e.what());
     rc = 1;
   }
@@ -198,7 +198,7 @@ int run_threads(std::uint64_t count) {
   return rc != 0 || reader_rc != 0 ? 1 : 0;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv) {
   std::uint64_t count = 1000;
@@ -222,7 +222,7 @@ int main(int argc, char **argv) {
               threads ? "thread" : "child process");
   try {
     return threads ? run_threads(count) : run_processes(count);
-  } catch (const shmbus::Error &e) {  // opening the node
+  } catch (const shmbus::Error &e) { // opening the node
     std::fprintf(stderr, "%s: %s\n", kProgram, e.what());
     return 1;
   }

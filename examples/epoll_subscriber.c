@@ -48,8 +48,8 @@ static int drain(shmbus_subscriber *sub, uint64_t *received, uint64_t *next_seq)
       return -1;
     }
     const Imu *imu = (const Imu *)s.payload;
-    int ok = s.bytes == sizeof(Imu) && imu->counter == s.sequence &&
-             imu_check(imu, imu->counter) && (*next_seq == UINT64_MAX || s.sequence >= *next_seq);
+    int ok = s.bytes == sizeof(Imu) && imu->counter == s.sequence && imu_check(imu, imu->counter) &&
+             (*next_seq == UINT64_MAX || s.sequence >= *next_seq);
     *next_seq = s.sequence + 1;
     shmbus_subscriber_release(sub, &s);
     if (!ok) {
@@ -102,8 +102,8 @@ int main(int argc, char **argv) {
     perror(PROGRAM);
     goto done;
   }
-  printf("%s: waiting for %llu samples on '%s' (domain '%s')\n", PROGRAM,
-         (unsigned long long)count, service, shmbus_node_domain(node));
+  printf("%s: waiting for %llu samples on '%s' (domain '%s')\n", PROGRAM, (unsigned long long)count,
+         service, shmbus_node_domain(node));
   fflush(stdout);
 
   int readable = 1; /* look once before the first sleep */

@@ -55,8 +55,7 @@ static inline int parse_count(const char *text, uint64_t *out) {
   char *end;
   errno = 0;
   unsigned long long v = strtoull(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v == 0 ||
-      v > 1000000000000ull)
+  if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v == 0 || v > 1000000000000ull)
     return 0;
   *out = (uint64_t)v;
   return 1;

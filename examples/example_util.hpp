@@ -34,13 +34,12 @@ inline bool parse_count(const char *text, std::uint64_t *out) {
   char *end = nullptr;
   errno = 0;
   const unsigned long long v = std::strtoull(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v == 0 ||
-      v > 1000000000000ull)
+  if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v == 0 || v > 1000000000000ull)
     return false;
   *out = v;
   return true;
 }
 
-}  // namespace example
+} // namespace example
 
-#endif  // SHMBUS_EXAMPLE_UTIL_HPP
+#endif // SHMBUS_EXAMPLE_UTIL_HPP

@@ -18,6 +18,6 @@ namespace example {
 // imu_service_opts() of imu.h: its type is checked against Imu's.
 inline shmbus::ServiceOptions imu_options() { return shmbus::ServiceOptions(imu_service_opts()); }
 
-}  // namespace example
+} // namespace example
 
-#endif  // SHMBUS_EXAMPLES_IMU_HPP
+#endif // SHMBUS_EXAMPLES_IMU_HPP

@@ -51,8 +51,8 @@ class Tally {
     auto next = next_.find(s.publisher_id());
     if (next != next_.end()) {
       if (s.sequence() < next->second) {
-        std::fprintf(stderr, "%s: sequence %" PRIu64 " after %" PRIu64 "\n", kProgram,
-                     s.sequence(), next->second - 1);
+        std::fprintf(stderr, "%s: sequence %" PRIu64 " after %" PRIu64 "\n", kProgram, s.sequence(),
+                     next->second - 1);
         return false;
       }
       gaps += s.sequence() - next->second;
@@ -72,7 +72,7 @@ class Tally {
   std::size_t publishers() const { return next_.size(); }
 
   std::uint64_t received = 0;
-  std::uint64_t gaps = 0;  // sequence numbers skipped between received readings
+  std::uint64_t gaps = 0; // sequence numbers skipped between received readings
   std::vector<double> ages_us;
 
  private:
@@ -151,7 +151,7 @@ int run(std::uint64_t count, const char *service) {
   return 0;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv) {
   std::uint64_t count = 2000;

@@ -30,10 +30,10 @@ namespace {
 using namespace std::chrono_literals;
 
 const char *const kProgram = "shmbus-example-imu-driver";
-constexpr auto kPeriod = 1ms;  // 1 kHz
+constexpr auto kPeriod = 1ms; // 1 kHz
 
 int run(std::uint64_t count, const char *service) {
-  shmbus::Node node;  // domain: $SHMBUS_DOMAIN or "default"
+  shmbus::Node node; // domain: $SHMBUS_DOMAIN or "default"
   shmbus::Publisher<Imu> pub(node, service, example::imu_options());
   std::printf("%s: waiting for a subscriber on '%s' (domain '%s')\n", kProgram, service,
               node.domain());
@@ -62,10 +62,10 @@ int run(std::uint64_t count, const char *service) {
     const auto late = std::chrono::steady_clock::now() - tick;
     if (late > worst_late) worst_late = late;
 
-    shmbus::Loan<Imu> reading = pub.loan();  // an uninitialised Imu in shared memory
+    shmbus::Loan<Imu> reading = pub.loan(); // an uninitialised Imu in shared memory
     const auto now = shmbus::Clock::now().time_since_epoch();
-    imu_fill(reading.get(), i, static_cast<std::uint64_t>(now.count()));  // in place
-    pub.publish(std::move(reading));  // zero-copy: the subscribers read these bytes
+    imu_fill(reading.get(), i, static_cast<std::uint64_t>(now.count())); // in place
+    pub.publish(std::move(reading)); // zero-copy: the subscribers read these bytes
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -75,7 +75,7 @@ int run(std::uint64_t count, const char *service) {
   return 0;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv) {
   std::uint64_t count = 2000;

@@ -69,10 +69,11 @@ int main(int argc, char **argv) {
   uint64_t count = 1000;
   const char *service = IMU_DEFAULT_SERVICE;
   if (argc > 3 || (argc > 1 && !parse_count(argv[1], &count))) {
-    fprintf(stderr, "usage: %s [COUNT] [SERVICE]\n"
-                    "  COUNT    readings to publish, 1 or more (default 1000)\n"
-                    "  SERVICE  service name (default \"%s\")\n"
-                    "  The domain is $SHMBUS_DOMAIN, else \"default\".\n",
+    fprintf(stderr,
+            "usage: %s [COUNT] [SERVICE]\n"
+            "  COUNT    readings to publish, 1 or more (default 1000)\n"
+            "  SERVICE  service name (default \"%s\")\n"
+            "  The domain is $SHMBUS_DOMAIN, else \"default\".\n",
             PROGRAM, IMU_DEFAULT_SERVICE);
     return 2;
   }
@@ -110,8 +111,8 @@ int main(int argc, char **argv) {
     goto done;
   }
   if (subscribers == 0) {
-    fprintf(stderr, "%s: no subscriber connected to '%s' (domain '%s') within %llu s\n",
-            PROGRAM, service, shmbus_node_domain(node),
+    fprintf(stderr, "%s: no subscriber connected to '%s' (domain '%s') within %llu s\n", PROGRAM,
+            service, shmbus_node_domain(node),
             (unsigned long long)(SUBSCRIBER_WAIT_NS / 1000 / MS));
     goto done;
   }
@@ -133,8 +134,8 @@ int main(int argc, char **argv) {
     sleep_ns(PUBLISH_PERIOD_NS);
   }
   double seconds = (double)(now_ns() - start) / 1e9;
-  printf("%s: published %llu Imu readings in %.3f s (%d subscriber(s) at the start)\n",
-         PROGRAM, (unsigned long long)count, seconds, subscribers);
+  printf("%s: published %llu Imu readings in %.3f s (%d subscriber(s) at the start)\n", PROGRAM,
+         (unsigned long long)count, seconds, subscribers);
   fflush(stdout);
 
   /* No need to wait for the subscribers: what is queued for them stays

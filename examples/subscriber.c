@@ -64,8 +64,7 @@ static stream *find_stream(tally *t, uint64_t publisher_id) {
  * what is wrong and returns 0. */
 static int check_sample(tally *t, const shmbus_sample *sample) {
   if (sample->bytes != sizeof(Imu)) {
-    fprintf(stderr, "%s: sample of %zu bytes, expected %zu\n", PROGRAM, sample->bytes,
-            sizeof(Imu));
+    fprintf(stderr, "%s: sample of %zu bytes, expected %zu\n", PROGRAM, sample->bytes, sizeof(Imu));
     return 0;
   }
   if ((uintptr_t)sample->payload % IMU_ALIGN != 0) {
@@ -80,9 +79,8 @@ static int check_sample(tally *t, const shmbus_sample *sample) {
   }
   if (s->next_sequence != UINT64_MAX) {
     if (sample->sequence < s->next_sequence) {
-      fprintf(stderr, "%s: publisher %llu: sequence %llu after %llu: not increasing\n",
-              PROGRAM, (unsigned long long)s->publisher_id,
-              (unsigned long long)sample->sequence,
+      fprintf(stderr, "%s: publisher %llu: sequence %llu after %llu: not increasing\n", PROGRAM,
+              (unsigned long long)s->publisher_id, (unsigned long long)sample->sequence,
               (unsigned long long)(s->next_sequence - 1));
       return 0;
     }
@@ -96,8 +94,8 @@ static int check_sample(tally *t, const shmbus_sample *sample) {
   /* Our publisher publishes every reading it loans, so its reading counter
    * and the sample's sequence number agree. */
   if (imu->counter != sample->sequence || !imu_check(imu, imu->counter)) {
-    fprintf(stderr, "%s: sample %llu holds reading %llu, or its values are wrong\n",
-            PROGRAM, (unsigned long long)sample->sequence, (unsigned long long)imu->counter);
+    fprintf(stderr, "%s: sample %llu holds reading %llu, or its values are wrong\n", PROGRAM,
+            (unsigned long long)sample->sequence, (unsigned long long)imu->counter);
     return 0;
   }
   /* The sample is stamped when published, after the sensor was read. */
@@ -114,10 +112,11 @@ int main(int argc, char **argv) {
   uint64_t count = 1000;
   const char *service = IMU_DEFAULT_SERVICE;
   if (argc > 3 || (argc > 1 && !parse_count(argv[1], &count))) {
-    fprintf(stderr, "usage: %s [COUNT] [SERVICE]\n"
-                    "  COUNT    samples to account for, 1 or more (default 1000)\n"
-                    "  SERVICE  service name (default \"%s\")\n"
-                    "  The domain is $SHMBUS_DOMAIN, else \"default\".\n",
+    fprintf(stderr,
+            "usage: %s [COUNT] [SERVICE]\n"
+            "  COUNT    samples to account for, 1 or more (default 1000)\n"
+            "  SERVICE  service name (default \"%s\")\n"
+            "  The domain is $SHMBUS_DOMAIN, else \"default\".\n",
             PROGRAM, IMU_DEFAULT_SERVICE);
     return 2;
   }
@@ -143,16 +142,15 @@ int main(int argc, char **argv) {
     report("shmbus_subscriber_open", r);
     goto done;
   }
-  printf("%s: waiting for %llu samples on '%s' (domain '%s')\n", PROGRAM,
-         (unsigned long long)count, service, shmbus_node_domain(node));
+  printf("%s: waiting for %llu samples on '%s' (domain '%s')\n", PROGRAM, (unsigned long long)count,
+         service, shmbus_node_domain(node));
   fflush(stdout);
 
   uint64_t last_progress = now_ns();
   while (t.received + lost < count) {
     if (interrupted) {
       fprintf(stderr, "%s: interrupted: %llu received, %llu lost, %llu expected\n", PROGRAM,
-              (unsigned long long)t.received, (unsigned long long)lost,
-              (unsigned long long)count);
+              (unsigned long long)t.received, (unsigned long long)lost, (unsigned long long)count);
       goto done;
     }
     shmbus_sample sample;
@@ -186,8 +184,8 @@ int main(int argc, char **argv) {
               "%s: no sample for %llu s: %llu received, %llu lost, %llu expected "
               "(is shmbus-example-publisher running in domain '%s'?)\n",
               PROGRAM, (unsigned long long)(PROGRESS_TIMEOUT_NS / 1000 / MS),
-              (unsigned long long)t.received, (unsigned long long)lost,
-              (unsigned long long)count, shmbus_node_domain(node));
+              (unsigned long long)t.received, (unsigned long long)lost, (unsigned long long)count,
+              shmbus_node_domain(node));
       goto done;
     }
     /* Sleeps until a sample arrives (a publisher wakes us only while we

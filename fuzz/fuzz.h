@@ -97,8 +97,8 @@ void fz_begin_iteration(void);
 /* Reports a broken promise of the library and aborts (libFuzzer saves the
  * input as a crash). */
 void fz_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-#define FZ_ASSERT(cond, ...) \
-  do {                         \
+#define FZ_ASSERT(cond, ...)           \
+  do {                                 \
     if (!(cond)) fz_fail(__VA_ARGS__); \
   } while (0)
 
@@ -158,10 +158,10 @@ int fz_object_write(const char *name, const void *data, size_t len);
 
 typedef struct fz_range {
   uintptr_t start, end;
-  uint64_t offset;   /* file offset of start */
+  uint64_t offset; /* file offset of start */
   uint64_t dev, ino;
   char perms[5];
-  int deleted;       /* its name was unlinked */
+  int deleted;                        /* its name was unlinked */
   char name[SHMBUS__OBJECT_NAME_MAX]; /* object name (under /dev/shm) */
 } fz_range;
 

@@ -88,7 +88,8 @@ static void prepare(void) {
   fz_map_close(&m);
   shmbus_publisher *pub;
   int e = shmbus_publisher_open(fz_node, svc.name, &svc.opts, &pub);
-  if (e || shmbus_publisher_id(pub) != FORGED_ID) fz_fail("template publisher: %s", shmbus_err_name(e));
+  if (e || shmbus_publisher_id(pub) != FORGED_ID)
+    fz_fail("template publisher: %s", shmbus_err_name(e));
   char name[SHMBUS__OBJECT_NAME_MAX];
   fz_publisher_object(&svc, FORGED_ID, 1, name);
   tmpl_data = capture(name, &tmpl_data_len);
@@ -132,10 +133,10 @@ static void patch(seg *first, seg *second, fz_in *in) {
       size_t at = (size_t)off + i;
       if (at >= s->len) continue;
       switch (h >> 4 & 3) {
-        case 0:
-        case 3: s->b[at] = v; break;
-        case 1: s->b[at] = (uint8_t)(s->b[at] + (int8_t)v); break;
-        case 2: s->b[at] ^= v; break;
+      case 0:
+      case 3: s->b[at] = v; break;
+      case 1: s->b[at] = (uint8_t)(s->b[at] + (int8_t)v); break;
+      case 2: s->b[at] ^= v; break;
       }
     }
   }
@@ -148,9 +149,9 @@ static int plant(const char *name, int what) {
   snprintf(path, sizeof path, "/dev/shm/%s", name);
   snprintf(target, sizeof target, "/dev/shm/%s", svc.object);
   switch (what) {
-    case 1: return mkfifo(path, 0600);
-    case 2: return symlink(target, path);
-    default: return mkdir(path, 0700);
+  case 1: return mkfifo(path, 0600);
+  case 2: return symlink(target, path);
+  default: return mkdir(path, 0700);
   }
 }
 
@@ -165,15 +166,25 @@ static void check_code(int e, const char *what) {
  * valid, whatever lies in the segments. TIMEDOUT: a service that stays
  * "being removed" past the 2 s bound (docs/security.md §4). */
 static void check_open(int e, const void *out, const char *what) {
-  static const int documented[] = {
-      0, SHMBUS_ERR_TOO_LARGE, SHMBUS_ERR_INCOMPATIBLE, SHMBUS_ERR_CORRUPT, SHMBUS_ERR_VERSION,
-      SHMBUS_ERR_NOT_READY, SHMBUS_ERR_PORT_LIMIT, SHMBUS_ERR_NO_SPACE, SHMBUS_ERR_PERM,
-      SHMBUS_ERR_NOMEM, SHMBUS_ERR_IO, SHMBUS_ERR_TIMEDOUT};
+  static const int documented[] = {0,
+                                   SHMBUS_ERR_TOO_LARGE,
+                                   SHMBUS_ERR_INCOMPATIBLE,
+                                   SHMBUS_ERR_CORRUPT,
+                                   SHMBUS_ERR_VERSION,
+                                   SHMBUS_ERR_NOT_READY,
+                                   SHMBUS_ERR_PORT_LIMIT,
+                                   SHMBUS_ERR_NO_SPACE,
+                                   SHMBUS_ERR_PERM,
+                                   SHMBUS_ERR_NOMEM,
+                                   SHMBUS_ERR_IO,
+                                   SHMBUS_ERR_TIMEDOUT};
   check_code(e, what);
   int ok = 0;
   for (size_t i = 0; i < sizeof documented / sizeof documented[0]; i++) ok |= e == documented[i];
-  FZ_ASSERT(ok || !fz_error_checks(), "%s with valid arguments returned %s, which it does not "
-            "document", what, shmbus_err_name(e));
+  FZ_ASSERT(ok || !fz_error_checks(),
+            "%s with valid arguments returned %s, which it does not "
+            "document",
+            what, shmbus_err_name(e));
   FZ_ASSERT(e == 0 || out == NULL, "%s failed (%s) without clearing its out-parameter", what,
             shmbus_err_name(e));
 }
@@ -231,7 +242,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int kind = sel & 3, raw = sel & 4;
   seg a = {0}, b = {0}; /* service, or data; control */
   if (kind == K_SERVICE) {
-    if (raw) seg_raw(&a, in);
+    if (raw)
+      seg_raw(&a, in);
     else {
       seg_from(&a, svc.image, svc.image_len, (int16_t)fz_u16(&in));
       (void)fz_u16(&in);
@@ -239,17 +251,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
   } else if (raw) {
     fz_in first = kind == K_BOTH ? fz_take_bytes(&in, fz_u16(&in)) : in;
-    if (kind != K_CONTROL) seg_raw(&a, first);
-    else seg_from(&a, tmpl_data, tmpl_data_len, 0);
-    if (kind != K_DATA) seg_raw(&b, kind == K_BOTH ? in : first);
-    else seg_from(&b, tmpl_ctl, tmpl_ctl_len, 0);
+    if (kind != K_CONTROL)
+      seg_raw(&a, first);
+    else
+      seg_from(&a, tmpl_data, tmpl_data_len, 0);
+    if (kind != K_DATA)
+      seg_raw(&b, kind == K_BOTH ? in : first);
+    else
+      seg_from(&b, tmpl_ctl, tmpl_ctl_len, 0);
   } else {
     int16_t d0 = (int16_t)fz_u16(&in), d1 = (int16_t)fz_u16(&in);
     seg_from(&a, tmpl_data, tmpl_data_len, kind == K_CONTROL ? 0 : d0);
     seg_from(&b, tmpl_ctl, tmpl_ctl_len, kind == K_DATA ? 0 : d1);
-    if (kind == K_DATA) patch(&a, NULL, &in);
-    else if (kind == K_CONTROL) patch(&b, NULL, &in);
-    else patch(&a, &b, &in);
+    if (kind == K_DATA)
+      patch(&a, NULL, &in);
+    else if (kind == K_CONTROL)
+      patch(&b, NULL, &in);
+    else
+      patch(&a, &b, &in);
   }
 
   fz_begin_iteration();
@@ -257,8 +276,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char planted_name[SHMBUS__OBJECT_NAME_MAX];
   if (kind == K_SERVICE) {
     snprintf(planted_name, sizeof planted_name, "%s", svc.object);
-    if (planted) FZ_ASSERT(plant(svc.object, planted) == 0, "cannot plant under %s", svc.object);
-    else FZ_ASSERT(fz_object_write(svc.object, a.b, a.len) == 0, "cannot write the service");
+    if (planted)
+      FZ_ASSERT(plant(svc.object, planted) == 0, "cannot plant under %s", svc.object);
+    else
+      FZ_ASSERT(fz_object_write(svc.object, a.b, a.len) == 0, "cannot write the service");
   } else {
     /* A valid service whose publisher slot 0 says FORGED_ID is ready. */
     uint8_t *image = malloc(svc.image_len);
@@ -451,19 +472,18 @@ static void write_seeds(const char *dir) {
   fz_write_seed(dir, "service-valid", p.b, p.n);
   start(&p, K_SERVICE | 16, 0, -1, 0);
   fz_write_seed(dir, "service-short", p.b, p.n);
-  start(&p, K_SERVICE | 16, 0, (int16_t)-(int)FZ_PAGE(l), 0);
+  start(&p, K_SERVICE | 16, 0, (int16_t) - (int)FZ_PAGE(l), 0);
   fz_write_seed(dir, "service-page-short", p.b, p.n);
-  start(&p, K_SERVICE, 0, (int16_t)-(int)svc.image_len, 0);
+  start(&p, K_SERVICE, 0, (int16_t) - (int)svc.image_len, 0);
   fz_write_seed(dir, "service-empty", p.b, p.n);
 
   /* Publisher segments: valid, bound, with a sample queued. */
   uint64_t chunk0 = FZ_CHUNK_OFFSET(l, 0);
   for (int variant = 0; variant < 8; variant++) {
-    start(&p, (uint8_t)(K_BOTH | (variant & 1 ? 64 : 0) | (variant == 7 ? 16 | 32 : 0)), 1 | 2, 0, 0);
-    rec(&p, 0, chunk0 + offsetof(shmbus__chunk_header, payload_bytes), 4,
-        variant == 2 ? 1000 : 8);
-    rec(&p, 1, conn0 + l->sub_ring_offset, 8,
-        shmbus__slot_word(0, variant == 3 ? 200 : 0));
+    start(&p, (uint8_t)(K_BOTH | (variant & 1 ? 64 : 0) | (variant == 7 ? 16 | 32 : 0)), 1 | 2, 0,
+          0);
+    rec(&p, 0, chunk0 + offsetof(shmbus__chunk_header, payload_bytes), 4, variant == 2 ? 1000 : 8);
+    rec(&p, 1, conn0 + l->sub_ring_offset, 8, shmbus__slot_word(0, variant == 3 ? 200 : 0));
     rec(&p, 1, conn0 + l->sub_ring_offset + 8, 8, shmbus__slot_word(1, 1));
     if (variant == 4) rec(&p, 1, conn0 + offsetof(shmbus__conn, head), 8, 1);
     if (variant == 5) rec(&p, 1, conn0 + offsetof(shmbus__conn, lost), 8, 5);

@@ -10,7 +10,7 @@
 #include "fuzz_ports.h"
 
 enum {
-  MAX_TRACKED = 8,  /* samples held per subscriber (max_held <= 2 here) */
+  MAX_TRACKED = 8, /* samples held per subscriber (max_held <= 2 here) */
   MAX_LOANS = 4,
   MAX_SEQ = 1024,
   MAX_STEPS = 512,
@@ -174,19 +174,21 @@ static void check_victim_sample(run *r, port_sub *s, const shmbus_sample *smp, i
 
 static void sub_take(run *r, port_sub *s, int latest, int victim) {
   if (s->sub == NULL) return;
-  const char *what = victim ? (latest ? "V take_latest" : "V take")
-                            : (latest ? "A take_latest" : "A take");
+  const char *what =
+      victim ? (latest ? "V take_latest" : "V take") : (latest ? "A take_latest" : "A take");
   shmbus_sample smp, zero;
   memset(&zero, 0, sizeof zero);
   uint64_t t0 = fz_vclock_ns();
-  int e = latest ? shmbus_subscriber_take_latest(s->sub, &smp) : shmbus_subscriber_take(s->sub, &smp);
+  int e =
+      latest ? shmbus_subscriber_take_latest(s->sub, &smp) : shmbus_subscriber_take(s->sub, &smp);
   fz_count(what, e);
   if (fz_timing())
     FZ_ASSERT(fz_vclock_ns() == t0, "%s slept %llu ns (a hot-path call must not wait)", what,
               (unsigned long long)(fz_vclock_ns() - t0));
   int max_held = (int)r->svc->cfg.max_held;
   if (e == SHMBUS_ERR_HOLD_LIMIT)
-    FZ_ASSERT(s->nheld == max_held, "%s: HOLD_LIMIT while holding %d of %d", what, s->nheld, max_held);
+    FZ_ASSERT(s->nheld == max_held, "%s: HOLD_LIMIT while holding %d of %d", what, s->nheld,
+              max_held);
   else
     FZ_ASSERT(e == 0 || e == SHMBUS_ERR_EMPTY || e == SHMBUS_ERR_CORRUPT || !fz_error_checks(),
               "%s returned %s", what, ename(e));
@@ -200,7 +202,8 @@ static void sub_take(run *r, port_sub *s, int latest, int victim) {
   }
   FZ_ASSERT(s->nheld < max_held, "%s: a sample beyond max_held (%d)", what, max_held);
   uint32_t chunk = fz_check_payload(r->svc, smp.payload, smp.bytes, 1, NULL, what);
-  fz_trace("  sequence %llu, %zu bytes, chunk %u", (unsigned long long)smp.sequence, smp.bytes, chunk);
+  fz_trace("  sequence %llu, %zu bytes, chunk %u", (unsigned long long)smp.sequence, smp.bytes,
+           chunk);
   for (int i = 0; i < s->nheld; i++)
     FZ_ASSERT(s->held[i].internal_ >> 32 != smp.internal_ >> 32,
               "%s: the handle of a held sample was handed out again", what);
@@ -231,14 +234,16 @@ static void sub_release_forged(run *r, port_sub *s, fz_in *in) {
   memset(&f, 0, sizeof f);
   if (s->nheld > 0) f = s->held[fz_u8(in) % s->nheld];
   switch (fz_u8(in) % 5) {
-    case 0: f.internal_ ^= fz_u64(in); break;
-    case 1: f.payload = (const void *)((uintptr_t)f.payload + (uintptr_t)(intptr_t)(int8_t)fz_u8(in)); break;
-    case 2: f.internal_ = fz_u64(in); break;
-    case 3:
-      f.internal_ += (uint64_t)(int8_t)fz_u8(in) << 32;
-      f.internal_ += (uint64_t)(int8_t)fz_u8(in);
-      break;
-    case 4: break; /* a second release of the same sample, if it is released */
+  case 0: f.internal_ ^= fz_u64(in); break;
+  case 1:
+    f.payload = (const void *)((uintptr_t)f.payload + (uintptr_t)(intptr_t)(int8_t)fz_u8(in));
+    break;
+  case 2: f.internal_ = fz_u64(in); break;
+  case 3:
+    f.internal_ += (uint64_t)(int8_t)fz_u8(in) << 32;
+    f.internal_ += (uint64_t)(int8_t)fz_u8(in);
+    break;
+  case 4: break; /* a second release of the same sample, if it is released */
   }
   int e = shmbus_subscriber_release(s->sub, &f);
   fz_count("A release_forged", e);
@@ -246,8 +251,10 @@ static void sub_release_forged(run *r, port_sub *s, fz_in *in) {
   for (int i = 0; i < s->nheld; i++)
     if (s->held[i].internal_ == f.internal_ && s->held[i].payload == f.payload) match = i;
   if (e == 0) {
-    FZ_ASSERT(match >= 0, "release accepted a sample the subscriber does not hold "
-              "(internal %llx, payload %p)", (unsigned long long)f.internal_, f.payload);
+    FZ_ASSERT(match >= 0,
+              "release accepted a sample the subscriber does not hold "
+              "(internal %llx, payload %p)",
+              (unsigned long long)f.internal_, f.payload);
     forget_held(s, match);
   } else {
     FZ_ASSERT(e == SHMBUS_ERR_NOT_HELD || e == SHMBUS_ERR_INVAL, "release returned %s", ename(e));
@@ -276,8 +283,8 @@ static int victim_holds(const run *r, uint32_t chunk, uint64_t ino) {
     fz_range g;
     /* Its data mapping faulted and is zero pages now (docs/security.md §6). */
     if (fz_hook_truncated() && !fz_maps_find(r->v.held[i].payload, &g)) continue;
-    uint32_t c = fz_check_payload(r->svc, r->v.held[i].payload, r->v.held[i].bytes, 1, &vino,
-                                  "V held");
+    uint32_t c =
+        fz_check_payload(r->svc, r->v.held[i].payload, r->v.held[i].bytes, 1, &vino, "V held");
     if (c == chunk && vino == ino) return 1;
   }
   return 0;
@@ -312,16 +319,18 @@ static void p_loan(run *r, fz_in *in) {
   if (r->pub == NULL) return;
   const shmbus__service_config *cfg = &r->svc->cfg;
   uint8_t b = fz_u8(in);
-  size_t elements = b % 16 == 15 ? 0 : b % 16 == 14 ? cfg->max_elements + 1u : 1u + b % cfg->max_elements;
+  size_t elements = b % 16 == 15   ? 0
+                    : b % 16 == 14 ? cfg->max_elements + 1u
+                                   : 1u + b % cfg->max_elements;
   void *p;
   uint64_t t0 = fz_vclock_ns();
   int e = shmbus_publisher_loan(r->pub, elements, &p);
   fz_count("P loan", e);
   if (fz_timing()) FZ_ASSERT(fz_vclock_ns() == t0, "loan slept");
-  int expected = elements == 0                        ? SHMBUS_ERR_INVAL
-                 : elements > cfg->max_elements       ? SHMBUS_ERR_TOO_LARGE
-                 : r->nloans >= (int)cfg->max_loans   ? SHMBUS_ERR_LOAN_LIMIT
-                                                      : 0;
+  int expected = elements == 0                      ? SHMBUS_ERR_INVAL
+                 : elements > cfg->max_elements     ? SHMBUS_ERR_TOO_LARGE
+                 : r->nloans >= (int)cfg->max_loans ? SHMBUS_ERR_LOAN_LIMIT
+                                                    : 0;
   if (faulted(e)) return;
   FZ_ASSERT(e == expected, "loan of %zu elements with %d of %u loans out returned %s, not %s",
             elements, r->nloans, cfg->max_loans, ename(e), ename(expected));
@@ -361,8 +370,8 @@ static void p_publish(run *r, fz_in *in) {
   check_publish_time(r, t0, "publish");
   if (faulted(e)) return;
   if (partial && bytes > l->cap) {
-    FZ_ASSERT(e == SHMBUS_ERR_TOO_LARGE, "publish_bytes of %zu bytes of a %zu byte loan returned %s",
-              bytes, l->cap, ename(e));
+    FZ_ASSERT(e == SHMBUS_ERR_TOO_LARGE,
+              "publish_bytes of %zu bytes of a %zu byte loan returned %s", bytes, l->cap, ename(e));
     return;
   }
   FZ_ASSERT(e == 0 || publish_error_ok(r, e), "publish of %zu bytes of a %zu byte loan returned %s",
@@ -392,10 +401,10 @@ static void p_send(run *r, fz_in *in) {
   int e = shmbus_publisher_send_copy(r->pub, buf, bytes);
   fz_count("P send_copy", e);
   check_publish_time(r, t0, "send_copy");
-  int expected = bytes == 0                                   ? SHMBUS_ERR_INVAL
-                 : bytes > l->max_payload                     ? SHMBUS_ERR_TOO_LARGE
-                 : r->nloans >= (int)r->svc->cfg.max_loans    ? SHMBUS_ERR_LOAN_LIMIT
-                                                              : 0;
+  int expected = bytes == 0                                ? SHMBUS_ERR_INVAL
+                 : bytes > l->max_payload                  ? SHMBUS_ERR_TOO_LARGE
+                 : r->nloans >= (int)r->svc->cfg.max_loans ? SHMBUS_ERR_LOAN_LIMIT
+                                                           : 0;
   FZ_ASSERT(e == expected || (expected == 0 && publish_error_ok(r, e)) || faulted(e),
             "send_copy of %zu bytes with %d loans out returned %s, not %s", bytes, r->nloans,
             ename(e), ename(expected));
@@ -411,22 +420,24 @@ static void p_update(run *r) {
 
 /* ---- writes into A's connection and P's chunks, through our own mappings --------------------- */
 
-#define FIELD(type, m) {offsetof(type, m), sizeof(((type *)0)->m)}
+#define FIELD(type, m) \
+  { offsetof(type, m), sizeof(((type *)0)->m) }
 typedef struct field {
   uint32_t off, size;
 } field;
-static const field conn_fields[] = {
-    FIELD(shmbus__conn, sub_id),   FIELD(shmbus__conn, lost),        FIELD(shmbus__conn, wait_ack),
-    FIELD(shmbus__conn, pub_waiting), FIELD(shmbus__conn, head),     FIELD(shmbus__conn, done_tail),
-    FIELD(shmbus__conn, sub_ack),  FIELD(shmbus__conn, room_event),  FIELD(shmbus__conn, done_head)};
+static const field conn_fields[] = {FIELD(shmbus__conn, sub_id),   FIELD(shmbus__conn, lost),
+                                    FIELD(shmbus__conn, wait_ack), FIELD(shmbus__conn, pub_waiting),
+                                    FIELD(shmbus__conn, head),     FIELD(shmbus__conn, done_tail),
+                                    FIELD(shmbus__conn, sub_ack),  FIELD(shmbus__conn, room_event),
+                                    FIELD(shmbus__conn, done_head)};
 static const field chunk_fields[] = {
     FIELD(shmbus__chunk_header, sequence), FIELD(shmbus__chunk_header, timestamp_ns),
     FIELD(shmbus__chunk_header, publisher_id), FIELD(shmbus__chunk_header, payload_bytes),
     FIELD(shmbus__chunk_header, reserved)};
 /* A subscriber's own wait state (its page of the service segment). */
-static const field wait_fields[] = {
-    FIELD(shmbus__wait_slot, wait_mode), FIELD(shmbus__wait_slot, sleeping),
-    FIELD(shmbus__wait_slot, notifier)};
+static const field wait_fields[] = {FIELD(shmbus__wait_slot, wait_mode),
+                                    FIELD(shmbus__wait_slot, sleeping),
+                                    FIELD(shmbus__wait_slot, notifier)};
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Where A's connection starts in P's control segment, or UINT64_MAX. */
@@ -441,23 +452,35 @@ static uint64_t value(run *r, fz_in *in, uint64_t cur, unsigned size) {
   const shmbus__layout *l = &r->svc->layout;
   uint64_t head = 0, c = a_conn(r);
   if (c != UINT64_MAX) head = fz_get(&r->ctl, c + offsetof(shmbus__conn, head), 8);
-  const uint64_t special[] = {0, 1, UINT64_MAX, UINT32_MAX, UINT64_C(1) << 31, UINT64_C(1) << 63,
-                              l->max_payload, l->max_payload + 1, l->chunks, l->queue_cap,
-                              l->done_cap, r->svc->cfg.queue_depth, r->pub_id, r->a.id, r->v.id};
+  const uint64_t special[] = {0,
+                              1,
+                              UINT64_MAX,
+                              UINT32_MAX,
+                              UINT64_C(1) << 31,
+                              UINT64_C(1) << 63,
+                              l->max_payload,
+                              l->max_payload + 1,
+                              l->chunks,
+                              l->queue_cap,
+                              l->done_cap,
+                              r->svc->cfg.queue_depth,
+                              r->pub_id,
+                              r->a.id,
+                              r->v.id};
   switch (fz_u8(in) % 10) {
-    case 0: return fz_u8(in);
-    case 1: return cur + (uint64_t)(int64_t)(int8_t)fz_u8(in);
-    case 2: return fz_u64(in);
-    case 3: return special[fz_u8(in) % COUNT(special)];
-    case 4: return cur ^ (UINT64_C(1) << (fz_u8(in) % (8 * size)));
-    case 5: return FZ_PORT_ID_BASE + fz_u8(in) % 8;
-    case 6: return fz_u8(in) % (l->chunks + 2);
-    case 7: {
-      uint64_t pos = head + (uint64_t)(int64_t)(int8_t)fz_u8(in);
-      return shmbus__slot_word(pos, fz_u8(in) % (l->chunks + 2));
-    }
-    case 8: return cur + 1;
-    default: return cur - 1;
+  case 0: return fz_u8(in);
+  case 1: return cur + (uint64_t)(int64_t)(int8_t)fz_u8(in);
+  case 2: return fz_u64(in);
+  case 3: return special[fz_u8(in) % COUNT(special)];
+  case 4: return cur ^ (UINT64_C(1) << (fz_u8(in) % (8 * size)));
+  case 5: return FZ_PORT_ID_BASE + fz_u8(in) % 8;
+  case 6: return fz_u8(in) % (l->chunks + 2);
+  case 7: {
+    uint64_t pos = head + (uint64_t)(int64_t)(int8_t)fz_u8(in);
+    return shmbus__slot_word(pos, fz_u8(in) % (l->chunks + 2));
+  }
+  case 8: return cur + 1;
+  default: return cur - 1;
   }
 }
 
@@ -465,7 +488,9 @@ static void write_word(run *r, const fz_map *m, uint64_t off, unsigned size, fz_
   uint64_t old = fz_get(m, off, size);
   uint64_t v = value(r, in, old, size);
   fz_trace("write %s+%llu (%u bytes): %llx -> %llx",
-           m == &r->ctl ? "control" : m == &r->data ? "data" : "service",
+           m == &r->ctl    ? "control"
+           : m == &r->data ? "data"
+                           : "service",
            (unsigned long long)off, size, (unsigned long long)old, (unsigned long long)v);
   fz_put(m, off, size, v);
 }
@@ -599,41 +624,41 @@ static void setup(run *r, uint8_t c0) {
 
 static void step(run *r, enum fz_op op, fz_in *in) {
   switch (op) {
-    case FZ_OP_SEND: p_send(r, in); break;
-    case FZ_OP_LOAN: p_loan(r, in); break;
-    case FZ_OP_PUBLISH: p_publish(r, in); break;
-    case FZ_OP_DISCARD: p_discard(r, in); break;
-    case FZ_OP_UPDATE: p_update(r); break;
-    case FZ_OP_PUB_REOPEN:
-      pub_close(r);
-      pub_open(r, 0);
-      break;
-    case FZ_OP_A_TAKE: sub_take(r, &r->a, 0, 0); break;
-    case FZ_OP_A_TAKE_LATEST: sub_take(r, &r->a, 1, 0); break;
-    case FZ_OP_A_RELEASE: sub_release(r, &r->a, in, 0); break;
-    case FZ_OP_A_RELEASE_FORGED: sub_release_forged(r, &r->a, in); break;
-    case FZ_OP_A_WAIT: sub_wait(r, &r->a, in); break;
-    case FZ_OP_A_PUBLISHERS:
-      if (r->a.sub) fz_count("A publishers", shmbus_subscriber_publishers(r->a.sub));
-      break;
-    case FZ_OP_A_LOST:
-      if (r->a.sub) (void)shmbus_subscriber_lost(r->a.sub);
-      break;
-    case FZ_OP_A_REOPEN:
-      sub_close(&r->a);
-      sub_open(r, &r->a, 0);
-      break;
-    case FZ_OP_V_TAKE: sub_take(r, &r->v, 0, 1); break;
-    case FZ_OP_V_TAKE_LATEST: sub_take(r, &r->v, 1, 1); break;
-    case FZ_OP_V_RELEASE: sub_release(r, &r->v, in, 1); break;
-    case FZ_OP_W_CONN: w_conn(r, in); break;
-    case FZ_OP_W_SUBRING: w_subring(r, in); break;
-    case FZ_OP_W_DONE: w_done(r, in); break;
-    case FZ_OP_W_PUSH_DONE: w_push_done(r, in); break;
-    case FZ_OP_W_CHUNK: w_chunk(r, in); break;
-    case FZ_OP_W_OWN_SLOT: w_own_slot(r, in); break;
-    case FZ_OP_W_BLOCK: w_block(r, in); break;
-    case FZ_OP_COUNT: break;
+  case FZ_OP_SEND: p_send(r, in); break;
+  case FZ_OP_LOAN: p_loan(r, in); break;
+  case FZ_OP_PUBLISH: p_publish(r, in); break;
+  case FZ_OP_DISCARD: p_discard(r, in); break;
+  case FZ_OP_UPDATE: p_update(r); break;
+  case FZ_OP_PUB_REOPEN:
+    pub_close(r);
+    pub_open(r, 0);
+    break;
+  case FZ_OP_A_TAKE: sub_take(r, &r->a, 0, 0); break;
+  case FZ_OP_A_TAKE_LATEST: sub_take(r, &r->a, 1, 0); break;
+  case FZ_OP_A_RELEASE: sub_release(r, &r->a, in, 0); break;
+  case FZ_OP_A_RELEASE_FORGED: sub_release_forged(r, &r->a, in); break;
+  case FZ_OP_A_WAIT: sub_wait(r, &r->a, in); break;
+  case FZ_OP_A_PUBLISHERS:
+    if (r->a.sub) fz_count("A publishers", shmbus_subscriber_publishers(r->a.sub));
+    break;
+  case FZ_OP_A_LOST:
+    if (r->a.sub) (void)shmbus_subscriber_lost(r->a.sub);
+    break;
+  case FZ_OP_A_REOPEN:
+    sub_close(&r->a);
+    sub_open(r, &r->a, 0);
+    break;
+  case FZ_OP_V_TAKE: sub_take(r, &r->v, 0, 1); break;
+  case FZ_OP_V_TAKE_LATEST: sub_take(r, &r->v, 1, 1); break;
+  case FZ_OP_V_RELEASE: sub_release(r, &r->v, in, 1); break;
+  case FZ_OP_W_CONN: w_conn(r, in); break;
+  case FZ_OP_W_SUBRING: w_subring(r, in); break;
+  case FZ_OP_W_DONE: w_done(r, in); break;
+  case FZ_OP_W_PUSH_DONE: w_push_done(r, in); break;
+  case FZ_OP_W_CHUNK: w_chunk(r, in); break;
+  case FZ_OP_W_OWN_SLOT: w_own_slot(r, in); break;
+  case FZ_OP_W_BLOCK: w_block(r, in); break;
+  case FZ_OP_COUNT: break;
   }
 }
 
@@ -704,7 +729,8 @@ static void s_op(seed *s, enum fz_op op) {
 }
 
 enum { C_OLDEST = 0, C_NEWEST = 1, C_BLOCK = 2 };
-static uint8_t config(unsigned overflow, unsigned depth, unsigned held, int history, int elements4) {
+static uint8_t config(unsigned overflow, unsigned depth, unsigned held, int history,
+                      int elements4) {
   return (uint8_t)(overflow | (depth - 1) << 2 | (held - 1) << 4 | (history ? 1 : 0) << 5 |
                    (elements4 ? 1 : 0) << 6);
 }

@@ -26,41 +26,41 @@
 #include <stdint.h>
 
 enum fz_op {
-  FZ_OP_SEND,          /* P send_copy (length)                          */
-  FZ_OP_LOAN,          /* P loan (elements)                             */
-  FZ_OP_PUBLISH,       /* P publish or publish_bytes of a loan          */
-  FZ_OP_DISCARD,       /* P discard of a loan                           */
-  FZ_OP_UPDATE,        /* P update                                      */
-  FZ_OP_PUB_REOPEN,    /* P closes; a new publisher opens               */
+  FZ_OP_SEND,       /* P send_copy (length)                          */
+  FZ_OP_LOAN,       /* P loan (elements)                             */
+  FZ_OP_PUBLISH,    /* P publish or publish_bytes of a loan          */
+  FZ_OP_DISCARD,    /* P discard of a loan                           */
+  FZ_OP_UPDATE,     /* P update                                      */
+  FZ_OP_PUB_REOPEN, /* P closes; a new publisher opens               */
   FZ_OP_A_TAKE,
   FZ_OP_A_TAKE_LATEST,
-  FZ_OP_A_RELEASE,     /* a sample A holds                              */
+  FZ_OP_A_RELEASE,        /* a sample A holds                              */
   FZ_OP_A_RELEASE_FORGED, /* a sample A never got (or a changed one)    */
-  FZ_OP_A_WAIT,        /* A wait with a short timeout                   */
+  FZ_OP_A_WAIT,           /* A wait with a short timeout                   */
   FZ_OP_A_PUBLISHERS,
   FZ_OP_A_LOST,
-  FZ_OP_A_REOPEN,      /* A closes and opens again (a late joiner)      */
+  FZ_OP_A_REOPEN, /* A closes and opens again (a late joiner)      */
   FZ_OP_V_TAKE,
   FZ_OP_V_TAKE_LATEST,
   FZ_OP_V_RELEASE,
-  FZ_OP_W_CONN,        /* a word of A's connection header               */
-  FZ_OP_W_SUBRING,     /* an entry of A's submission ring               */
-  FZ_OP_W_DONE,        /* an entry of A's completion ring               */
-  FZ_OP_W_PUSH_DONE,   /* a completion behind the library's back        */
-  FZ_OP_W_CHUNK,       /* a chunk header field or payload word of P     */
-  FZ_OP_W_OWN_SLOT,    /* a field of A's own wait state (service segment) */
-  FZ_OP_W_BLOCK,       /* any word of A's connection block              */
+  FZ_OP_W_CONN,      /* a word of A's connection header               */
+  FZ_OP_W_SUBRING,   /* an entry of A's submission ring               */
+  FZ_OP_W_DONE,      /* an entry of A's completion ring               */
+  FZ_OP_W_PUSH_DONE, /* a completion behind the library's back        */
+  FZ_OP_W_CHUNK,     /* a chunk header field or payload word of P     */
+  FZ_OP_W_OWN_SLOT,  /* a field of A's own wait state (service segment) */
+  FZ_OP_W_BLOCK,     /* any word of A's connection block              */
   FZ_OP_COUNT
 };
 
 typedef struct fz_ports_opts {
-  const char *tag;          /* service names start with it          */
-  const enum fz_op *ops;    /* the operations the script may use    */
+  const char *tag;       /* service names start with it          */
+  const enum fz_op *ops; /* the operations the script may use    */
   size_t nops;
-  int victim;               /* open V                               */
-  int victim_checks;        /* check V's promises (no hook: a hostile
+  int victim;        /* open V                               */
+  int victim_checks; /* check V's promises (no hook: a hostile
                                peer may garble anyone's data)       */
-  int hook;                 /* the input's tail drives the hook     */
+  int hook;          /* the input's tail drives the hook     */
 } fz_ports_opts;
 
 /* One iteration. */

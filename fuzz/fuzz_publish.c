@@ -15,17 +15,20 @@
 #include "fuzz.h"
 #include "fuzz_ports.h"
 
-static const enum fz_op ops[] = {
-    FZ_OP_SEND,   FZ_OP_LOAN,        FZ_OP_PUBLISH,       FZ_OP_DISCARD,     FZ_OP_UPDATE,
-    FZ_OP_A_TAKE, FZ_OP_A_TAKE_LATEST, FZ_OP_A_RELEASE,   FZ_OP_A_REOPEN,    FZ_OP_V_TAKE,
-    FZ_OP_V_TAKE_LATEST, FZ_OP_V_RELEASE, FZ_OP_W_CONN,   FZ_OP_W_SUBRING,   FZ_OP_W_DONE,
-    FZ_OP_W_PUSH_DONE, FZ_OP_W_OWN_SLOT, FZ_OP_W_BLOCK,
-    /* twice: the publisher's side is the point */
-    FZ_OP_SEND,   FZ_OP_W_PUSH_DONE, FZ_OP_W_CONN,        FZ_OP_UPDATE};
+static const enum fz_op ops[] = {FZ_OP_SEND, FZ_OP_LOAN, FZ_OP_PUBLISH, FZ_OP_DISCARD, FZ_OP_UPDATE,
+                                 FZ_OP_A_TAKE, FZ_OP_A_TAKE_LATEST, FZ_OP_A_RELEASE, FZ_OP_A_REOPEN,
+                                 FZ_OP_V_TAKE, FZ_OP_V_TAKE_LATEST, FZ_OP_V_RELEASE, FZ_OP_W_CONN,
+                                 FZ_OP_W_SUBRING, FZ_OP_W_DONE, FZ_OP_W_PUSH_DONE, FZ_OP_W_OWN_SLOT,
+                                 FZ_OP_W_BLOCK,
+                                 /* twice: the publisher's side is the point */
+                                 FZ_OP_SEND, FZ_OP_W_PUSH_DONE, FZ_OP_W_CONN, FZ_OP_UPDATE};
 
-static const fz_ports_opts opts = {
-    .tag = "publish", .ops = ops, .nops = sizeof ops / sizeof ops[0], .victim = 1,
-    .victim_checks = 1, .hook = 0};
+static const fz_ports_opts opts = {.tag = "publish",
+                                   .ops = ops,
+                                   .nops = sizeof ops / sizeof ops[0],
+                                   .victim = 1,
+                                   .victim_checks = 1,
+                                   .hook = 0};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
@@ -39,4 +42,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fz_ports_run(data, size, &opts); }
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  return fz_ports_run(data, size, &opts);
+}

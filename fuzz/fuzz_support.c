@@ -400,7 +400,8 @@ static void read_maps(void) {
   if (fd < 0) return;
   size_t len = 0;
   ssize_t r;
-  while (len < sizeof maps_text - 1 && (r = read(fd, maps_text + len, sizeof maps_text - 1 - len)) > 0)
+  while (len < sizeof maps_text - 1 &&
+         (r = read(fd, maps_text + len, sizeof maps_text - 1 - len)) > 0)
     len += (size_t)r;
   close(fd);
   maps_text[len] = '\0';
@@ -520,9 +521,9 @@ static own_map *own_of(const fz_range *r) {
     }
   }
   if (fd < 0) return NULL;
-  void *p = st.st_size > 0 ? mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                                  fd, 0)
-                           : MAP_FAILED;
+  void *p = st.st_size > 0
+                ? mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                : MAP_FAILED;
   if (p == MAP_FAILED) {
     close(fd);
     return NULL;
@@ -574,33 +575,33 @@ void shmbus__fuzz_access(const void *addr, unsigned size) {
   uint64_t mask = size == 8 ? UINT64_MAX : UINT32_MAX;
   uint64_t v = fz_get(&m, off, size), arg;
   switch ((b - 0x80) % 13) {
-    case 0: v = 0; break;
-    case 1: v += 1; break;
-    case 2: v -= 1; break;
-    case 3: v = UINT64_MAX; break;
-    case 4: v ^= UINT64_C(1) << (fz_u8(&hook.in) % (8 * size)); break;
-    case 5: v = fz_u64(&hook.in); break;
-    case 6: v += fz_u8(&hook.in); break;
-    case 7: v -= fz_u8(&hook.in); break;
-    case 8: v = fz_u8(&hook.in); break;
-    case 9: v ^= UINT64_C(1) << (8 * size - 1); break;
-    case 10:
-      arg = fz_u8(&hook.in);
-      if (hook.truncate) {
-        /* Cut the object at the page holding the word (or at 0). */
-        long page = sysconf(_SC_PAGESIZE);
-        uint64_t at = arg & 1 ? off & ~(uint64_t)(page - 1) : 0;
-        if (ftruncate(o->fd, (off_t)at) == 0) {
-          truncations++;
-          hook.truncated++;
-          fz_trace("hook: truncated %s to %llu bytes", r.name, (unsigned long long)at);
-        }
-        hook.rewrites++;
-        return;
+  case 0: v = 0; break;
+  case 1: v += 1; break;
+  case 2: v -= 1; break;
+  case 3: v = UINT64_MAX; break;
+  case 4: v ^= UINT64_C(1) << (fz_u8(&hook.in) % (8 * size)); break;
+  case 5: v = fz_u64(&hook.in); break;
+  case 6: v += fz_u8(&hook.in); break;
+  case 7: v -= fz_u8(&hook.in); break;
+  case 8: v = fz_u8(&hook.in); break;
+  case 9: v ^= UINT64_C(1) << (8 * size - 1); break;
+  case 10:
+    arg = fz_u8(&hook.in);
+    if (hook.truncate) {
+      /* Cut the object at the page holding the word (or at 0). */
+      long page = sysconf(_SC_PAGESIZE);
+      uint64_t at = arg & 1 ? off & ~(uint64_t)(page - 1) : 0;
+      if (ftruncate(o->fd, (off_t)at) == 0) {
+        truncations++;
+        hook.truncated++;
+        fz_trace("hook: truncated %s to %llu bytes", r.name, (unsigned long long)at);
       }
-      break;
-    case 11: v = FZ_PORT_ID_BASE + fz_u8(&hook.in) % 8; break;
-    case 12: v = fz_ready_word(FZ_PORT_ID_BASE + fz_u8(&hook.in) % 8); break;
+      hook.rewrites++;
+      return;
+    }
+    break;
+  case 11: v = FZ_PORT_ID_BASE + fz_u8(&hook.in) % 8; break;
+  case 12: v = fz_ready_word(FZ_PORT_ID_BASE + fz_u8(&hook.in) % 8); break;
   }
   fz_put(&m, off, size, v & mask);
   hook.rewrites++;
@@ -654,7 +655,9 @@ int fz_service_prepare(fz_service *s, const char *name, const shmbus_service_opt
   return 0;
 }
 
-int fz_service_write(const fz_service *s) { return fz_object_write(s->object, s->image, s->image_len); }
+int fz_service_write(const fz_service *s) {
+  return fz_object_write(s->object, s->image, s->image_len);
+}
 
 int fz_find_slot(const fz_service *s, const fz_map *svc, int kind, uint64_t id) {
   uint32_t count = kind == SHMBUS__PUBLISHER ? s->cfg.max_publishers : s->cfg.max_subscribers;
@@ -672,8 +675,8 @@ uint32_t fz_check_payload(const fz_service *s, const void *payload, size_t bytes
   const shmbus__layout *l = &s->layout;
   fz_range r;
   FZ_ASSERT(payload != NULL, "%s: NULL payload", what);
-  FZ_ASSERT(fz_maps_find(payload, &r), "%s: payload %p lies in no mapping of a shmbus object",
-            what, payload);
+  FZ_ASSERT(fz_maps_find(payload, &r), "%s: payload %p lies in no mapping of a shmbus object", what,
+            payload);
   size_t n = strlen(r.name);
   FZ_ASSERT(n > 2 && strcmp(r.name + n - 2, ".d") == 0,
             "%s: payload %p lies in %s, not in a data segment", what, payload, r.name);
@@ -690,8 +693,8 @@ uint32_t fz_check_payload(const fz_service *s, const void *payload, size_t bytes
             (unsigned long long)l->max_payload);
   uint64_t mapped_end = (uint64_t)(r.end - r.start) + r.offset;
   FZ_ASSERT(off + bytes <= mapped_end && off + bytes <= l->data_size,
-            "%s: payload [%llu, +%zu) runs past the mapping (%llu)", what,
-            (unsigned long long)off, bytes, (unsigned long long)mapped_end);
+            "%s: payload [%llu, +%zu) runs past the mapping (%llu)", what, (unsigned long long)off,
+            bytes, (unsigned long long)mapped_end);
   if (bytes > 0) {
     /* Touch it, as an application would. */
     volatile const uint8_t *p = payload;

@@ -14,17 +14,20 @@
 #include "fuzz.h"
 #include "fuzz_ports.h"
 
-static const enum fz_op ops[] = {
-    FZ_OP_SEND,       FZ_OP_LOAN,          FZ_OP_PUBLISH,    FZ_OP_DISCARD,   FZ_OP_UPDATE,
-    FZ_OP_PUB_REOPEN, FZ_OP_A_TAKE,        FZ_OP_A_TAKE_LATEST, FZ_OP_A_RELEASE,
-    FZ_OP_A_RELEASE_FORGED, FZ_OP_A_WAIT,  FZ_OP_A_PUBLISHERS, FZ_OP_A_LOST,  FZ_OP_A_REOPEN,
-    FZ_OP_W_CONN,     FZ_OP_W_SUBRING,     FZ_OP_W_DONE,     FZ_OP_W_CHUNK,   FZ_OP_W_BLOCK,
-    /* twice: what the subscriber reads is the point */
-    FZ_OP_A_TAKE,     FZ_OP_W_SUBRING,     FZ_OP_W_CHUNK,    FZ_OP_W_CONN};
+static const enum fz_op ops[] = {FZ_OP_SEND, FZ_OP_LOAN, FZ_OP_PUBLISH, FZ_OP_DISCARD, FZ_OP_UPDATE,
+                                 FZ_OP_PUB_REOPEN, FZ_OP_A_TAKE, FZ_OP_A_TAKE_LATEST,
+                                 FZ_OP_A_RELEASE, FZ_OP_A_RELEASE_FORGED, FZ_OP_A_WAIT,
+                                 FZ_OP_A_PUBLISHERS, FZ_OP_A_LOST, FZ_OP_A_REOPEN, FZ_OP_W_CONN,
+                                 FZ_OP_W_SUBRING, FZ_OP_W_DONE, FZ_OP_W_CHUNK, FZ_OP_W_BLOCK,
+                                 /* twice: what the subscriber reads is the point */
+                                 FZ_OP_A_TAKE, FZ_OP_W_SUBRING, FZ_OP_W_CHUNK, FZ_OP_W_CONN};
 
-static const fz_ports_opts opts = {
-    .tag = "take", .ops = ops, .nops = sizeof ops / sizeof ops[0], .victim = 0, .victim_checks = 0,
-    .hook = 0};
+static const fz_ports_opts opts = {.tag = "take",
+                                   .ops = ops,
+                                   .nops = sizeof ops / sizeof ops[0],
+                                   .victim = 0,
+                                   .victim_checks = 0,
+                                   .hook = 0};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
@@ -38,4 +41,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   return 0;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fz_ports_run(data, size, &opts); }
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  return fz_ports_run(data, size, &opts);
+}

@@ -39,15 +39,15 @@ extern "C" {
 #endif
 
 #if defined(_WIN32) && !defined(SHMBUS_STATIC)
-#  if defined(SHMBUS_BUILDING)
-#    define SHMBUS_EXTERN __declspec(dllexport)
-#  else
-#    define SHMBUS_EXTERN __declspec(dllimport)
-#  endif
-#elif defined(__GNUC__) && __GNUC__ >= 4
-#  define SHMBUS_EXTERN __attribute__((visibility("default")))
+#if defined(SHMBUS_BUILDING)
+#define SHMBUS_EXTERN __declspec(dllexport)
 #else
-#  define SHMBUS_EXTERN
+#define SHMBUS_EXTERN __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define SHMBUS_EXTERN __attribute__((visibility("default")))
+#else
+#define SHMBUS_EXTERN
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -83,19 +83,23 @@ extern "C" {
 
 enum {
   SHMBUS__ERR_IDX_OK_ = 0,
+/* clang-format off */
 #define SHMBUS__ERR_IDX(name, msg) SHMBUS__ERR_IDX_##name,
   SHMBUS_ERRNO_MAP(SHMBUS__ERR_IDX)
 #undef SHMBUS__ERR_IDX
   SHMBUS__ERR_COUNT_
+  /* clang-format on */
 };
 
 /* The codes: SHMBUS_ERR_INVAL == -1, SHMBUS_ERR_NAME == -2, ... */
 typedef enum shmbus_errno {
   SHMBUS_OK = 0,
+/* clang-format off */
 #define SHMBUS__ERR_DEF(name, msg) SHMBUS_ERR_##name = -SHMBUS__ERR_IDX_##name,
   SHMBUS_ERRNO_MAP(SHMBUS__ERR_DEF)
 #undef SHMBUS__ERR_DEF
   SHMBUS__ERR_LAST_ = -SHMBUS__ERR_COUNT_
+  /* clang-format on */
 } shmbus_errno;
 
 /* A static, human readable message for an error code. Never NULL: an unknown
@@ -149,7 +153,8 @@ typedef struct shmbus_node_opts {
   unsigned mode;
 } shmbus_node_opts;
 
-#define SHMBUS_NODE_OPTS_INIT { NULL, SHMBUS_BACKEND_SHM, NULL, 0u }
+#define SHMBUS_NODE_OPTS_INIT \
+  { NULL, SHMBUS_BACKEND_SHM, NULL, 0u }
 
 /* Opens a node: a participant with a domain and a backend.
  *   opts: may be NULL (all defaults); copied, not kept.
@@ -280,15 +285,17 @@ typedef struct shmbus_type {
 #define SHMBUS__STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #define SHMBUS__ALIGNOF(T) _Alignof(T)
 #endif
-#define SHMBUS_ASSERT_LAYOUT(T, size, align)                                                   \
-  SHMBUS__STATIC_ASSERT(sizeof(T) == (size), #T " is not " #size " bytes in this build: "     \
-                                             "a field's size or padding differs (see shmbus.h, " \
-                                             "\"Sample types\")");                              \
-  SHMBUS__STATIC_ASSERT(SHMBUS__ALIGNOF(T) == (align),                                          \
-                        #T " is not aligned to " #align " in this build: put SHMBUS_ALIGNAS(" \
-                        #align ") on its first field")
-#define SHMBUS_ASSERT_OFFSET(T, field, offset)                                                 \
-  SHMBUS__STATIC_ASSERT(offsetof(T, field) == (offset),                                        \
+#define SHMBUS_ASSERT_LAYOUT(T, size, align)                                   \
+  SHMBUS__STATIC_ASSERT(sizeof(T) == (size),                                   \
+                        #T " is not " #size                                    \
+                           " bytes in this build: "                            \
+                           "a field's size or padding differs (see shmbus.h, " \
+                           "\"Sample types\")");                               \
+  SHMBUS__STATIC_ASSERT(SHMBUS__ALIGNOF(T) == (align),                         \
+                        #T " is not aligned to " #align                        \
+                           " in this build: put SHMBUS_ALIGNAS(" #align ") on its first field")
+#define SHMBUS_ASSERT_OFFSET(T, field, offset)          \
+  SHMBUS__STATIC_ASSERT(offsetof(T, field) == (offset), \
                         #T "." #field " is not at offset " #offset " in this build")
 
 /* What a publisher does when a subscriber's queue is full. */
@@ -321,10 +328,10 @@ typedef struct shmbus_service_opts {
 } shmbus_service_opts;
 
 #define SHMBUS_SERVICE_OPTS_INIT \
-  { { NULL, 0u, 0u }, 0u, 0u, 0u, 0u, 0u, 0u, 0u, SHMBUS_OVERFLOW_DEFAULT }
+  { {NULL, 0u, 0u}, 0u, 0u, 0u, 0u, 0u, 0u, 0u, SHMBUS_OVERFLOW_DEFAULT }
 
 /* Upper bounds of the limits (SHMBUS_ERR_INVAL above them). */
-#define SHMBUS_MAX_PORTS 256        /* publishers, subscribers        */
+#define SHMBUS_MAX_PORTS 256 /* publishers, subscribers        */
 #define SHMBUS_MAX_QUEUE_DEPTH 65536
 #define SHMBUS_MAX_HISTORY 65536
 #define SHMBUS_MAX_LOANS 65536
@@ -344,8 +351,7 @@ typedef struct shmbus_service_opts {
  *   service stayed busy, e.g. being removed, for the 2 s an open may take).
  * Thread-safe with respect to the node. Allocates; makes system calls. */
 SHMBUS_EXTERN int shmbus_publisher_open(shmbus_node *node, const char *service,
-                                        const shmbus_service_opts *opts,
-                                        shmbus_publisher **out);
+                                        const shmbus_service_opts *opts, shmbus_publisher **out);
 
 /* Closes the publisher: outstanding loans are discarded. Subscribers that
  * had mapped it (see shmbus_publisher_update) keep the samples they hold
@@ -360,8 +366,7 @@ SHMBUS_EXTERN void shmbus_publisher_close(shmbus_publisher *pub);
  * Errors: INVAL (NULL, elements == 0), TOO_LARGE (elements > max_elements),
  *   LOAN_LIMIT (max_loans outstanding). Never fails for lack of memory.
  * Hot path: no allocation, no system call, no lock. */
-SHMBUS_EXTERN int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements,
-                                        void **payload);
+SHMBUS_EXTERN int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload);
 
 /* Publishes a loaned payload to every connected subscriber and to the
  * history; the payload then belongs to the subscribers. Stamps the sample
@@ -381,8 +386,8 @@ SHMBUS_EXTERN int shmbus_publisher_publish(shmbus_publisher *pub, void *payload)
 /* Publishes only the first `bytes` bytes of a loaned payload (variable
  * length samples). `bytes` may not exceed the loaned size.
  * Errors: as shmbus_publisher_publish, plus TOO_LARGE. Hot path. */
-SHMBUS_EXTERN int shmbus_publisher_publish_bytes(shmbus_publisher *pub,
-                                                 void *payload, size_t bytes);
+SHMBUS_EXTERN int shmbus_publisher_publish_bytes(shmbus_publisher *pub, void *payload,
+                                                 size_t bytes);
 
 /* Gives a loan back unpublished. Errors: INVAL, NOT_LOANED. Hot path. */
 SHMBUS_EXTERN int shmbus_publisher_discard(shmbus_publisher *pub, void *payload);
@@ -392,8 +397,7 @@ SHMBUS_EXTERN int shmbus_publisher_discard(shmbus_publisher *pub, void *payload)
  * Errors: INVAL, TOO_LARGE, LOAN_LIMIT; with SHMBUS_OVERFLOW_BLOCK also
  * TIMEDOUT and PEER_DEAD (nothing was sent; the internal loan is given
  * back). Hot path (plus the copy). */
-SHMBUS_EXTERN int shmbus_publisher_send_copy(shmbus_publisher *pub,
-                                             const void *data, size_t bytes);
+SHMBUS_EXTERN int shmbus_publisher_send_copy(shmbus_publisher *pub, const void *data, size_t bytes);
 
 /* Connects subscribers that joined since the last call (replaying the
  * history to them), disconnects those that left and collects released
@@ -413,8 +417,7 @@ SHMBUS_EXTERN uint64_t shmbus_publisher_id(const shmbus_publisher *pub);
 /* How long a publish of a SHMBUS_OVERFLOW_BLOCK service waits for a full
  * subscriber: 0 never waits (TIMEDOUT at once), negative waits as long as
  * the subscriber lives (the default). Errors: INVAL (NULL). */
-SHMBUS_EXTERN int shmbus_publisher_set_block_timeout(shmbus_publisher *pub,
-                                                     int64_t timeout_ns);
+SHMBUS_EXTERN int shmbus_publisher_set_block_timeout(shmbus_publisher *pub, int64_t timeout_ns);
 
 /* ------------------------------------------------------------------------ */
 /* Subscriber                                                               */
@@ -428,15 +431,14 @@ typedef struct shmbus_sample {
   uint64_t sequence;     /* per publisher, from 0, +1 per publish   */
   uint64_t timestamp_ns; /* CLOCK_MONOTONIC at publish              */
   uint64_t publisher_id;
-  uint64_t internal_;    /* the subscriber's handle; do not touch   */
+  uint64_t internal_; /* the subscriber's handle; do not touch   */
 } shmbus_sample;
 
 /* Opens a subscriber on `service`, creating the service if it does not
  * exist (publishers and subscribers may start in any order).
  * Arguments and errors as shmbus_publisher_open. */
 SHMBUS_EXTERN int shmbus_subscriber_open(shmbus_node *node, const char *service,
-                                         const shmbus_service_opts *opts,
-                                         shmbus_subscriber **out);
+                                         const shmbus_service_opts *opts, shmbus_subscriber **out);
 
 /* Closes the subscriber; held samples are released. NULL is a no-op. */
 SHMBUS_EXTERN void shmbus_subscriber_close(shmbus_subscriber *sub);
@@ -452,8 +454,7 @@ SHMBUS_EXTERN int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *
 /* Takes the newest queued sample of all publishers (by timestamp) and
  * releases every older queued one (they count as taken, not as lost).
  * Errors: as shmbus_subscriber_take. Hot path. */
-SHMBUS_EXTERN int shmbus_subscriber_take_latest(shmbus_subscriber *sub,
-                                                shmbus_sample *out);
+SHMBUS_EXTERN int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out);
 
 /* Releases a taken sample; its payload must not be used afterwards.
  * Errors: INVAL (NULL), NOT_HELD (already released, or not from this
@@ -461,8 +462,7 @@ SHMBUS_EXTERN int shmbus_subscriber_take_latest(shmbus_subscriber *sub,
  *   peer truncated its publisher's segment while it was held: what was read
  *   may be zeros and must be discarded; that publisher is disconnected).
  * Hot path. */
-SHMBUS_EXTERN int shmbus_subscriber_release(shmbus_subscriber *sub,
-                                            const shmbus_sample *sample);
+SHMBUS_EXTERN int shmbus_subscriber_release(shmbus_subscriber *sub, const shmbus_sample *sample);
 
 /* Samples lost to overflow (queue full) since the subscriber opened, over
  * all publishers. 0 for NULL. No system call. */
@@ -522,8 +522,7 @@ SHMBUS_EXTERN void shmbus_waitset_close(shmbus_waitset *ws);
  * Closing the subscriber detaches it.
  * Errors: INVAL (also: the subscriber's node has another domain than the
  *   wait set's), BUSY (in a wait set already), NOMEM. */
-SHMBUS_EXTERN int shmbus_waitset_attach(shmbus_waitset *ws, shmbus_subscriber *sub,
-                                        void *user);
+SHMBUS_EXTERN int shmbus_waitset_attach(shmbus_waitset *ws, shmbus_subscriber *sub, void *user);
 
 /* Removes a subscriber. Errors: INVAL, NOT_FOUND (not in this wait set). */
 SHMBUS_EXTERN int shmbus_waitset_detach(shmbus_waitset *ws, shmbus_subscriber *sub);
@@ -540,9 +539,9 @@ enum {
 };
 
 typedef struct shmbus_wait_event {
-  int what;                 /* SHMBUS_WAIT_*                               */
+  int what; /* SHMBUS_WAIT_*                               */
   shmbus_subscriber *sub;
-  void *user;               /* as given to shmbus_waitset_attach            */
+  void *user; /* as given to shmbus_waitset_attach            */
 } shmbus_wait_event;
 
 /* Waits until a subscriber of the set has data or lost its publishers, or

@@ -180,42 +180,42 @@
 #include <vector>
 
 #if defined(_MSVC_LANG) && _MSVC_LANG > __cplusplus
-#  define SHMBUS__CPLUSPLUS _MSVC_LANG
+#define SHMBUS__CPLUSPLUS _MSVC_LANG
 #else
-#  define SHMBUS__CPLUSPLUS __cplusplus
+#define SHMBUS__CPLUSPLUS __cplusplus
 #endif
 
 #if SHMBUS__CPLUSPLUS < 201103L
-#  error "shmbus.hpp needs C++11 or later"
+#error "shmbus.hpp needs C++11 or later"
 #endif
 
 /* 1 when the throwing forms exist. Defaults to whether the compiler has
  * exceptions on; define it to 0 to use only the try_ forms anyway. */
 #ifndef SHMBUS_CPP_EXCEPTIONS
-#  if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
-#    define SHMBUS_CPP_EXCEPTIONS 1
-#  else
-#    define SHMBUS_CPP_EXCEPTIONS 0
-#  endif
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
+#define SHMBUS_CPP_EXCEPTIONS 1
+#else
+#define SHMBUS_CPP_EXCEPTIONS 0
+#endif
 #endif
 
 #if SHMBUS_CPP_EXCEPTIONS
-#  include <exception>
+#include <exception>
 #endif
 
 #if SHMBUS__CPLUSPLUS >= 201703L
-#  define SHMBUS_CPP17 1
-#  define SHMBUS_NODISCARD [[nodiscard]]
-#  include <string_view>
+#define SHMBUS_CPP17 1
+#define SHMBUS_NODISCARD [[nodiscard]]
+#include <string_view>
 #else
-#  define SHMBUS_CPP17 0
-#  define SHMBUS_NODISCARD
+#define SHMBUS_CPP17 0
+#define SHMBUS_NODISCARD
 #endif
 
 #if SHMBUS__CPLUSPLUS >= 202002L && defined(__has_include)
-#  if __has_include(<span>)
-#    include <span>
-#  endif
+#if __has_include(<span>)
+#include <span>
+#endif
 #endif
 
 namespace shmbus {
@@ -276,7 +276,7 @@ inline const char *kTruncated() noexcept {
          "from it may have been zeros)";
 }
 
-}  // namespace detail
+} // namespace detail
 
 #define SHMBUS__EXPECT(cond, what) \
   ((cond) ? static_cast<void>(0) : ::shmbus::detail::contract_failure(what))
@@ -296,8 +296,8 @@ class Error : public std::exception {
       std::snprintf(what_, sizeof what_, "%s: %s: %s (SHMBUS_ERR_%s)", where_, detail,
                     shmbus_strerror(code), shmbus_err_name(code));
     else
-      std::snprintf(what_, sizeof what_, "%s: %s (SHMBUS_ERR_%s)", where_,
-                    shmbus_strerror(code), shmbus_err_name(code));
+      std::snprintf(what_, sizeof what_, "%s: %s (SHMBUS_ERR_%s)", where_, shmbus_strerror(code),
+                    shmbus_err_name(code));
   }
 
   shmbus_errno code() const noexcept { return static_cast<shmbus_errno>(code_); }
@@ -332,7 +332,7 @@ namespace detail {
 #endif
 }
 
-}  // namespace detail
+} // namespace detail
 
 // A value or an error code: what the try_ forms return. Move-only when T
 // is. value() of a failure throws Error (aborts without exceptions).
@@ -396,7 +396,7 @@ class Result {
   }
   void destroy() noexcept {
     if (code_ == 0) value_.~T();
-    code_ = SHMBUS_ERR_INVAL;  // nothing is held any more
+    code_ = SHMBUS_ERR_INVAL; // nothing is held any more
   }
 
   union {
@@ -457,7 +457,7 @@ inline int check(int code, const char *where, const char *detail = nullptr) {
   if (code < 0) raise(code, where, detail);
   return code;
 }
-}  // namespace detail
+} // namespace detail
 
 // ===========================================================================
 // Time
@@ -478,11 +478,11 @@ struct MonotonicClock {
   static time_point now() noexcept {
 #if defined(CLOCK_MONOTONIC)
     timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO on Linux: no system call
+    clock_gettime(CLOCK_MONOTONIC, &ts); // vDSO on Linux: no system call
     return time_point(duration(static_cast<rep>(ts.tv_sec) * 1000000000 + ts.tv_nsec));
 #else
-    return time_point(std::chrono::duration_cast<duration>(
-        std::chrono::steady_clock::now().time_since_epoch()));
+    return time_point(
+        std::chrono::duration_cast<duration>(std::chrono::steady_clock::now().time_since_epoch()));
 #endif
   }
 
@@ -491,8 +491,8 @@ struct MonotonicClock {
   static std::chrono::steady_clock::time_point to_steady(time_point t) noexcept {
     const auto steady_now = std::chrono::steady_clock::now();
     const time_point mono_now = now();
-    return steady_now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                            t - mono_now);
+    return steady_now +
+           std::chrono::duration_cast<std::chrono::steady_clock::duration>(t - mono_now);
   }
 };
 #if !SHMBUS_CPP17
@@ -511,7 +511,7 @@ std::int64_t timeout_ns(std::chrono::duration<Rep, Period> d) noexcept {
   return n > 0 ? n : 1;
 }
 
-}  // namespace detail
+} // namespace detail
 
 // The clock of every sample's timestamp and of every timeout here:
 // CLOCK_MONOTONIC, in nanoseconds (satisfies the std::chrono Clock
@@ -580,16 +580,16 @@ struct type_name {
 // Name: a string literal of 1 to SHMBUS_TYPE_NAME_MAX printable characters,
 // the same as a C peer's shmbus_type.name. (A type whose name has a comma,
 // such as a template specialisation, needs a typedef or the trait.)
-#define SHMBUS_TYPE_NAME(Type, Name)                                                   \
-  namespace shmbus {                                                                   \
-  template <>                                                                          \
-  struct type_name<Type> {                                                             \
-    static_assert(sizeof(Name) > 1 && sizeof(Name) - 1 <= SHMBUS_TYPE_NAME_MAX,        \
+#define SHMBUS_TYPE_NAME(Type, Name)                                                     \
+  namespace shmbus {                                                                     \
+  template <>                                                                            \
+  struct type_name<Type> {                                                               \
+    static_assert(sizeof(Name) > 1 && sizeof(Name) - 1 <= SHMBUS_TYPE_NAME_MAX,          \
                   "shmbus: a type name has 1 to SHMBUS_TYPE_NAME_MAX (127) characters"); \
-    static constexpr bool defined = true;                                              \
-    static const char *get() noexcept { return Name; }                                 \
-  };                                                                                   \
-  }                                                                                    \
+    static constexpr bool defined = true;                                                \
+    static const char *get() noexcept { return Name; }                                   \
+  };                                                                                     \
+  }                                                                                      \
   static_assert(::shmbus::type_name<Type>::defined, "shmbus: SHMBUS_TYPE_NAME")
 
 namespace detail {
@@ -630,8 +630,7 @@ struct check_sample_type {
                 "slice, Publisher<T[]> and Subscriber<T[]>");
   // (Named only once it can be a sample at all: one message at a time.)
   static constexpr bool plain = !std::is_array<E>::value && !std::is_pointer<E>::value &&
-                                !std::is_member_pointer<E>::value &&
-                                !std::is_reference<E>::value &&
+                                !std::is_member_pointer<E>::value && !std::is_reference<E>::value &&
                                 std::is_trivially_copyable<E>::value &&
                                 std::is_standard_layout<E>::value;
   static_assert(!plain || type_name<E>::defined,
@@ -666,8 +665,8 @@ void begin_lifetime(void *raw, std::size_t n, std::true_type /*trivial*/) noexce
   (void)n;
 }
 template <class E>
-void begin_lifetime(void *raw, std::size_t n, std::false_type /*trivial*/) noexcept(
-    nothrow_lifetime<E>::value) {
+void begin_lifetime(void *raw, std::size_t n,
+                    std::false_type /*trivial*/) noexcept(nothrow_lifetime<E>::value) {
   E *p = static_cast<E *>(raw);
   for (std::size_t i = 0; i < n; i++) ::new (static_cast<void *>(p + i)) E;
 }
@@ -676,14 +675,14 @@ void begin_lifetime(void *raw, std::size_t n) noexcept(nothrow_lifetime<E>::valu
   begin_lifetime<E>(raw, n, std::is_trivially_default_constructible<E>());
 }
 
-}  // namespace detail
+} // namespace detail
 
 // Predefined names, usable from C as the same strings.
-#define SHMBUS__BUILTIN_TYPE(Type, Text)                    \
-  template <>                                               \
-  struct type_name<Type> {                                  \
-    static constexpr bool defined = true;                   \
-    static const char *get() noexcept { return Text; }      \
+#define SHMBUS__BUILTIN_TYPE(Type, Text)               \
+  template <>                                          \
+  struct type_name<Type> {                             \
+    static constexpr bool defined = true;              \
+    static const char *get() noexcept { return Text; } \
   };
 SHMBUS__BUILTIN_TYPE(char, "char")
 SHMBUS__BUILTIN_TYPE(std::int8_t, "int8_t")
@@ -750,10 +749,10 @@ Span(T (&)[N]) -> Span<T>;
 
 // What a publisher does when a subscriber's queue is full (SHMBUS_OVERFLOW_*).
 enum class Overflow : int {
-  default_policy = SHMBUS_OVERFLOW_DEFAULT,  // drop_oldest when creating, any when opening
+  default_policy = SHMBUS_OVERFLOW_DEFAULT, // drop_oldest when creating, any when opening
   drop_oldest = SHMBUS_OVERFLOW_DROP_OLDEST,
   drop_newest = SHMBUS_OVERFLOW_DROP_NEWEST,
-  block = SHMBUS_OVERFLOW_BLOCK  // backpressure: see Publisher::set_block_timeout
+  block = SHMBUS_OVERFLOW_BLOCK // backpressure: see Publisher::set_block_timeout
 };
 
 // A service's limits, starting from SHMBUS_SERVICE_OPTS_INIT: every limit 0
@@ -944,7 +943,7 @@ class Node {
         }
         return Result<std::vector<NodeInfo>>(std::move(out));
       }
-      raw.resize(count + 4);  // room for a few that start meanwhile
+      raw.resize(count + 4); // room for a few that start meanwhile
     }
     return detail::failure(SHMBUS_ERR_BUSY, where, "the domain's nodes kept changing");
   }
@@ -1033,9 +1032,9 @@ inline void unref(SubscriberCore *core) noexcept {
 #undef SHMBUS_CPP_UAF_SILENCED
 #endif
 
-inline void detach(SubscriberCore *core) noexcept;  // WaitSet, below
+inline void detach(SubscriberCore *core) noexcept; // WaitSet, below
 
-}  // namespace detail
+} // namespace detail
 
 // ===========================================================================
 // Loan<T>: a loaned sample that is not published yet
@@ -1069,7 +1068,7 @@ class LoanBase {
   // Gives the sample back unpublished now; nothing on an empty Loan.
   void discard() noexcept {
     if (payload_ != nullptr) {
-      (void)shmbus_publisher_discard(core_->pub, payload_);  // fails only for a non-loan
+      (void)shmbus_publisher_discard(core_->pub, payload_); // fails only for a non-loan
       unref(core_);
     }
     forget();
@@ -1103,7 +1102,7 @@ class LoanBase {
   friend class PublisherBase;
 };
 
-}  // namespace detail
+} // namespace detail
 
 // A loaned T in shared memory: fill it, then pub.publish(std::move(loan)).
 // The memory is uninitialised; for plain structs assign the fields through
@@ -1125,9 +1124,7 @@ class Loan : public detail::LoanBase {
     return *construct(std::is_constructible<T, Args...>(), std::forward<Args>(args)...);
   }
   // Copies `value` into the loan and returns it.
-  T &write(const T &value) noexcept {
-    return *::new (checked()) T(value);
-  }
+  T &write(const T &value) noexcept { return *::new (checked()) T(value); }
 
   T *get() const noexcept { return static_cast<T *>(checked()); }
   T &operator*() const noexcept { return *get(); }
@@ -1191,18 +1188,15 @@ int port_options(const ServiceOptions &opts, shmbus_service_opts *out) noexcept 
   using E = typename port_traits<T>::element;
   *out = opts.c_opts();
   const char *name = type_name<E>::get();
-  if (out->type.name != nullptr &&
-      (std::strcmp(out->type.name, name) != 0 || out->type.size != sizeof(E) ||
-       out->type.align != alignof(E)))
+  if (out->type.name != nullptr && (std::strcmp(out->type.name, name) != 0 ||
+                                    out->type.size != sizeof(E) || out->type.align != alignof(E)))
     return SHMBUS_ERR_INCOMPATIBLE;
   out->type.name = name;
   out->type.size = sizeof(E);
   out->type.align = alignof(E);
   return 0;
 }
-inline const char *kOtherType() noexcept {
-  return "the options name another type than the port's";
-}
+inline const char *kOtherType() noexcept { return "the options name another type than the port's"; }
 
 // Everything of a publisher that does not depend on T.
 class PublisherBase {
@@ -1251,7 +1245,8 @@ class PublisherBase {
     return Result<int>(int(r));
   }
   template <class Rep, class Period>
-  SHMBUS_NODISCARD Status try_set_block_timeout(std::chrono::duration<Rep, Period> timeout) noexcept {
+  SHMBUS_NODISCARD Status
+  try_set_block_timeout(std::chrono::duration<Rep, Period> timeout) noexcept {
     return block_timeout(timeout_ns(timeout));
   }
   SHMBUS_NODISCARD Status try_set_block_forever() noexcept { return block_timeout(-1); }
@@ -1337,7 +1332,7 @@ class PublisherBase {
   }
 };
 
-}  // namespace detail
+} // namespace detail
 
 // Publishes samples of one T on a service (creating it if needed).
 // Move-only; empty after a move or close(). Used by one thread at a time.
@@ -1376,7 +1371,7 @@ class Publisher : public detail::PublisherBase {
   SHMBUS_NODISCARD Loan<T> loan() {
     void *p = nullptr;
     detail::check(loan_raw(1, &p), detail::kPubLoan(), empty_why());
-    Loan<T> l(core_, p);  // owns the chunk before T's constructor (if any) runs
+    Loan<T> l(core_, p); // owns the chunk before T's constructor (if any) runs
     detail::begin_lifetime<T>(p, 1);
     return l;
   }
@@ -1449,7 +1444,7 @@ class Publisher<E[]> : public detail::PublisherBase {
   SHMBUS_NODISCARD Loan<E[]> loan(std::size_t n) {
     void *p = nullptr;
     detail::check(loan_raw(n, &p), detail::kPubLoan(), empty_why());
-    Loan<E[]> l(core_, p, n);  // owns the chunk before E's constructor (if any) runs
+    Loan<E[]> l(core_, p, n); // owns the chunk before E's constructor (if any) runs
     detail::begin_lifetime<E>(p, n);
     return l;
   }
@@ -1506,7 +1501,7 @@ class Publisher<E[]> : public detail::PublisherBase {
       *why = "a sample has at least one element";
       return SHMBUS_ERR_INVAL;
     }
-    if (!is_open() || !loan) return publish_raw(loan, 0, why);  // INVAL: says which is empty
+    if (!is_open() || !loan) return publish_raw(loan, 0, why); // INVAL: says which is empty
     if (n > loan.size()) {
       *why = "more elements than were loaned";
       return SHMBUS_ERR_TOO_LARGE;
@@ -1530,9 +1525,7 @@ namespace detail {
 class SampleBase {
  public:
   SampleBase() noexcept : core_(nullptr), s_() {}
-  SampleBase(SampleBase &&other) noexcept : core_(other.core_), s_(other.s_) {
-    other.forget();
-  }
+  SampleBase(SampleBase &&other) noexcept : core_(other.core_), s_(other.s_) { other.forget(); }
   SampleBase &operator=(SampleBase &&other) noexcept {
     if (this != &other) {
       (void)release_raw(true);
@@ -1617,7 +1610,7 @@ class SampleBase {
   friend class SubscriberBase;
 };
 
-}  // namespace detail
+} // namespace detail
 
 // A taken T, read-only, in the publisher's shared memory (no copy).
 // Released by its destructor. Move-only; empty after a move, and when take()
@@ -1669,10 +1662,10 @@ class Sample<E[]> : public detail::SampleBase {
 
 // What a wait on a subscriber found.
 enum class WaitStatus {
-  ready,        // a sample can be taken
-  timed_out,    // nothing arrived in time
-  no_publisher  // its last publisher closed or died, nothing is queued
-                // (reported once per loss; the next wait waits for a new one)
+  ready,       // a sample can be taken
+  timed_out,   // nothing arrived in time
+  no_publisher // its last publisher closed or died, nothing is queued
+               // (reported once per loss; the next wait waits for a new one)
 };
 
 namespace detail {
@@ -1767,7 +1760,8 @@ class SubscriberBase {
     return try_wait_ns(timeout_ns(timeout));
   }
   template <class C, class D>
-  SHMBUS_NODISCARD Result<WaitStatus> try_wait_until(std::chrono::time_point<C, D> deadline) noexcept {
+  SHMBUS_NODISCARD Result<WaitStatus> try_wait_until(
+      std::chrono::time_point<C, D> deadline) noexcept {
     return try_wait_for(deadline - C::now());
   }
   SHMBUS_NODISCARD Result<WaitStatus> try_wait() noexcept { return try_wait_ns(-1); }
@@ -1858,9 +1852,12 @@ class SubscriberBase {
     }
     if (core_->pending != 0) return report_pending(why_out);
     const int r = shmbus_subscriber_wait(core_->sub, ns);
-    if (r == 0) *st = WaitStatus::ready;
-    else if (r == SHMBUS_ERR_NO_PUBLISHER) *st = WaitStatus::no_publisher;
-    else if (r != SHMBUS_ERR_TIMEDOUT) return r;
+    if (r == 0)
+      *st = WaitStatus::ready;
+    else if (r == SHMBUS_ERR_NO_PUBLISHER)
+      *st = WaitStatus::no_publisher;
+    else if (r != SHMBUS_ERR_TIMEDOUT)
+      return r;
     return 0;
   }
   Result<WaitStatus> try_wait_ns(std::int64_t ns) noexcept {
@@ -1884,7 +1881,7 @@ class SubscriberBase {
   friend class ::shmbus::WaitEvent;
 };
 
-}  // namespace detail
+} // namespace detail
 
 // Takes samples of one T from a service (creating it if needed).
 // Move-only; empty after a move or close(). Used by one thread at a time.
@@ -2022,20 +2019,20 @@ struct Callback {
 // the last one may still point to it).
 struct Attachment {
   SubscriberCore *core;
-  const void *tag;  // type_tag<T> of the Subscriber<T> attached
+  const void *tag; // type_tag<T> of the Subscriber<T> attached
   WaitSetCore *ws;
   std::unique_ptr<Callback> callback;
 };
 
-}  // namespace detail
+} // namespace detail
 
 // What a wait set reported.
 class WaitEvent {
  public:
   enum class Kind {
-    data = SHMBUS_WAIT_DATA,                  // samples can be taken (or take reports an error)
-    no_publisher = SHMBUS_WAIT_NO_PUBLISHER,  // the subscriber lost its last publisher (once)
-    trigger = SHMBUS_WAIT_TRIGGER             // WaitSet::trigger()
+    data = SHMBUS_WAIT_DATA,                 // samples can be taken (or take reports an error)
+    no_publisher = SHMBUS_WAIT_NO_PUBLISHER, // the subscriber lost its last publisher (once)
+    trigger = SHMBUS_WAIT_TRIGGER            // WaitSet::trigger()
   };
 
   Kind kind() const noexcept { return kind_; }
@@ -2070,11 +2067,11 @@ namespace detail {
 
 struct WaitSetCore {
   shmbus_waitset *ws;
-  std::vector<Attachment *> attachments;  // owned
-  std::vector<shmbus_wait_event> raw;     // sized at attach: wait allocates nothing
+  std::vector<Attachment *> attachments; // owned
+  std::vector<shmbus_wait_event> raw;    // sized at attach: wait allocates nothing
   std::vector<WaitEvent> events;
-  bool detached;     // some attachment waits to be freed
-  bool dispatching;  // in dispatch(): the events are being walked
+  bool detached;    // some attachment waits to be freed
+  bool dispatching; // in dispatch(): the events are being walked
 };
 
 inline void detach(SubscriberCore *core) noexcept {
@@ -2085,7 +2082,7 @@ inline void detach(SubscriberCore *core) noexcept {
   core->attachment = nullptr;
 }
 
-}  // namespace detail
+} // namespace detail
 
 // One thread waits on many subscribers (of any types and services) and a
 // trigger. Move-only. Used by one thread, except trigger().
@@ -2291,7 +2288,7 @@ class WaitSet {
     }
     core->detached = false;
     core->dispatching = false;
-    core->raw.resize(1);  // the trigger's event: wait allocates nothing
+    core->raw.resize(1); // the trigger's event: wait allocates nothing
     core_ = core;
     return 0;
   }
@@ -2427,13 +2424,12 @@ class WaitSet {
   }
 #endif
 
-
   detail::WaitSetCore *core_;
 };
 
 // The library's version string, e.g. "0.1.0".
 inline const char *version() noexcept { return shmbus_version_string(); }
 
-}  // namespace shmbus
+} // namespace shmbus
 
-#endif  // SHMBUS_HPP
+#endif // SHMBUS_HPP

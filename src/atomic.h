@@ -41,13 +41,15 @@ void shmbus__fuzz_access(const void *addr, unsigned size);
  * sequence (a lock would be this process's alone). libatomic_ops gives
  * 64-bit words only where AO_t is 64 bits: 32-bit targets use the C11
  * backend, whose check is below. */
-_Static_assert(sizeof(AO_t) == 8, "the libatomic_ops backend needs a 64-bit AO_t: on a 32-bit "
-                                  "target configure with -DSHMBUS_ATOMICS=c11");
+_Static_assert(sizeof(AO_t) == 8,
+               "the libatomic_ops backend needs a 64-bit AO_t: on a 32-bit "
+               "target configure with -DSHMBUS_ATOMICS=c11");
 _Static_assert(sizeof(unsigned) == 4, "the libatomic_ops backend needs a 32-bit unsigned");
-#if !defined(AO_HAVE_fetch_compare_and_swap_full) || !defined(AO_HAVE_fetch_and_add_full) ||   \
-    !defined(AO_HAVE_load_acquire) || !defined(AO_HAVE_store_release) ||                      \
+#if !defined(AO_HAVE_fetch_compare_and_swap_full) || !defined(AO_HAVE_fetch_and_add_full) || \
+    !defined(AO_HAVE_load_acquire) || !defined(AO_HAVE_store_release) ||                     \
     !defined(AO_HAVE_int_fetch_compare_and_swap_full) || !defined(AO_HAVE_int_fetch_and_add_full)
-#error "libatomic_ops has no native compare-and-swap or fetch-and-add here: use -DSHMBUS_ATOMICS=c11"
+#error \
+    "libatomic_ops has no native compare-and-swap or fetch-and-add here: use -DSHMBUS_ATOMICS=c11"
 #endif
 
 #define SHMBUS__A64(p) ((volatile AO_t *)(void *)(p))
@@ -110,8 +112,10 @@ static inline void shmbus__fence_seq_cst(void) { AO_nop_full(); }
 
 #include <stdatomic.h>
 
-_Static_assert(sizeof(_Atomic uint64_t) == sizeof(uint64_t), "atomic 64-bit words must be plain words");
-_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t), "atomic 32-bit words must be plain words");
+_Static_assert(sizeof(_Atomic uint64_t) == sizeof(uint64_t),
+               "atomic 64-bit words must be plain words");
+_Static_assert(sizeof(_Atomic uint32_t) == sizeof(uint32_t),
+               "atomic 32-bit words must be plain words");
 /* Lock-free, always: another process changes these words, and a lock
  * (libatomic's fallback) would be this process's alone. 32-bit x86 gets
  * 64-bit atomics from cmpxchg8b (i586 and later; Debian's i386 baseline is

@@ -8,7 +8,8 @@
 const char *shmbus_strerror(int err) {
   switch (err) {
   case SHMBUS_OK: return "success";
-#define SHMBUS__ERR_MSG(name, msg) case SHMBUS_ERR_##name: return msg;
+#define SHMBUS__ERR_MSG(name, msg) \
+  case SHMBUS_ERR_##name: return msg;
     SHMBUS_ERRNO_MAP(SHMBUS__ERR_MSG)
 #undef SHMBUS__ERR_MSG
   default: return "unknown error";
@@ -18,7 +19,8 @@ const char *shmbus_strerror(int err) {
 const char *shmbus_err_name(int err) {
   switch (err) {
   case SHMBUS_OK: return "OK";
-#define SHMBUS__ERR_NAME(name, msg) case SHMBUS_ERR_##name: return #name;
+#define SHMBUS__ERR_NAME(name, msg) \
+  case SHMBUS_ERR_##name: return #name;
     SHMBUS_ERRNO_MAP(SHMBUS__ERR_NAME)
 #undef SHMBUS__ERR_NAME
   default: return "UNKNOWN";

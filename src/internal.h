@@ -21,16 +21,16 @@ __attribute__((format(printf, 1, 2)))
 #endif
 void shmbus__set_error_detail(const char *fmt, ...);
 
-#define SHMBUS__ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((uint64_t)(a) - 1))
+#define SHMBUS__ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uint64_t)(a)-1))
 
 /* ---- node.c ------------------------------------------------------------- */
 
 struct shmbus_node {
-  uint64_t refs;  /* user reference + one per open port (atomic) */
+  uint64_t refs;    /* user reference + one per open port (atomic) */
   uint64_t opening; /* port opens in progress (atomic): cleanup spares
                        services while one may be between counting itself
                        as a user and claiming its slot               */
-  uint64_t id;    /* random, non-zero, never reused              */
+  uint64_t id;      /* random, non-zero, never reused              */
   shmbus__root root;
   shmbus__token token; /* held while the node lives                */
   char domain[SHMBUS_DOMAIN_MAX + 1];
@@ -52,32 +52,28 @@ int shmbus__check_type_name(const char *name);
 uint64_t shmbus__hash64(const char *s);
 /* "shmbus.<domain>.<hash>.<suffix>": every object carries this prefix so
  * cleanup and leak checks find them. `out` has SHMBUS__OBJECT_NAME_MAX. */
-void shmbus__object_name(char *out, const char *domain, uint64_t service_hash,
-                         const char *suffix);
+void shmbus__object_name(char *out, const char *domain, uint64_t service_hash, const char *suffix);
 /* "shmbus.<domain>.n.<id>": a node's liveness token. */
 void shmbus__node_token_name(char *out, const char *domain, uint64_t node_id);
 /* Whether node `node_id` of the domain lives (liveness.c): 1 alive, 0 dead.
  * A node that cannot be probed (another user's) counts as alive. */
 int shmbus__node_alive(const shmbus_node *self, uint64_t node_id);
 /* The suffixes of a publisher's segments: "<id>.d" (data) and "<id>.c". */
-void shmbus__publisher_object_name(char *out, const char *domain,
-                                   uint64_t service_hash, uint64_t pub_id,
-                                   int data);
+void shmbus__publisher_object_name(char *out, const char *domain, uint64_t service_hash,
+                                   uint64_t pub_id, int data);
 
 /* ---- segment.c ---------------------------------------------------------- */
 
 /* Fills a fresh segment's header except `initialised`. */
-void shmbus__seg_header_init(shmbus__seg_header *hdr, uint32_t kind,
-                             uint64_t total_size, uint64_t creator,
-                             uint64_t generation);
+void shmbus__seg_header_init(shmbus__seg_header *hdr, uint32_t kind, uint64_t total_size,
+                             uint64_t creator, uint64_t generation);
 /* Marks the segment complete: the store-release that openers' acquire in
  * shmbus__seg_header_wait pairs with. */
 void shmbus__seg_header_publish(shmbus__seg_header *hdr);
 /* Waits (bounded) until the segment is complete and checks its header
  * against the mapped size: CORRUPT (magic, kind, sizes), VERSION,
  * INCOMPATIBLE (another page size), NOT_READY (never completed). */
-int shmbus__seg_header_wait(const shmbus__segment *seg, uint32_t kind,
-                            uint64_t deadline_ns);
+int shmbus__seg_header_wait(const shmbus__segment *seg, uint32_t kind, uint64_t deadline_ns);
 /* Opens a segment (shmbus__segment_open: at least min_size bytes, at most
  * max_size mapped), retrying until deadline_ns while its creator has not
  * sized or finished it; a deadline in the past tries once. */
@@ -121,6 +117,9 @@ enum { SHMBUS__ACK_SLICE_NS = 1000 * 1000, SHMBUS__LIVENESS_SLICE_NS = 100 * 100
 void shmbus__publisher_set_sequence(shmbus_publisher *pub, uint64_t next);
 
 /* Clears an out-pointer on every error path: the public contract. */
-#define SHMBUS__CLEAR_OUT(p) do { if (p) *(p) = NULL; } while (0)
+#define SHMBUS__CLEAR_OUT(p) \
+  do {                       \
+    if (p) *(p) = NULL;      \
+  } while (0)
 
 #endif /* SHMBUS_INTERNAL_H */

@@ -46,11 +46,7 @@
 #define SHMBUS__SIZE_ASSERT(type, size) \
   _Static_assert(sizeof(type) == (size), #type " changed size")
 
-enum {
-  SHMBUS__SEG_SERVICE = 1,
-  SHMBUS__SEG_DATA = 2,
-  SHMBUS__SEG_CONTROL = 3
-};
+enum { SHMBUS__SEG_SERVICE = 1, SHMBUS__SEG_DATA = 2, SHMBUS__SEG_CONTROL = 3 };
 
 /* The first 64 bytes of every segment. Written by the creator before
  * `initialised`, which is stored last with release; openers load it with
@@ -58,13 +54,13 @@ enum {
 typedef struct shmbus__seg_header {
   uint64_t magic;
   uint32_t layout_version;
-  uint32_t kind;            /* SHMBUS__SEG_*                                 */
-  uint64_t header_size;     /* bytes before the segment's own content        */
-  uint64_t total_size;      /* bytes of the whole segment                    */
+  uint32_t kind;        /* SHMBUS__SEG_*                                 */
+  uint64_t header_size; /* bytes before the segment's own content        */
+  uint64_t total_size;  /* bytes of the whole segment                    */
   uint64_t creator_node_id;
-  uint64_t generation;      /* the instance: service nonce or publisher id   */
-  uint32_t initialised;     /* SHMBUS__INITIALISED once complete             */
-  uint32_t page_size;       /* the layout's page (platform page size)        */
+  uint64_t generation;  /* the instance: service nonce or publisher id   */
+  uint32_t initialised; /* SHMBUS__INITIALISED once complete             */
+  uint32_t page_size;   /* the layout's page (platform page size)        */
   uint64_t reserved1;
 } shmbus__seg_header;
 SHMBUS__LAYOUT_ASSERT(shmbus__seg_header, magic, 0);
@@ -94,7 +90,7 @@ typedef struct shmbus__service_config {
   uint32_t history;
   uint32_t max_loans;
   uint32_t max_held;
-  uint32_t overflow;        /* SHMBUS_OVERFLOW_DROP_OLDEST, _NEWEST, _BLOCK  */
+  uint32_t overflow; /* SHMBUS_OVERFLOW_DROP_OLDEST, _NEWEST, _BLOCK  */
   uint32_t reserved[6];
 } shmbus__service_config;
 SHMBUS__LAYOUT_ASSERT(shmbus__service_config, type_name, 256);
@@ -157,7 +153,7 @@ typedef struct shmbus__service_dyn {
    * it by compare-and-swap; the one that takes it from 1 to REMOVING
    * unlinks the service. */
   uint64_t users;
-  uint64_t next_port_id;    /* fetch-add by every opener; starts random     */
+  uint64_t next_port_id; /* fetch-add by every opener; starts random     */
   uint64_t pad0[6];
   /* Line 1: bumped after a publisher became ready or left. */
   uint64_t pub_generation;
@@ -217,10 +213,10 @@ SHMBUS__SIZE_ASSERT(shmbus__chunk_header, 32);
  * share one line and no separate tail counter is read. */
 typedef struct shmbus__conn {
   /* Line 0: written by the publisher. */
-  uint64_t sub_id;          /* bound subscriber id, 0 while unbound          */
-  uint64_t lost;            /* samples dropped for this subscriber           */
-  uint64_t wait_ack;        /* = sub_id once we wake it when it sleeps       */
-  uint32_t pub_waiting;     /* 1 while we wait for room (overflow BLOCK)     */
+  uint64_t sub_id;      /* bound subscriber id, 0 while unbound          */
+  uint64_t lost;        /* samples dropped for this subscriber           */
+  uint64_t wait_ack;    /* = sub_id once we wake it when it sleeps       */
+  uint32_t pub_waiting; /* 1 while we wait for room (overflow BLOCK)     */
   uint32_t reserved0;
   uint64_t pad0[4];
   /* Line 1: the submission ring's read position. The one shared word with
@@ -230,9 +226,9 @@ typedef struct shmbus__conn {
   uint64_t head;
   uint64_t pad1[7];
   /* Line 2: written by the subscriber. */
-  uint64_t done_tail;       /* completion ring write position                */
-  uint64_t sub_ack;         /* = sub_id once the subscriber has mapped us    */
-  uint32_t room_event;      /* futex word: +1 when it frees room for a
+  uint64_t done_tail;  /* completion ring write position                */
+  uint64_t sub_ack;    /* = sub_id once the subscriber has mapped us    */
+  uint32_t room_event; /* futex word: +1 when it frees room for a
                                waiting publisher (overflow BLOCK)            */
   uint32_t reserved2;
   uint64_t pad2[5];

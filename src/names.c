@@ -10,8 +10,8 @@ int shmbus__check_domain(const char *domain) {
   size_t n = 0;
   for (const char *p = domain; *p; p++, n++) {
     char c = *p;
-    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-             (c >= '0' && c <= '9') || c == '_' || c == '-';
+    int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '-';
     if (!ok || n >= SHMBUS_DOMAIN_MAX) return SHMBUS_ERR_NAME;
   }
   return n == 0 ? SHMBUS_ERR_NAME : 0;
@@ -43,18 +43,15 @@ uint64_t shmbus__hash64(const char *s) {
   return h;
 }
 
-void shmbus__object_name(char *out, const char *domain, uint64_t service_hash,
-                         const char *suffix) {
+void shmbus__object_name(char *out, const char *domain, uint64_t service_hash, const char *suffix) {
   snprintf(out, SHMBUS__OBJECT_NAME_MAX, "shmbus.%s.%016llx.%s", domain,
            (unsigned long long)service_hash, suffix);
 }
 
-void shmbus__publisher_object_name(char *out, const char *domain,
-                                   uint64_t service_hash, uint64_t pub_id,
-                                   int data) {
+void shmbus__publisher_object_name(char *out, const char *domain, uint64_t service_hash,
+                                   uint64_t pub_id, int data) {
   char suffix[32];
-  snprintf(suffix, sizeof suffix, "p%llx.%c", (unsigned long long)pub_id,
-           data ? 'd' : 'c');
+  snprintf(suffix, sizeof suffix, "p%llx.%c", (unsigned long long)pub_id, data ? 'd' : 'c');
   shmbus__object_name(out, domain, service_hash, suffix);
 }
 

@@ -79,8 +79,6 @@ void shmbus_node_close(shmbus_node *node) {
   if (node != NULL) shmbus__node_unref(node);
 }
 
-const char *shmbus_node_domain(const shmbus_node *node) {
-  return node ? node->domain : NULL;
-}
+const char *shmbus_node_domain(const shmbus_node *node) { return node ? node->domain : NULL; }
 
 uint64_t shmbus_node_id(const shmbus_node *node) { return node ? node->id : 0; }

@@ -23,9 +23,9 @@
 
 /* Where segments live: chosen per node, immutable afterwards. */
 typedef struct shmbus__root {
-  int backend;                      /* SHMBUS_BACKEND_SHM or _DIR          */
-  unsigned mode;                    /* permission bits of created objects  */
-  char dir[SHMBUS__ROOT_PATH_MAX];  /* SHMBUS_BACKEND_DIR only             */
+  int backend;                     /* SHMBUS_BACKEND_SHM or _DIR          */
+  unsigned mode;                   /* permission bits of created objects  */
+  char dir[SHMBUS__ROOT_PATH_MAX]; /* SHMBUS_BACKEND_DIR only             */
 } shmbus__root;
 
 /* A mapped segment. `base` is page aligned; `size` is the mapped length.
@@ -58,8 +58,8 @@ extern int (*shmbus__sys_fallocate)(int fd, int64_t offset, int64_t length);
  * at once, exclusively (EXISTS), and publishing does nothing: openers then
  * wait for the header's initialised word (segment.c).
  * Errors: EXISTS, NO_SPACE, PERM, NAME, NOMEM, IO. */
-int shmbus__segment_create(const shmbus__root *root, const char *name,
-                           uint64_t size, shmbus__segment *out);
+int shmbus__segment_create(const shmbus__root *root, const char *name, uint64_t size,
+                           shmbus__segment *out);
 
 /* Gives a created segment its name, atomically and exclusively: an opener
  * finds the whole initialised object or nothing. EXISTS when the name is
@@ -67,8 +67,7 @@ int shmbus__segment_create(const shmbus__root *root, const char *name,
  * that already has its name does nothing. Errors: EXISTS, PERM, NAME, IO.
  * Win32 cannot name an existing mapping: it takes the fallback above, and
  * a mapping whose creator died goes with the last handle to it. */
-int shmbus__segment_publish(const shmbus__root *root, const char *name,
-                            shmbus__segment *seg);
+int shmbus__segment_publish(const shmbus__root *root, const char *name, shmbus__segment *seg);
 
 /* Opens and maps the existing object `name`, read-write when `writable`,
  * else read-only (writes then fault). Maps its current length, but never
@@ -148,7 +147,7 @@ static inline int shmbus__segment_faulted(const shmbus__segment *seg) {
  * Win32: an open handle with exclusive sharing. */
 typedef struct shmbus__token {
   intptr_t handle;
-  int64_t owner;  /* the process that created it (POSIX: fork copies it) */
+  int64_t owner; /* the process that created it (POSIX: fork copies it) */
 } shmbus__token;
 
 /* Creates the token `name` exclusively and locks it. EXISTS, PERM, NO_SPACE,

@@ -34,9 +34,7 @@ static inline int shmbus__pool_get(shmbus__pool *pool, uint32_t *chunk) {
   return 1;
 }
 
-static inline void shmbus__pool_ref(shmbus__pool *pool, uint32_t chunk) {
-  pool->refs[chunk]++;
-}
+static inline void shmbus__pool_ref(shmbus__pool *pool, uint32_t chunk) { pool->refs[chunk]++; }
 
 /* Drops one reference; the chunk is free again at zero. */
 static inline void shmbus__pool_unref(shmbus__pool *pool, uint32_t chunk) {

@@ -16,46 +16,46 @@
 
 typedef struct pub_conn {
   shmbus__ring ring;
-  uint64_t bound_id;    /* subscriber served, 0 when none                  */
-  uint64_t node_id;     /* its node, for liveness checks                   */
-  uint64_t next_probe;  /* monotonic time before which we do not probe     */
-  int broken;           /* the subscriber broke the protocol: not served   */
-  int waker;            /* it may sleep: wake it after each publish        */
-  uint32_t woken;       /* the last of its sleeps we woke (an epoch)       */
-  uint64_t tail;        /* submission write position (we are its writer)   */
-  uint64_t head_seen;   /* last head loaded; saves reloading it per publish */
-  uint64_t done_head;   /* completion read position (we are its writer)    */
-  uint64_t lost;        /* our copy of conn->lost (we are its writer)      */
-  uint32_t inflight;    /* chunks marked below                             */
-  uint32_t *shadow;     /* [queue_cap] the chunk we put at each position   */
-  uint64_t *marks;      /* [chunks bits] in flight on this connection      */
+  uint64_t bound_id;   /* subscriber served, 0 when none                  */
+  uint64_t node_id;    /* its node, for liveness checks                   */
+  uint64_t next_probe; /* monotonic time before which we do not probe     */
+  int broken;          /* the subscriber broke the protocol: not served   */
+  int waker;           /* it may sleep: wake it after each publish        */
+  uint32_t woken;      /* the last of its sleeps we woke (an epoch)       */
+  uint64_t tail;       /* submission write position (we are its writer)   */
+  uint64_t head_seen;  /* last head loaded; saves reloading it per publish */
+  uint64_t done_head;  /* completion read position (we are its writer)    */
+  uint64_t lost;       /* our copy of conn->lost (we are its writer)      */
+  uint32_t inflight;   /* chunks marked below                             */
+  uint32_t *shadow;    /* [queue_cap] the chunk we put at each position   */
+  uint64_t *marks;     /* [chunks bits] in flight on this connection      */
 } pub_conn;
 
 struct shmbus_publisher {
   shmbus__service svc;
   uint64_t id;
   uint32_t slot;
-  uint32_t depth;             /* cfg.queue_depth                        */
-  uint32_t inflight_limit;    /* queue_depth + max_held                 */
+  uint32_t depth;          /* cfg.queue_depth                        */
+  uint32_t inflight_limit; /* queue_depth + max_held                 */
   uint64_t sequence;
-  uint64_t sub_generation;    /* last one acted on                      */
-  uint32_t wakers;            /* conns with waker set                   */
-  int64_t block_timeout_ns;   /* overflow BLOCK; negative: no limit     */
+  uint64_t sub_generation;  /* last one acted on                      */
+  uint32_t wakers;          /* conns with waker set                   */
+  int64_t block_timeout_ns; /* overflow BLOCK; negative: no limit     */
   shmbus__segment data;
   shmbus__segment ctl;
-  uint8_t *chunks;            /* first chunk in the data segment        */
+  uint8_t *chunks; /* first chunk in the data segment        */
   shmbus__pool pool;
-  uint32_t *loan_bytes;       /* [chunks] bytes loaned, 0 when not on loan
+  uint32_t *loan_bytes; /* [chunks] bytes loaned, 0 when not on loan
                                  (never read back from the shared
                                  chunk header)                          */
-  uint32_t fault_epoch;       /* shmbus__fault_epoch() last looked at   */
+  uint32_t fault_epoch; /* shmbus__fault_epoch() last looked at   */
   uint32_t loans;
-  uint32_t last_loan;         /* chunk of the latest loan               */
+  uint32_t last_loan; /* chunk of the latest loan               */
   const void *last_loan_payload;
-  pub_conn *conns;            /* [max_subscribers]                      */
-  uint32_t *serving;          /* indices of conns served, compact       */
+  pub_conn *conns;   /* [max_subscribers]                      */
+  uint32_t *serving; /* indices of conns served, compact       */
   uint32_t nserving;
-  uint32_t *history;          /* [history] ring of chunk indices        */
+  uint32_t *history; /* [history] ring of chunk indices        */
   uint32_t history_len;
   uint32_t history_start;
 };
@@ -324,7 +324,7 @@ static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
   for (uint32_t i = 0; i <= c->ring.slot_mask; i++) shmbus__store64_relaxed(&c->ring.slots[i], 0);
   c->tail = c->head_seen = c->done_head = c->lost = 0;
   c->broken = 0;
-  c->woken = 0; /* the previous subscriber's epochs mean nothing now */
+  c->woken = 0;         /* the previous subscriber's epochs mean nothing now */
   c->bound_id = sub_id; /* the replay may acknowledge wait_mode with it */
   history_replay(pub, k);
   /* Pairs with the subscriber's load-acquire of sub_id (try_bind): the
@@ -414,8 +414,7 @@ static int alloc_private(shmbus_publisher *pub) {
   pub->conns = calloc(cfg->max_subscribers, sizeof *pub->conns);
   pub->serving = calloc(cfg->max_subscribers, sizeof *pub->serving);
   pub->history = cfg->history ? calloc(cfg->history, sizeof *pub->history) : NULL;
-  if (!pub->loan_bytes || !pub->conns || !pub->serving ||
-      (cfg->history && !pub->history))
+  if (!pub->loan_bytes || !pub->conns || !pub->serving || (cfg->history && !pub->history))
     return SHMBUS_ERR_NOMEM;
   size_t mark_words = ((size_t)l->chunks + 63) / 64;
   for (uint32_t k = 0; k < cfg->max_subscribers; k++) {
@@ -429,8 +428,8 @@ static int alloc_private(shmbus_publisher *pub) {
   return 0;
 }
 
-int shmbus_publisher_open(shmbus_node *node, const char *service,
-                          const shmbus_service_opts *opts, shmbus_publisher **out) {
+int shmbus_publisher_open(shmbus_node *node, const char *service, const shmbus_service_opts *opts,
+                          shmbus_publisher **out) {
   SHMBUS__CLEAR_OUT(out);
   if (node == NULL || service == NULL || opts == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   shmbus_publisher *pub = calloc(1, sizeof *pub);
@@ -487,7 +486,8 @@ void shmbus_publisher_close(shmbus_publisher *pub) {
   /* Sleepers learn that we left (the generation) and may be left with no
    * publisher. Pairs with the fence in the subscriber's arm. */
   shmbus__fence_seq_cst();
-  for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++) shmbus__service_wake(&pub->svc, k, NULL);
+  for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++)
+    shmbus__service_wake(&pub->svc, k, NULL);
   shmbus__service_detach(&pub->svc);
   shmbus__segment_close(&pub->data);
   shmbus__segment_close(&pub->ctl);

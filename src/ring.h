@@ -28,8 +28,8 @@
 
 typedef struct shmbus__ring {
   shmbus__conn *conn;
-  uint64_t *slots;   /* submission ring, queue_cap entries */
-  uint32_t *done;    /* completion ring, done_cap entries  */
+  uint64_t *slots; /* submission ring, queue_cap entries */
+  uint32_t *done;  /* completion ring, done_cap entries  */
   uint32_t slot_mask;
   uint32_t done_mask;
 } shmbus__ring;

@@ -6,9 +6,8 @@
 #include "atomic.h"
 #include "internal.h"
 
-void shmbus__seg_header_init(shmbus__seg_header *hdr, uint32_t kind,
-                             uint64_t total_size, uint64_t creator,
-                             uint64_t generation) {
+void shmbus__seg_header_init(shmbus__seg_header *hdr, uint32_t kind, uint64_t total_size,
+                             uint64_t creator, uint64_t generation) {
   hdr->magic = SHMBUS__MAGIC;
   hdr->layout_version = SHMBUS__LAYOUT_VERSION;
   hdr->kind = kind;
@@ -25,8 +24,7 @@ void shmbus__seg_header_publish(shmbus__seg_header *hdr) {
   shmbus__store32_release(&hdr->initialised, SHMBUS__INITIALISED);
 }
 
-int shmbus__seg_header_wait(const shmbus__segment *seg, uint32_t kind,
-                            uint64_t deadline_ns) {
+int shmbus__seg_header_wait(const shmbus__segment *seg, uint32_t kind, uint64_t deadline_ns) {
   if (seg->size < sizeof(shmbus__seg_header)) return SHMBUS_ERR_CORRUPT;
   shmbus__seg_header *hdr = (shmbus__seg_header *)seg->base;
   for (;;) {

@@ -28,11 +28,9 @@ int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *ou
   memset(out, 0, sizeof *out);
   uint32_t align = cfg->element_align;
   if (cfg->element_size == 0 || align == 0 || (align & (align - 1)) != 0 || align > 4096 ||
-      cfg->max_elements == 0 ||
-      !in_range(cfg->max_publishers, 1, SHMBUS_MAX_PORTS) ||
+      cfg->max_elements == 0 || !in_range(cfg->max_publishers, 1, SHMBUS_MAX_PORTS) ||
       !in_range(cfg->max_subscribers, 1, SHMBUS_MAX_PORTS) ||
-      !in_range(cfg->queue_depth, 1, SHMBUS_MAX_QUEUE_DEPTH) ||
-      cfg->history > SHMBUS_MAX_HISTORY ||
+      !in_range(cfg->queue_depth, 1, SHMBUS_MAX_QUEUE_DEPTH) || cfg->history > SHMBUS_MAX_HISTORY ||
       !in_range(cfg->max_loans, 1, SHMBUS_MAX_LOANS) ||
       !in_range(cfg->max_held, 1, SHMBUS_MAX_HELD) ||
       (cfg->overflow != SHMBUS_OVERFLOW_DROP_OLDEST &&
@@ -78,9 +76,9 @@ int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *ou
   out->control_size = page + cfg->max_subscribers * conn_stride;
   out->wait_offset = wait_offset;
   out->wake_offset = wake_offset;
-  out->service_size = wake_offset + SHMBUS__ALIGN_UP(
-                                        (uint64_t)cfg->max_subscribers * sizeof(shmbus__wake_word),
-                                        page);
+  out->service_size =
+      wake_offset +
+      SHMBUS__ALIGN_UP((uint64_t)cfg->max_subscribers * sizeof(shmbus__wake_word), page);
   return 0;
 }
 
@@ -91,8 +89,7 @@ static int config_from_opts(const char *name, const shmbus_service_opts *o,
                             shmbus__service_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   if (o->type.size == 0 || o->type.align == 0) return SHMBUS_ERR_INVAL;
-  if ((o->type.align & (o->type.align - 1)) != 0 || o->type.align > 4096)
-    return SHMBUS_ERR_INVAL;
+  if ((o->type.align & (o->type.align - 1)) != 0 || o->type.align > 4096) return SHMBUS_ERR_INVAL;
   if (o->type.size > UINT32_MAX) return SHMBUS_ERR_TOO_LARGE;
   if (o->overflow < SHMBUS_OVERFLOW_DEFAULT || o->overflow > SHMBUS_OVERFLOW_BLOCK)
     return SHMBUS_ERR_INVAL;
@@ -118,8 +115,10 @@ static int config_from_opts(const char *name, const shmbus_service_opts *o,
 static int config_compatible(const shmbus__service_config *have, const char *name,
                              const shmbus_service_opts *o) {
   if (strcmp((const char *)have->name, name) != 0) { /* hash collision */
-    shmbus__set_error_detail("service '%s': its object holds service '%s' (the names' hashes "
-                             "collide: rename one)", name, (const char *)have->name);
+    shmbus__set_error_detail(
+        "service '%s': its object holds service '%s' (the names' hashes "
+        "collide: rename one)",
+        name, (const char *)have->name);
     return 0;
   }
   if (strcmp((const char *)have->type_name, o->type.name) != 0) {
@@ -151,15 +150,17 @@ static int config_compatible(const shmbus__service_config *have, const char *nam
   };
   for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++)
     if (limits[i].asked > limits[i].has) {
-      shmbus__set_error_detail("service '%s': %s %u asked, the service has %u (0 takes the "
-                               "service's)", name, limits[i].what, (unsigned)limits[i].asked,
-                               (unsigned)limits[i].has);
+      shmbus__set_error_detail(
+          "service '%s': %s %u asked, the service has %u (0 takes the "
+          "service's)",
+          name, limits[i].what, (unsigned)limits[i].asked, (unsigned)limits[i].has);
       return 0;
     }
   if (o->overflow != SHMBUS_OVERFLOW_DEFAULT && (uint32_t)o->overflow != have->overflow) {
-    shmbus__set_error_detail("service '%s': overflow %d asked, the service has %u "
-                             "(SHMBUS_OVERFLOW_DEFAULT takes the service's)", name, o->overflow,
-                             (unsigned)have->overflow);
+    shmbus__set_error_detail(
+        "service '%s': overflow %d asked, the service has %u "
+        "(SHMBUS_OVERFLOW_DEFAULT takes the service's)",
+        name, o->overflow, (unsigned)have->overflow);
     return 0;
   }
   return 1;
@@ -298,8 +299,8 @@ static int open_checked(shmbus__service *svc, const char *object_name, uint64_t 
   return r;
 }
 
-static int open_service(shmbus__service *svc, const char *name,
-                        const shmbus_service_opts *opts, uint64_t deadline) {
+static int open_service(shmbus__service *svc, const char *name, const shmbus_service_opts *opts,
+                        uint64_t deadline) {
   shmbus__service_config cfg;
   shmbus__layout layout;
   int r = open_checked(svc, svc->object_name, deadline, &cfg, &layout);
@@ -317,8 +318,8 @@ static int open_service(shmbus__service *svc, const char *name,
   return r;
 }
 
-int shmbus__service_attach(shmbus_node *node, const char *name,
-                           const shmbus_service_opts *opts, shmbus__service *svc) {
+int shmbus__service_attach(shmbus_node *node, const char *name, const shmbus_service_opts *opts,
+                           shmbus__service *svc) {
   memset(svc, 0, sizeof *svc);
   shmbus__set_error_detail(NULL);
   if (node == NULL || name == NULL || opts == NULL) return SHMBUS_ERR_INVAL;
@@ -374,8 +375,8 @@ static void opened(shmbus__service *svc) {
   shmbus__node_opening(svc->node, -1);
 }
 
-int shmbus__service_attach_object(shmbus_node *node, const char *object_name,
-                                  uint64_t deadline_ns, shmbus__service *svc) {
+int shmbus__service_attach_object(shmbus_node *node, const char *object_name, uint64_t deadline_ns,
+                                  shmbus__service *svc) {
   memset(svc, 0, sizeof *svc);
   svc->node = node;
   snprintf(svc->object_name, sizeof svc->object_name, "%s", object_name);
@@ -465,8 +466,7 @@ int shmbus__service_claim(shmbus__service *svc, int kind, uint32_t *slot, uint64
   return r;
 }
 
-void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
-                                       uint64_t pub_id) {
+void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash, uint64_t pub_id) {
   char name[SHMBUS__OBJECT_NAME_MAX];
   for (int data = 0; data < 2; data++) {
     shmbus__publisher_object_name(name, node->domain, service_hash, pub_id, data);
@@ -475,8 +475,7 @@ void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
 }
 
 static uint64_t *generation_of(shmbus__service *svc, int kind) {
-  return kind == SHMBUS__PUBLISHER ? &svc->shm->dyn.pub_generation
-                                   : &svc->shm->dyn.sub_generation;
+  return kind == SHMBUS__PUBLISHER ? &svc->shm->dyn.pub_generation : &svc->shm->dyn.sub_generation;
 }
 
 int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t owner) {
@@ -488,8 +487,8 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
   if (owner == 0) {
     /* A word without an owner is a peer's: cleared, nothing else (a
      * claimant that takes the slot meanwhile writes its own word after). */
-    port = word != 0 && shmbus__load64_acquire(&p->node_id) == 0 &&
-           shmbus__cas64(&p->word, &word, 0);
+    port =
+        word != 0 && shmbus__load64_acquire(&p->node_id) == 0 && shmbus__cas64(&p->word, &word, 0);
     if (!port) {
       shmbus__service_seal(svc);
       return 0;

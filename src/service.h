@@ -10,21 +10,21 @@
  * them privately from its validated copy of the configuration, so no
  * offset or size is ever read from shared memory. */
 typedef struct shmbus__layout {
-  uint64_t page;            /* shmbus__page_size(): the unit of confinement      */
-  uint32_t chunks;          /* pool size: subs x (queue + held) + history + loans */
-  uint32_t payload_offset;  /* payload start within a chunk                    */
-  uint64_t max_payload;     /* bytes                                           */
-  uint64_t chunk_stride;    /* bytes between chunk starts, cache-line multiple */
-  uint64_t chunks_offset;   /* first chunk within the data segment             */
+  uint64_t page;           /* shmbus__page_size(): the unit of confinement      */
+  uint32_t chunks;         /* pool size: subs x (queue + held) + history + loans */
+  uint32_t payload_offset; /* payload start within a chunk                    */
+  uint64_t max_payload;    /* bytes                                           */
+  uint64_t chunk_stride;   /* bytes between chunk starts, cache-line multiple */
+  uint64_t chunks_offset;  /* first chunk within the data segment             */
   uint64_t data_size;
   uint32_t queue_cap;       /* submission ring slots: power of two >= depth    */
   uint32_t done_cap;        /* completion ring slots: power of two >= depth + held */
   uint64_t sub_ring_offset; /* within a connection block                       */
   uint64_t done_ring_offset;
-  uint64_t conn_stride;     /* a multiple of page                               */
+  uint64_t conn_stride; /* a multiple of page                               */
   uint64_t control_size;
-  uint64_t wait_offset;     /* the subscribers' wait pages, service segment     */
-  uint64_t wake_offset;     /* the wake words in the service segment            */
+  uint64_t wait_offset; /* the subscribers' wait pages, service segment     */
+  uint64_t wake_offset; /* the wake words in the service segment            */
   uint64_t service_size;
 } shmbus__layout;
 
@@ -63,18 +63,18 @@ int shmbus__layout_compute(const shmbus__service_config *cfg, shmbus__layout *ou
 typedef struct shmbus__service {
   shmbus_node *node;
   shmbus__segment seg;
-  shmbus__service_seg *shm;      /* seg.base                                  */
-  shmbus__service_config cfg;    /* private, validated copy                  */
+  shmbus__service_seg *shm;   /* seg.base                                  */
+  shmbus__service_config cfg; /* private, validated copy                  */
   shmbus__layout layout;
-  uint64_t hash;                 /* of the service name                      */
-  int opening;                   /* counted in node->opening until ready     */
+  uint64_t hash; /* of the service name                      */
+  int opening;   /* counted in node->opening until ready     */
   /* Confinement: the mapping is read-only but for a subscriber's own wait
    * page and, for a publisher, the wake words; `unsealed` counts the cold
    * operations in progress that opened it whole. */
-  int own_kind;                  /* -1 until a slot is claimed               */
+  int own_kind; /* -1 until a slot is claimed               */
   uint32_t own_slot;
   int unsealed;
-  int use_dropped;               /* a reaper dropped our use (see leave)     */
+  int use_dropped; /* a reaper dropped our use (see leave)     */
   char object_name[SHMBUS__OBJECT_NAME_MAX];
 } shmbus__service;
 
@@ -88,8 +88,8 @@ static inline shmbus__wait_slot *shmbus__service_wait(const shmbus__service *svc
   return (shmbus__wait_slot *)((uint8_t *)svc->shm + shmbus__layout_wait_offset(&svc->layout, k));
 }
 static inline uint32_t *shmbus__service_event(const shmbus__service *svc, uint32_t k) {
-  return &((shmbus__wake_word *)((uint8_t *)svc->shm +
-                                 shmbus__layout_wake_offset(&svc->layout, k)))->event;
+  return &((shmbus__wake_word *)((uint8_t *)svc->shm + shmbus__layout_wake_offset(&svc->layout, k)))
+              ->event;
 }
 
 /* A cold operation writes the registry: unseal before, seal after (they
@@ -101,16 +101,15 @@ void shmbus__service_seal(shmbus__service *svc);
  * the caller as a user. On error nothing is kept. From here until
  * shmbus__service_ready (or detach) the port counts as opening on its node
  * (node->opening), which cleanup respects. */
-int shmbus__service_attach(shmbus_node *node, const char *name,
-                           const shmbus_service_opts *opts, shmbus__service *svc);
+int shmbus__service_attach(shmbus_node *node, const char *name, const shmbus_service_opts *opts,
+                           shmbus__service *svc);
 /* Opens an existing service by object name whatever its type (cleanup).
  * NOT_FOUND, CORRUPT, VERSION, NOT_READY, BUSY (being removed). */
-int shmbus__service_attach_object(shmbus_node *node, const char *object_name,
-                                  uint64_t deadline_ns, shmbus__service *svc);
+int shmbus__service_attach_object(shmbus_node *node, const char *object_name, uint64_t deadline_ns,
+                                  shmbus__service *svc);
 /* Drops the caller's use; the last user removes the service (returns 1
  * then, else 0). */
 int shmbus__service_detach(shmbus__service *svc);
-
 
 /* Claims a free slot of the given kind with a new id (not yet visible as
  * ready). PORT_LIMIT when all are taken. */
@@ -148,12 +147,9 @@ int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_no
 void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken);
 
 /* Removes publisher `pub_id`'s segments (the data and control objects). */
-void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash,
-                                       uint64_t pub_id);
+void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash, uint64_t pub_id);
 
 /* The id in a slot word when its port is ready, else 0. */
-static inline uint64_t shmbus__slot_ready_id(uint64_t word) {
-  return (word & 1u) ? word >> 1 : 0;
-}
+static inline uint64_t shmbus__slot_ready_id(uint64_t word) { return (word & 1u) ? word >> 1 : 0; }
 
 #endif /* SHMBUS_SERVICE_H */

@@ -24,51 +24,50 @@ typedef struct sub_source {
   int state;
   uint64_t pub_id;
   uint32_t pub_slot;
-  uint32_t held;          /* samples held from this source       */
-  shmbus__segment data;   /* read-only                           */
+  uint32_t held;        /* samples held from this source       */
+  shmbus__segment data; /* read-only                           */
   shmbus__segment ctl;
   const uint8_t *chunks;
   shmbus__ring ring;
-  uint64_t done_tail;     /* completion write position (ours)    */
+  uint64_t done_tail; /* completion write position (ours)    */
   uint64_t done_head_seen;
 } sub_source;
 
 typedef struct held_sample {
   uint32_t chunk;
-  uint32_t source;        /* UINT32_MAX while free                */
+  uint32_t source; /* UINT32_MAX while free                */
 } held_sample;
 
 struct shmbus_subscriber {
   shmbus__service svc;
   uint64_t id;
   uint32_t slot;
-  uint32_t nsources;      /* capacity: max_publishers + max_held  */
-  uint32_t cursor;        /* round-robin start                    */
+  uint32_t nsources; /* capacity: max_publishers + max_held  */
+  uint32_t cursor;   /* round-robin start                    */
   uint64_t pub_generation;
-  uint64_t lost_retired;  /* lost on sources already let go       */
+  uint64_t lost_retired; /* lost on sources already let go       */
   sub_source *sources;
-  held_sample *held;      /* [max_held]                           */
-  uint32_t *held_free;    /* stack of free indices into held      */
+  held_sample *held;   /* [max_held]                           */
+  uint32_t *held_free; /* stack of free indices into held      */
   uint32_t held_free_count;
-  int block;              /* the service's overflow is BLOCK      */
-  int may_sleep;          /* wait_mode set in our slot            */
-  int had_publisher;      /* a publisher was connected since the
+  int block;         /* the service's overflow is BLOCK      */
+  int may_sleep;     /* wait_mode set in our slot            */
+  int had_publisher; /* a publisher was connected since the
                              last NO_PUBLISHER                    */
   int64_t spin_ns;
-  uint32_t sleep_epoch;   /* stored in `sleeping` while asleep     */
-  uint32_t fault_epoch;   /* shmbus__fault_epoch() last acted on   */
-  int defunct;            /* CORRUPT from now on: a peer truncated the
+  uint32_t sleep_epoch;    /* stored in `sleeping` while asleep     */
+  uint32_t fault_epoch;    /* shmbus__fault_epoch() last acted on   */
+  int defunct;             /* CORRUPT from now on: a peer truncated the
                              service segment, or got our slot reaped */
-  uint64_t retry_at;      /* no new connection attempt before this */
+  uint64_t retry_at;       /* no new connection attempt before this */
   shmbus_waitset *waitset; /* the one we are attached to, or NULL */
 };
 
 /* ---- sources ----------------------------------------------------------- */
 
-static const shmbus__chunk_header *source_chunk(const shmbus_subscriber *sub,
-                                                const sub_source *s, uint32_t chunk) {
-  return (const shmbus__chunk_header *)(s->chunks +
-                                        (uint64_t)chunk * sub->svc.layout.chunk_stride);
+static const shmbus__chunk_header *source_chunk(const shmbus_subscriber *sub, const sub_source *s,
+                                                uint32_t chunk) {
+  return (const shmbus__chunk_header *)(s->chunks + (uint64_t)chunk * sub->svc.layout.chunk_stride);
 }
 
 static void retire(shmbus_subscriber *sub, sub_source *s) {
@@ -179,7 +178,8 @@ static void refresh_sources(shmbus_subscriber *sub) {
   /* A reaper that took us for dead (a peer can make us look dead) freed
    * our slot and bumped this generation: our connections may be bound to
    * the slot's next owner now. */
-  if (shmbus__load64_acquire(&shmbus__service_slot(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot)->word) !=
+  if (shmbus__load64_acquire(
+          &shmbus__service_slot(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot)->word) !=
       ((sub->id << 1) | 1u)) {
     sub->defunct = 1;
     return;
@@ -197,8 +197,10 @@ static void refresh_sources(shmbus_subscriber *sub) {
     if (shmbus__slot_ready_id(word) == s->pub_id) continue;
     /* A publisher that bound us before it left still has samples queued
      * for us: drain them. One that never did has nothing for us. */
-    if (s->state == SRC_CONNECTING && !source_usable(sub, s)) retire(sub, s);
-    else s->state = SRC_GONE;
+    if (s->state == SRC_CONNECTING && !source_usable(sub, s))
+      retire(sub, s);
+    else
+      s->state = SRC_GONE;
   }
   for (uint32_t j = 0; j < sub->svc.cfg.max_publishers; j++) {
     /* Pairs with the store-release in shmbus__service_ready: the
@@ -207,11 +209,12 @@ static void refresh_sources(shmbus_subscriber *sub) {
         shmbus__load64_acquire(&shmbus__service_slot(&sub->svc, SHMBUS__PUBLISHER, j)->word));
     if (id == 0 || known_source(sub, id)) continue;
     int r = connect_source(sub, j, id);
-    if (r == SHMBUS_ERR_NOT_READY || r == SHMBUS_ERR_PORT_LIMIT || r == SHMBUS_ERR_NOMEM)
-      retry = 1;
+    if (r == SHMBUS_ERR_NOT_READY || r == SHMBUS_ERR_PORT_LIMIT || r == SHMBUS_ERR_NOMEM) retry = 1;
   }
-  if (retry) sub->retry_at = shmbus__now_ns() + RETRY_NS;
-  else sub->pub_generation = gen;
+  if (retry)
+    sub->retry_at = shmbus__now_ns() + RETRY_NS;
+  else
+    sub->pub_generation = gen;
 }
 
 /* Wakes the publisher if it waits for room on this connection. */
@@ -244,8 +247,7 @@ static void break_source(sub_source *s) { s->state = SRC_BROKEN; }
 /* Reads a popped chunk's header once and checks it. CORRUPT breaks the
  * source (the chunk is returned so an honest-but-buggy publisher keeps its
  * accounting). */
-static int read_chunk(shmbus_subscriber *sub, sub_source *s, uint32_t chunk,
-                      shmbus_sample *out) {
+static int read_chunk(shmbus_subscriber *sub, sub_source *s, uint32_t chunk, shmbus_sample *out) {
   const shmbus__layout *l = &sub->svc.layout;
   if (chunk >= l->chunks) {
     break_source(s);
@@ -346,7 +348,8 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
     uint32_t chunk;
     shmbus_sample cand;
     /* Bounded: a publisher refilling as fast as we drain cannot keep us. */
-    for (uint32_t n = 0; n <= sub->svc.layout.queue_cap && shmbus__ring_pop(&s->ring, &chunk); n++) {
+    for (uint32_t n = 0; n <= sub->svc.layout.queue_cap && shmbus__ring_pop(&s->ring, &chunk);
+         n++) {
       room_freed(sub, s);
       int r = read_chunk(sub, s, chunk, &cand);
       if (r) {
@@ -379,8 +382,8 @@ int shmbus_subscriber_release(shmbus_subscriber *sub, const shmbus_sample *sampl
   held_sample *e = &sub->held[h];
   if (e->source == UINT32_MAX || e->chunk != chunk) return SHMBUS_ERR_NOT_HELD;
   sub_source *s = &sub->sources[e->source];
-  const uint8_t *expected = (const uint8_t *)source_chunk(sub, s, chunk) +
-                            sub->svc.layout.payload_offset;
+  const uint8_t *expected =
+      (const uint8_t *)source_chunk(sub, s, chunk) + sub->svc.layout.payload_offset;
   if (sample->payload != expected) return SHMBUS_ERR_NOT_HELD;
   complete(sub, s, chunk);
   s->held--;
@@ -399,9 +402,9 @@ uint64_t shmbus_subscriber_lost(const shmbus_subscriber *sub) {
     const sub_source *s = &sub->sources[i];
     /* A source still CONNECTING on our side may be bound already. Pairs
      * with the publisher's store-release of sub_id in bind(). */
-    int bound = s->state == SRC_BOUND || s->state == SRC_GONE ||
-                (s->state == SRC_CONNECTING &&
-                 shmbus__load64_acquire(&s->ring.conn->sub_id) == sub->id);
+    int bound =
+        s->state == SRC_BOUND || s->state == SRC_GONE ||
+        (s->state == SRC_CONNECTING && shmbus__load64_acquire(&s->ring.conn->sub_id) == sub->id);
     if (bound) lost += shmbus__load64_relaxed(&s->ring.conn->lost);
   }
   return lost;
@@ -598,8 +601,8 @@ static void free_subscriber(shmbus_subscriber *sub) {
   free(sub);
 }
 
-int shmbus_subscriber_open(shmbus_node *node, const char *service,
-                           const shmbus_service_opts *opts, shmbus_subscriber **out) {
+int shmbus_subscriber_open(shmbus_node *node, const char *service, const shmbus_service_opts *opts,
+                           shmbus_subscriber **out) {
   SHMBUS__CLEAR_OUT(out);
   if (node == NULL || service == NULL || opts == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   shmbus_subscriber *sub = calloc(1, sizeof *sub);

@@ -141,8 +141,10 @@ static int collect(shmbus_waitset *ws, shmbus_wait_event *out, size_t cap) {
 
 static void arm_all(shmbus_waitset *ws, int on) {
   for (size_t i = 0; i < ws->count; i++) {
-    if (on) shmbus__subscriber_arm(ws->entries[i].sub);
-    else shmbus__subscriber_disarm(ws->entries[i].sub);
+    if (on)
+      shmbus__subscriber_arm(ws->entries[i].sub);
+    else
+      shmbus__subscriber_disarm(ws->entries[i].sub);
   }
 }
 

@@ -152,8 +152,7 @@ static int domain_prefix(char *out, size_t cap, const char *domain) {
 
 /* Calls fn(dir, name, ctx) for every object of the domain; returns the count. */
 static size_t for_each_object(const char *domain, const char *dir,
-                              void (*fn)(const char *dir, const char *name, void *ctx),
-                              void *ctx) {
+                              void (*fn)(const char *dir, const char *name, void *ctx), void *ctx) {
   char prefix[64];
   if (!domain_prefix(prefix, sizeof prefix, domain)) return 0;
   size_t plen = strlen(prefix), n = 0;
@@ -229,8 +228,8 @@ void ts__assert_no_leftovers(const char *domain, const char *dir, const char *fi
   size_t n = ts_leftovers(domain, dir, names, sizeof names);
   if (n == 0) return;
   ts_remove_leftovers(domain, dir); /* so that the next test starts clean */
-  print_error("%zu leftover object(s) of domain %s in %s: %s\n", n, domain,
-              dir ? dir : "/dev/shm", names);
+  print_error("%zu leftover object(s) of domain %s in %s: %s\n", n, domain, dir ? dir : "/dev/shm",
+              names);
   _fail(file, line);
 }
 
@@ -431,8 +430,10 @@ void *ts_map_object(const char *dir, const char *name, size_t *size) {
   void *p = NULL;
   if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
     p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) p = NULL;
-    else *size = (size_t)st.st_size;
+    if (p == MAP_FAILED)
+      p = NULL;
+    else
+      *size = (size_t)st.st_size;
   } else {
     errno = EINVAL;
   }
@@ -516,8 +517,8 @@ void ts_watchdog_start(ts_watchdog *w, const char *domain, const char *dir, unsi
       if (r > 0 || getppid() != parent) _exit(0);
       if (ts_now_ns() >= deadline) break;
     }
-    fprintf(stderr, "watchdog: %s: still running after %u s: killing the test process\n",
-            what, seconds);
+    fprintf(stderr, "watchdog: %s: still running after %u s: killing the test process\n", what,
+            seconds);
     kill(parent, SIGKILL);
     if (domain != NULL) ts_remove_leftovers(domain, dir);
     if (dir != NULL) {

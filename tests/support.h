@@ -171,33 +171,33 @@ int ts_child_recv(ts_child *self, uint64_t *value);
 
 /* Checks for children: print and return TS_CHILD_FAILED from the child
  * function (use inside a function returning int). */
-#define TS_CHECK(cond)                                                      \
-  do {                                                                      \
-    if (!(cond)) {                                                          \
-      fprintf(stderr, "%s:%d: child %ld: check failed: %s\n", __FILE__,     \
-              __LINE__, (long)getpid(), #cond);                             \
-      return TS_CHILD_FAILED;                                               \
-    }                                                                       \
+#define TS_CHECK(cond)                                                                            \
+  do {                                                                                            \
+    if (!(cond)) {                                                                                \
+      fprintf(stderr, "%s:%d: child %ld: check failed: %s\n", __FILE__, __LINE__, (long)getpid(), \
+              #cond);                                                                             \
+      return TS_CHILD_FAILED;                                                                     \
+    }                                                                                             \
   } while (0)
-#define TS_CHECK_EQ(a, b)                                                   \
-  do {                                                                      \
-    unsigned long long ts__a = (unsigned long long)(a);                     \
-    unsigned long long ts__b = (unsigned long long)(b);                     \
-    if (ts__a != ts__b) {                                                   \
-      fprintf(stderr, "%s:%d: child %ld: %s == %s failed: %llu != %llu\n",  \
-              __FILE__, __LINE__, (long)getpid(), #a, #b, ts__a, ts__b);    \
-      return TS_CHILD_FAILED;                                               \
-    }                                                                       \
+#define TS_CHECK_EQ(a, b)                                                                      \
+  do {                                                                                         \
+    unsigned long long ts__a = (unsigned long long)(a);                                        \
+    unsigned long long ts__b = (unsigned long long)(b);                                        \
+    if (ts__a != ts__b) {                                                                      \
+      fprintf(stderr, "%s:%d: child %ld: %s == %s failed: %llu != %llu\n", __FILE__, __LINE__, \
+              (long)getpid(), #a, #b, ts__a, ts__b);                                           \
+      return TS_CHILD_FAILED;                                                                  \
+    }                                                                                          \
   } while (0)
-#define TS_CHECK_ERR(actual, expected)                                        \
-  do {                                                                        \
-    int ts__r = (int)(actual), ts__e = (int)(expected);                       \
-    if (ts__r != ts__e) {                                                     \
-      fprintf(stderr, "%s:%d: child %ld: %s gave %s (%d), expected %s (%d)\n", \
-              __FILE__, __LINE__, (long)getpid(), #actual,                    \
-              shmbus_err_name(ts__r), ts__r, shmbus_err_name(ts__e), ts__e);  \
-      return TS_CHILD_FAILED;                                                 \
-    }                                                                         \
+#define TS_CHECK_ERR(actual, expected)                                                             \
+  do {                                                                                             \
+    int ts__r = (int)(actual), ts__e = (int)(expected);                                            \
+    if (ts__r != ts__e) {                                                                          \
+      fprintf(stderr, "%s:%d: child %ld: %s gave %s (%d), expected %s (%d)\n", __FILE__, __LINE__, \
+              (long)getpid(), #actual, shmbus_err_name(ts__r), ts__r, shmbus_err_name(ts__e),      \
+              ts__e);                                                                              \
+      return TS_CHILD_FAILED;                                                                      \
+    }                                                                                              \
   } while (0)
 
 /* Backoff in polling loops (never synchronisation on its own). */
@@ -210,15 +210,14 @@ uint64_t ts_now_ns(void);
  * set: for emulators that cannot run a second thread (qemu-user 7.2 on
  * some hosts hangs in the guest's first pthread_create; scripts/test.sh's
  * aarch64 suite sets it). Returns only when threads may be used. */
-#define TS_SKIP_WITHOUT_THREADS()                                                              \
-  do {                                                                                         \
-    if (ts_threads_unavailable()) {                                                            \
+#define TS_SKIP_WITHOUT_THREADS()                                                                 \
+  do {                                                                                            \
+    if (ts_threads_unavailable()) {                                                               \
       print_message("skipped: SHMBUS_TEST_NO_THREADS is set (this runner cannot run threads)\n"); \
-      skip();                                                                                  \
-    }                                                                                          \
+      skip();                                                                                     \
+    }                                                                                             \
   } while (0)
 int ts_threads_unavailable(void);
-
 
 /* ---- hostile-peer helpers ---- */
 /* What an attacking peer of the same user does (docs/security.md): it opens

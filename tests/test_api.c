@@ -57,8 +57,8 @@ static void expect_open_refused(shmbus_node *node, const char *service,
   }
 }
 
-static void expect_open_error(shmbus_node *node, const char *service,
-                              const shmbus_service_opts *o, int err) {
+static void expect_open_error(shmbus_node *node, const char *service, const shmbus_service_opts *o,
+                              int err) {
   expect_open_refused(node, service, o, err, NULL);
 }
 
@@ -438,8 +438,8 @@ static void test_bad_service_names(void **state) {
   n256[256] = '\0';
   memset(n255, 'n', 255);
   n255[255] = '\0';
-  const char *bad[] = {"", n256, "with space", "ctl\x01", "tab\t", "nl\n", "del\x7f",
-                       "caf\xc3\xa9", "\x80", " lead"};
+  const char *bad[] = {"",     n256,      "with space",  "ctl\x01", "tab\t",
+                       "nl\n", "del\x7f", "caf\xc3\xa9", "\x80",    " lead"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     expect_open_error(node, bad[i], &o, SHMBUS_ERR_NAME);
   assert_int_equal(ts_objects(env->domain, env->dir), 0);
@@ -593,9 +593,9 @@ static void test_incompatible_open(void **state) {
   expect_open_error(node, "compat", &o, SHMBUS_ERR_INCOMPATIBLE);
 
   const size_t limits[] = {
-      offsetof(shmbus_service_opts, max_elements),   offsetof(shmbus_service_opts, max_publishers),
+      offsetof(shmbus_service_opts, max_elements),    offsetof(shmbus_service_opts, max_publishers),
       offsetof(shmbus_service_opts, max_subscribers), offsetof(shmbus_service_opts, queue_depth),
-      offsetof(shmbus_service_opts, history),        offsetof(shmbus_service_opts, max_loans),
+      offsetof(shmbus_service_opts, history),         offsetof(shmbus_service_opts, max_loans),
       offsetof(shmbus_service_opts, max_held)};
   for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
     uint32_t have;
@@ -832,9 +832,9 @@ static void test_release_twice_and_forged(void **state) {
   f = s;
   f.payload = s2.payload; /* the handle of one, the payload of another */
   ts_assert_err(shmbus_subscriber_release(p.sub, &f), SHMBUS_ERR_NOT_HELD);
-  const uint64_t garbage[] = {UINT64_MAX, UINT64_C(0xdeadbeefdeadbeef), s.internal_ ^ 1,
-                              s.internal_ + (UINT64_C(1) << 32), UINT64_C(1) << 63,
-                              s.internal_ ^ s2.internal_};
+  const uint64_t garbage[] = {UINT64_MAX,        UINT64_C(0xdeadbeefdeadbeef),
+                              s.internal_ ^ 1,   s.internal_ + (UINT64_C(1) << 32),
+                              UINT64_C(1) << 63, s.internal_ ^ s2.internal_};
   for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
     f = s;
     f.internal_ = garbage[i];
@@ -942,8 +942,13 @@ static void test_not_loaned(void **state) {
   ts_assert_ok(shmbus_publisher_loan(p.pub, 2, &mine));
   ts_assert_ok(shmbus_publisher_loan(other, 1, &theirs));
 
-  void *foreign[] = {&local, theirs, (char *)mine + 1, (char *)mine + 8, (char *)mine - 64,
-                     (char *)mine + (1 << 20), (char *)mine + sizeof(ts_sample)};
+  void *foreign[] = {&local,
+                     theirs,
+                     (char *)mine + 1,
+                     (char *)mine + 8,
+                     (char *)mine - 64,
+                     (char *)mine + (1 << 20),
+                     (char *)mine + sizeof(ts_sample)};
   for (size_t i = 0; i < sizeof foreign / sizeof foreign[0]; i++) {
     ts_assert_err(shmbus_publisher_publish(p.pub, foreign[i]), SHMBUS_ERR_NOT_LOANED);
     ts_assert_err(shmbus_publisher_publish_bytes(p.pub, foreign[i], 1), SHMBUS_ERR_NOT_LOANED);

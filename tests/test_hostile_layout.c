@@ -82,8 +82,8 @@ static void hl_path(const ts_env *env, const char *name, char *out, size_t cap) 
 }
 
 /* The library's own names (src/names.c), so that they follow any change. */
-static void hl_pub_object(char out[SHMBUS__OBJECT_NAME_MAX], const ts_env *env,
-                          const char *service, uint64_t pub_id, int data) {
+static void hl_pub_object(char out[SHMBUS__OBJECT_NAME_MAX], const ts_env *env, const char *service,
+                          uint64_t pub_id, int data) {
   shmbus__publisher_object_name(out, env->domain, shmbus__hash64(service), pub_id, data);
 }
 
@@ -133,8 +133,7 @@ static uint32_t hl_slot_count(const hl_service *hs, int kind) {
 /* The slot of the ready port `id`, or UINT32_MAX. */
 static uint32_t hl_find_slot(const hl_service *hs, int kind, uint64_t id) {
   for (uint32_t i = 0; i < hl_slot_count(hs, kind); i++)
-    if (shmbus__slot_ready_id(__atomic_load_n(&hl_slot(hs, kind, i)->word, __ATOMIC_ACQUIRE)) ==
-        id)
+    if (shmbus__slot_ready_id(__atomic_load_n(&hl_slot(hs, kind, i)->word, __ATOMIC_ACQUIRE)) == id)
       return i;
   return UINT32_MAX;
 }
@@ -462,10 +461,11 @@ static void grown_publisher_segments(void **state) {
   assert_true(m.count >= 1); /* the scan finds the honest publisher's data segment */
   assert_int_equal(hl_vmas_of(getpid(), sd1.st_dev, sd1.st_ino, &m), 0);
   if (m.largest > hl_page_round(l.data_size))
-    fail_msg("a mapping of %llu bytes of a data segment whose layout says %llu bytes "
-             "(the peer made the object %llu bytes long)",
-             (unsigned long long)m.largest, (unsigned long long)l.data_size,
-             (unsigned long long)HL_HUGE);
+    fail_msg(
+        "a mapping of %llu bytes of a data segment whose layout says %llu bytes "
+        "(the peer made the object %llu bytes long)",
+        (unsigned long long)m.largest, (unsigned long long)l.data_size,
+        (unsigned long long)HL_HUGE);
   assert_int_equal(hl_vmas_of(getpid(), sc1.st_dev, sc1.st_ino, &m), 0);
   if (m.largest > hl_page_round(l.control_size))
     fail_msg("a mapping of %llu bytes of a control segment whose layout says %llu bytes",
@@ -507,10 +507,10 @@ static void grown_service_segment(void **state) {
   assert_int_equal(hl_vmas_of(getpid(), st.st_dev, st.st_ino, &m), 0);
   assert_true(m.count >= 1); /* the publisher's own mapping at least */
   if (m.largest > limit)
-    fail_msg("a mapping of %llu bytes of a service segment whose layout says %llu bytes "
-             "(the peer made the object %llu bytes long)",
-             (unsigned long long)m.largest, (unsigned long long)limit,
-             (unsigned long long)HL_HUGE);
+    fail_msg(
+        "a mapping of %llu bytes of a service segment whose layout says %llu bytes "
+        "(the peer made the object %llu bytes long)",
+        (unsigned long long)m.largest, (unsigned long long)limit, (unsigned long long)HL_HUGE);
   if (r == 0) {
     int got = 0;
     for (uint64_t seq = 0; !got && seq < 1000; seq++) {
@@ -728,8 +728,9 @@ static void evict_case(void **state, int rewind) {
   assert_int_equal((uint32_t)(w >> 32), (uint32_t)(head + 1)); /* sample 0, queued for X */
   uint32_t chunk = (uint32_t)w;
 
-  if (rewind) assert_true(__atomic_compare_exchange_n(c.head, &head, head + 1, 0,
-                                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+  if (rewind)
+    assert_true(__atomic_compare_exchange_n(c.head, &head, head + 1, 0, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE));
   uint64_t dt = __atomic_load_n(c.done_tail, __ATOMIC_RELAXED);
   __atomic_store_n(&c.done[dt & c.done_mask], chunk, __ATOMIC_RELAXED);
   __atomic_store_n(c.done_tail, dt + 1, __ATOMIC_RELEASE);
@@ -743,10 +744,10 @@ static void evict_case(void **state, int rewind) {
   for (uint64_t seq = 1; seq <= EVICT_PUBLISHES; seq++) {
     hl_publish(p, tag, seq);
     if (memcmp(held.payload, &want, sizeof want) != 0)
-      fail_msg("the held sample 0 of an honest subscriber now reads sample %llu: its chunk "
-               "was freed and loaned again while held (after publish %llu)",
-               (unsigned long long)((const ts_sample *)held.payload)->seq,
-               (unsigned long long)seq);
+      fail_msg(
+          "the held sample 0 of an honest subscriber now reads sample %llu: its chunk "
+          "was freed and loaned again while held (after publish %llu)",
+          (unsigned long long)((const ts_sample *)held.payload)->seq, (unsigned long long)seq);
     for (;;) {
       shmbus_sample smp;
       int r = shmbus_subscriber_take(h, &smp);
@@ -992,8 +993,7 @@ static void fifo_token_in_slot(void **state) {
   /* The victim's cleanup may have removed the bogus token: it is no token. */
   assert_true(unlink(path) == 0 || errno == ENOENT);
   uint64_t expected = fake_word;
-  if (__atomic_compare_exchange_n(&slot->word, &expected, 0, 0, __ATOMIC_ACQ_REL,
-                                  __ATOMIC_ACQUIRE))
+  if (__atomic_compare_exchange_n(&slot->word, &expected, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
     __atomic_store_n(&slot->node_id, 0, __ATOMIC_RELEASE);
   hl_service_unmap(&hs);
   shmbus_publisher_close(p);
@@ -1124,7 +1124,7 @@ static void reaped_live_subscriber(void **state) {
   assert_true(k != UINT32_MAX);
   __atomic_store_n(&hl_slot(&hs, SHMBUS__SUBSCRIBER, k)->node_id, UINT64_C(0xdead0001),
                    __ATOMIC_RELEASE); /* no token: a dead node */
-  shmbus_publisher_update(pub);         /* sweeps: reaps the victim */
+  shmbus_publisher_update(pub);       /* sweeps: reaps the victim */
   ts_assert_ok(shmbus_subscriber_open(node, service, &o, &next));
   assert_int_equal(hl_find_slot(&hs, SHMBUS__SUBSCRIBER, shmbus_subscriber_id(next)), k);
   hl_service_unmap(&hs);
@@ -1171,7 +1171,8 @@ static void future_timestamp(void **state) {
   size_t size = 0;
   uint8_t *data = ts_map_object(env->dir, name, &size);
   assert_non_null(data);
-  shmbus__chunk_header *h = (shmbus__chunk_header *)(data + shmbus__layout_chunk_offset(&hs.layout, 0));
+  shmbus__chunk_header *h =
+      (shmbus__chunk_header *)(data + shmbus__layout_chunk_offset(&hs.layout, 0));
   __atomic_store_n(&h->timestamp_ns, UINT64_MAX - 1, __ATOMIC_RELEASE);
   ts_unmap_object(data, size);
   hl_service_unmap(&hs);

@@ -155,8 +155,7 @@ static uint64_t view_reserve_ids(const svc_view *v, uint64_t n) {
 /* Forges a ready port `id` of node `node_id` in a free slot, the way a
  * claimant does (compare-and-swap of the owner from 0, ready word,
  * generation). 0, or -1 when no slot is free. */
-static int forge_slot(const svc_view *v, int kind, uint64_t id, uint64_t node_id,
-                      uint32_t *slot) {
+static int forge_slot(const svc_view *v, int kind, uint64_t id, uint64_t node_id, uint32_t *slot) {
   for (uint32_t i = 0; i < view_slots(v, kind); i++) {
     shmbus__port_slot *p = view_slot(v, kind, i);
     uint64_t expected = 0;
@@ -256,19 +255,19 @@ static void adv_add1(int obj, uint64_t *w) { /* a new generation */
 /* In the victim process only. */
 static struct {
   volatile int armed;
-  int prot;                   /* PROT_READ: writes fault; PROT_NONE: all */
+  int prot; /* PROT_READ: writes fault; PROT_NONE: all */
   adv_action act;
-  uint64_t word;              /* the word's offset in each object        */
+  uint64_t word; /* the word's offset in each object        */
   int nobj;
-  dev_t dev[ADV_OBJECTS];     /* the objects                             */
+  dev_t dev[ADV_OBJECTS]; /* the objects                             */
   ino_t ino[ADV_OBJECTS];
   uintptr_t page[ADV_MAPS];   /* protected pages, 0: free                */
   uintptr_t target[ADV_MAPS]; /* the word in that mapping                */
   int obj[ADV_MAPS];
   uintptr_t pagesize;
-  uintptr_t stepping;         /* the page to protect again after the step */
-  volatile uint64_t until;    /* the peer writes until then (monotonic)  */
-  volatile uint64_t hits;     /* how many times it did                   */
+  uintptr_t stepping;      /* the page to protect again after the step */
+  volatile uint64_t until; /* the peer writes until then (monotonic)  */
+  volatile uint64_t hits;  /* how many times it did                   */
 } adv;
 
 static int adv_find(uintptr_t a) {
@@ -351,8 +350,8 @@ static void adv_on_trap(int sig, siginfo_t *si, void *ctx) {
 /* Arms the adversary against the word at offset `word` of the objects
  * named: mappings made from now on are protected; the peer acts only once
  * adv.until is set. 0 or -1. */
-static int adv_arm(const ts_env *env, const char *const *names, int nobj, uint64_t word,
-                   int prot, adv_action act) {
+static int adv_arm(const ts_env *env, const char *const *names, int nobj, uint64_t word, int prot,
+                   adv_action act) {
   if (nobj > ADV_OBJECTS) return -1;
   for (int j = 0; j < nobj; j++) {
     char path[2048];
@@ -459,8 +458,8 @@ static int look_wait0(shmbus_subscriber *sub) { return shmbus_subscriber_wait(su
 typedef struct look_result {
   uint64_t median, max;
   int calls;
-  int bad_rc;          /* the first unexpected return code, or 0 */
-  int slow_twice;      /* two calls in a row over LOOK_MAX_NS     */
+  int bad_rc;     /* the first unexpected return code, or 0 */
+  int slow_twice; /* two calls in a row over LOOK_MAX_NS     */
   uint64_t slow[2];
 } look_result;
 
@@ -542,7 +541,8 @@ static int bogus_ready_slot_variant(const ts_env *env, shmbus_node *node, int ki
     int bad = res.slow_twice || res.median > LOOK_MEDIAN_NS || res.bad_rc != 0;
     print_message("[%s] %s segments, %s: %d calls, median %.3f ms, max %.3f ms%s%s\n",
                   env->dir ? "dir" : "shm", bogus_name[kind], looks[i].name, res.calls,
-                  ms(res.median), ms(res.max), res.slow_twice ? ", two calls in a row over 5 ms" : "",
+                  ms(res.median), ms(res.max),
+                  res.slow_twice ? ", two calls in a row over 5 ms" : "",
                   res.bad_rc ? ", unexpected return code" : "");
     if (res.slow_twice)
       print_message("    slow calls: %.1f ms then %.1f ms (bound %.0f ms)\n", ms(res.slow[0]),
@@ -588,13 +588,15 @@ static void test_bogus_ready_slot(void **state) {
   ts_env *env = *state;
   shmbus_node *node = ts_node(env);
   int failed = 0;
-  for (int kind = 0; kind < BOGUS_KINDS; kind++) failed += bogus_ready_slot_variant(env, node, kind);
+  for (int kind = 0; kind < BOGUS_KINDS; kind++)
+    failed += bogus_ready_slot_variant(env, node, kind);
   shmbus_node_close(node);
   ts_assert_env_clean(env);
   if (failed)
-    fail_msg("%d check(s) failed: a bogus ready publisher slot made non-blocking calls wait "
-             "(bounds: median %.0f ms, no two calls in a row over %.0f ms)",
-             failed, ms(LOOK_MEDIAN_NS), ms(LOOK_MAX_NS));
+    fail_msg(
+        "%d check(s) failed: a bogus ready publisher slot made non-blocking calls wait "
+        "(bounds: median %.0f ms, no two calls in a row over %.0f ms)",
+        failed, ms(LOOK_MEDIAN_NS), ms(LOOK_MAX_NS));
 }
 
 /* ==== (6) BLOCK publish deadline under generation churn ====================
@@ -660,8 +662,10 @@ static int churn_child(ts_child *self, void *varg) {
     store64(gen, ++value);
     n++;
   }
-  if (a->forge) unforge_slot(&v, SHMBUS__SUBSCRIBER, slot);
-  else add64(gen, 1);
+  if (a->forge)
+    unforge_slot(&v, SHMBUS__SUBSCRIBER, slot);
+  else
+    add64(gen, 1);
   add64(&a->sh->rounds, n);
   view_close(&v);
   shmbus_node_close(node);
@@ -720,10 +724,10 @@ static int block_adversary_victim(ts_child *self, void *varg) {
   shmbus_publisher *pub = NULL;
   TS_CHECK_ERR(shmbus_subscriber_open(node, a->service, &o, &sub), 0);
   a->out->slack = sched_slack();
-  TS_CHECK(adv_arm_service(a->env, a->service,
-                           offsetof(shmbus__service_seg, dyn) +
-                               offsetof(shmbus__service_dyn, sub_generation),
-                           PROT_NONE, adv_add1) == 0);
+  TS_CHECK(adv_arm_service(
+               a->env, a->service,
+               offsetof(shmbus__service_seg, dyn) + offsetof(shmbus__service_dyn, sub_generation),
+               PROT_NONE, adv_add1) == 0);
   TS_CHECK_ERR(shmbus_publisher_open(node, a->service, &o, &pub), 0);
   TS_CHECK_ERR(shmbus_publisher_set_block_timeout(pub, (int64_t)BLOCK_TIMEOUT_NS), 0);
   TS_CHECK(shmbus_publisher_update(pub) >= 0);
@@ -788,10 +792,11 @@ static void test_block_timeout_churn(void **state) {
     for (int attempt = 0;; attempt++) {
       int r = publish_one(pub, seq, &took);
       int ok = r == SHMBUS_ERR_TIMEDOUT && took <= bound;
-      print_message("[%s] BLOCK publish under %s, subscriber full: %s in %.1f ms (bound %.1f ms "
-                    "= timeout %.0f + 10 + scheduling %.1f)\n",
-                    env->dir ? "dir" : "shm", mode, shmbus_err_name(r), ms(took), ms(bound),
-                    ms(BLOCK_TIMEOUT_NS), ms(slack));
+      print_message(
+          "[%s] BLOCK publish under %s, subscriber full: %s in %.1f ms (bound %.1f ms "
+          "= timeout %.0f + 10 + scheduling %.1f)\n",
+          env->dir ? "dir" : "shm", mode, shmbus_err_name(r), ms(took), ms(bound),
+          ms(BLOCK_TIMEOUT_NS), ms(slack));
       if (r == 0) seq++;
       if (ok) break;
       if (attempt == 0 && r == SHMBUS_ERR_TIMEDOUT && worth_retry(took, bound)) continue;
@@ -804,9 +809,10 @@ static void test_block_timeout_churn(void **state) {
       drain(sub);
       int r = publish_one(pub, seq, &took);
       int ok = (r == SHMBUS_ERR_TIMEDOUT || r == 0) && took <= bound;
-      print_message("[%s] BLOCK publish under %s, subscriber with room: %s in %.1f ms (bound "
-                    "%.1f ms)\n",
-                    env->dir ? "dir" : "shm", mode, shmbus_err_name(r), ms(took), ms(bound));
+      print_message(
+          "[%s] BLOCK publish under %s, subscriber with room: %s in %.1f ms (bound "
+          "%.1f ms)\n",
+          env->dir ? "dir" : "shm", mode, shmbus_err_name(r), ms(took), ms(bound));
       if (r == 0) seq++;
       if (ok) break;
       if (attempt == 0 && worth_retry(took, bound)) continue;
@@ -841,11 +847,11 @@ static void test_block_timeout_churn(void **state) {
     /* hits == 0: the peer never acted (the library no longer maps the
      * service through mmap?): the phase would prove nothing. */
     int ok = res->rc == SHMBUS_ERR_TIMEDOUT && res->took <= bound && res->hits > 0;
-    print_message("[%s] BLOCK publish, subscriber with room, sub_generation changed between "
-                  "every two reads (%llu changes): %s in %.1f ms (bound %.1f ms)%s\n",
-                  env->dir ? "dir" : "shm", (unsigned long long)res->hits,
-                  shmbus_err_name(res->rc), ms(res->took), ms(bound),
-                  res->attempts > 1 ? ", second attempt" : "");
+    print_message(
+        "[%s] BLOCK publish, subscriber with room, sub_generation changed between "
+        "every two reads (%llu changes): %s in %.1f ms (bound %.1f ms)%s\n",
+        env->dir ? "dir" : "shm", (unsigned long long)res->hits, shmbus_err_name(res->rc),
+        ms(res->took), ms(bound), res->attempts > 1 ? ", second attempt" : "");
     failed += !ok;
     ts_shared_free(res, sizeof *res);
   }
@@ -853,9 +859,10 @@ static void test_block_timeout_churn(void **state) {
   shmbus_node_close(node);
   ts_assert_env_clean(env);
   if (failed)
-    fail_msg("%d BLOCK publish(es) did not return by the block timeout + 10 ms + scheduling "
-             "while peers churned the subscriber registry",
-             failed);
+    fail_msg(
+        "%d BLOCK publish(es) did not return by the block timeout + 10 ms + scheduling "
+        "while peers churned the subscriber registry",
+        failed);
 }
 
 /* ==== (6) shmbus__subscriber_ready's recursion on retired sources ===========
@@ -901,8 +908,7 @@ typedef struct rec_arg {
 /* Valid segments of forged publisher `id`, with connection `k` bound to
  * subscriber `sub_id`; the control segment stays mapped in *ctl. */
 static int forge_publisher_segments(const rec_arg *a, const svc_view *v, uint64_t id,
-                                    uint64_t creator, uint32_t k, uint8_t **ctl,
-                                    size_t *ctl_size) {
+                                    uint64_t creator, uint32_t k, uint8_t **ctl, size_t *ctl_size) {
   char name[SHMBUS__OBJECT_NAME_MAX];
   size_t size;
   pub_object_name(name, a->env, a->service, id, 1);
@@ -941,8 +947,8 @@ static int flipper_child(ts_child *self, void *varg) {
   size_t ctl_size[2] = {0, 0};
   shmbus__conn *conn[2];
   for (int i = 0; i < 2; i++) {
-    TS_CHECK(forge_publisher_segments(a, &v, ids[i], node_id_of(node), k, &ctl[i],
-                                      &ctl_size[i]) == 0);
+    TS_CHECK(forge_publisher_segments(a, &v, ids[i], node_id_of(node), k, &ctl[i], &ctl_size[i]) ==
+             0);
     conn[i] = (shmbus__conn *)(ctl[i] + shmbus__layout_conn_offset(&v.l, k));
   }
   uint32_t slot = 0;
@@ -1112,12 +1118,13 @@ static void test_ready_recursion(void **state) {
   store32(&sh->stop, 1);
   ts_assert_child_ok(&attacker);
   uint64_t total = load64(&sh->flips);
-  print_message("[%s] subscriber_wait(0) against a peer swapping publishers: %llu calls, %llu "
-                "swaps in all, at most %llu in one call (bound %d), longest call %.2f ms, %llu "
-                "over %.1f ms\n",
-                env->dir ? "dir" : "shm", (unsigned long long)calls, (unsigned long long)total,
-                (unsigned long long)max_flips, REC_FLIPS_PER_CALL_MAX, ms(max_took),
-                (unsigned long long)long_calls, ms(bound));
+  print_message(
+      "[%s] subscriber_wait(0) against a peer swapping publishers: %llu calls, %llu "
+      "swaps in all, at most %llu in one call (bound %d), longest call %.2f ms, %llu "
+      "over %.1f ms\n",
+      env->dir ? "dir" : "shm", (unsigned long long)calls, (unsigned long long)total,
+      (unsigned long long)max_flips, REC_FLIPS_PER_CALL_MAX, ms(max_took),
+      (unsigned long long)long_calls, ms(bound));
   ts_shared_free(sh, sizeof *sh);
   shmbus_subscriber_close(sub);
   /* The measure is the swaps per call: how often one call looked at the
@@ -1136,13 +1143,13 @@ static void test_ready_recursion(void **state) {
     ts_child_start(&victim, recursion_adversary_victim, &ra);
     ts_assert_child_ok(&victim);
     bound = 5 * MS + res->slack;
-    print_message("[%s] the same peer swapping at every bind: %llu calls, %llu swaps, at most %llu "
-                  "in one call (bound %d), longest call %.2f ms, %llu over %.1f ms%s%s\n",
-                  env->dir ? "dir" : "shm", (unsigned long long)res->calls,
-                  (unsigned long long)res->hits, (unsigned long long)res->max_hits,
-                  REC_FLIPS_PER_CALL_MAX, ms(res->max_took), (unsigned long long)res->long_calls,
-                  ms(bound), res->bad_rc ? ", returned " : "",
-                  res->bad_rc ? shmbus_err_name(res->bad_rc) : "");
+    print_message(
+        "[%s] the same peer swapping at every bind: %llu calls, %llu swaps, at most %llu "
+        "in one call (bound %d), longest call %.2f ms, %llu over %.1f ms%s%s\n",
+        env->dir ? "dir" : "shm", (unsigned long long)res->calls, (unsigned long long)res->hits,
+        (unsigned long long)res->max_hits, REC_FLIPS_PER_CALL_MAX, ms(res->max_took),
+        (unsigned long long)res->long_calls, ms(bound), res->bad_rc ? ", returned " : "",
+        res->bad_rc ? shmbus_err_name(res->bad_rc) : "");
     /* And no call lasts anywhere near the attack (1.5 s). */
     failed += res->bad_rc != 0 || res->max_hits > REC_FLIPS_PER_CALL_MAX ||
               res->max_took > REC_CALL_MAX_NS || res->hits == 0; /* 0: the peer never acted */
@@ -1152,10 +1159,11 @@ static void test_ready_recursion(void **state) {
   shmbus_node_close(node);
   ts_assert_env_clean(env);
   if (failed)
-    fail_msg("subscriber_wait(0) looked at the registry again and again while a peer swapped "
-             "publishers under it (bounds: %d swaps per call; against the peer at its best, "
-             "no call over %.0f ms)",
-             REC_FLIPS_PER_CALL_MAX, ms(REC_CALL_MAX_NS));
+    fail_msg(
+        "subscriber_wait(0) looked at the registry again and again while a peer swapped "
+        "publishers under it (bounds: %d swaps per call; against the peer at its best, "
+        "no call over %.0f ms)",
+        REC_FLIPS_PER_CALL_MAX, ms(REC_CALL_MAX_NS));
 }
 
 /* ==== (7) publish_bytes and the shared payload_bytes ========================
@@ -1207,9 +1215,10 @@ static void test_publish_bytes_loan_size(void **state) {
 
     __atomic_store_n(&hdr->payload_bytes, forged[i], __ATOMIC_RELEASE);
     int r = shmbus_publisher_publish_bytes(pub, p, 2 * loaned);
-    print_message("[%s] header says %u bytes, loan is %u: publish_bytes(%u) gave %s (expected "
-                  "TOO_LARGE)\n",
-                  env->dir ? "dir" : "shm", forged[i], loaned, 2 * loaned, shmbus_err_name(r));
+    print_message(
+        "[%s] header says %u bytes, loan is %u: publish_bytes(%u) gave %s (expected "
+        "TOO_LARGE)\n",
+        env->dir ? "dir" : "shm", forged[i], loaned, 2 * loaned, shmbus_err_name(r));
     shmbus_sample s;
     if (r == 0) {
       /* Published: more bytes than were loaned went out. */
@@ -1243,9 +1252,10 @@ static void test_publish_bytes_loan_size(void **state) {
   shmbus_node_close(node);
   ts_assert_env_clean(env);
   if (failed)
-    fail_msg("%d check(s) failed: publish_bytes took the loan's size from the shared chunk "
-             "header",
-             failed);
+    fail_msg(
+        "%d check(s) failed: publish_bytes took the loan's size from the shared chunk "
+        "header",
+        failed);
 }
 
 /* ==== (7) compare-and-swap loops on `users` ==================================
@@ -1362,12 +1372,13 @@ static uint64_t users_real_peers(const ts_env *env, shmbus_node *node, const cha
   }
   store32(&sh->stop, 1);
   for (int i = 0; i < FLIPPERS; i++) ts_assert_child_ok(&attackers[i]);
-  print_message("[%s] real peers rewriting `users` (%llu stores): %llu opens, %llu succeeded%s%s; "
-                "longest open %.2f ms, close %.2f ms; %llu over %.1f ms\n",
-                env->dir ? "dir" : "shm", (unsigned long long)sh->stores,
-                (unsigned long long)opens, (unsigned long long)opened,
-                first_err ? ", first error " : "", first_err ? shmbus_err_name(first_err) : "",
-                ms(max_open), ms(max_close), (unsigned long long)slow, ms(bound));
+  print_message(
+      "[%s] real peers rewriting `users` (%llu stores): %llu opens, %llu succeeded%s%s; "
+      "longest open %.2f ms, close %.2f ms; %llu over %.1f ms\n",
+      env->dir ? "dir" : "shm", (unsigned long long)sh->stores, (unsigned long long)opens,
+      (unsigned long long)opened, first_err ? ", first error " : "",
+      first_err ? shmbus_err_name(first_err) : "", ms(max_open), ms(max_close),
+      (unsigned long long)slow, ms(bound));
   ts_shared_free(sh, sizeof *sh);
   return slow;
 }
@@ -1395,9 +1406,10 @@ static int adversary_victim(ts_child *self, void *varg) {
   shmbus_node *node = ts_child_node(a->env);
   TS_CHECK(node != NULL);
   shmbus_service_opts o = ts_opts();
-  TS_CHECK(adv_arm_service(a->env, a->service,
-                           offsetof(shmbus__service_seg, dyn) + offsetof(shmbus__service_dyn, users),
-                           PROT_READ, adv_xor8) == 0);
+  TS_CHECK(
+      adv_arm_service(a->env, a->service,
+                      offsetof(shmbus__service_seg, dyn) + offsetof(shmbus__service_dyn, users),
+                      PROT_READ, adv_xor8) == 0);
   /* Opened while armed, not yet flipping: its mapping is protected (its
    * writes to the page are stepped through unchanged). */
   shmbus_subscriber *sub = NULL;
@@ -1439,7 +1451,7 @@ static void test_users_cas(void **state) {
 
   uint64_t slow = users_real_peers(env, node, svc);
   users_reset(env, svc, 1); /* the holder */
-  int failed = slow > 3; /* a few slow operations may be preemptions */
+  int failed = slow > 3;    /* a few slow operations may be preemptions */
 
 #ifdef HAVE_ADVERSARY
   adv_result *res = ts_shared_alloc(sizeof *res);
@@ -1456,16 +1468,18 @@ static void test_users_cas(void **state) {
    * on (an unbounded loop returns only when it ends). */
   uint64_t close_bound = 400 * MS;
   uint64_t open_bound = SHMBUS__INIT_TIMEOUT_NS + 400 * MS;
-  print_message("[%s] a peer that rewrites `users` between every read and compare-and-swap: "
-                "close took %.1f ms (%llu rewrites; bound %.1f ms, the attack lasting 1 s)\n",
-                env->dir ? "dir" : "shm", ms(res->close_ns),
-                (unsigned long long)res->close_flips, ms(close_bound));
+  print_message(
+      "[%s] a peer that rewrites `users` between every read and compare-and-swap: "
+      "close took %.1f ms (%llu rewrites; bound %.1f ms, the attack lasting 1 s)\n",
+      env->dir ? "dir" : "shm", ms(res->close_ns), (unsigned long long)res->close_flips,
+      ms(close_bound));
   failed += res->close_ns > close_bound || res->close_flips == 0; /* 0: the peer never acted */
   if (a.open_phase) {
-    print_message("    open gave %s in %.1f ms (%llu rewrites; bound: the 2 s open deadline + "
-                  "400 ms = %.1f ms, the attack lasting 3 s)\n",
-                  shmbus_err_name(res->open_rc), ms(res->open_ns),
-                  (unsigned long long)res->open_flips, ms(open_bound));
+    print_message(
+        "    open gave %s in %.1f ms (%llu rewrites; bound: the 2 s open deadline + "
+        "400 ms = %.1f ms, the attack lasting 3 s)\n",
+        shmbus_err_name(res->open_rc), ms(res->open_ns), (unsigned long long)res->open_flips,
+        ms(open_bound));
     failed += res->open_ns > open_bound;
   }
   ts_shared_free(res, sizeof *res);
@@ -1569,7 +1583,7 @@ static int flood_child(ts_child *self, void *varg) {
  * manages. Real datagrams, sent from a socket of the test process. */
 static struct {
   volatile int armed;
-  int fd;         /* the wait set's notifier */
+  int fd; /* the wait set's notifier */
   int sender;
   struct sockaddr_un addr;
   socklen_t len;
@@ -1642,10 +1656,11 @@ static void test_waitset_notifier_flood(void **state) {
       i--;
       continue;
     }
-    print_message("[%s] waitset_wait(%.0f ms) under a notifier flood: %s in %.1f ms (bound %.1f "
-                  "ms = timeout + 10 + scheduling %.1f)\n",
-                  env->dir ? "dir" : "shm", ms(FLOOD_TIMEOUT_NS), r < 0 ? shmbus_err_name(r) : "events",
-                  ms(took), ms(bound), ms(slack));
+    print_message(
+        "[%s] waitset_wait(%.0f ms) under a notifier flood: %s in %.1f ms (bound %.1f "
+        "ms = timeout + 10 + scheduling %.1f)\n",
+        env->dir ? "dir" : "shm", ms(FLOOD_TIMEOUT_NS), r < 0 ? shmbus_err_name(r) : "events",
+        ms(took), ms(bound), ms(slack));
     failed += !ok;
     if (!ok && took > 500 * MS) break; /* the flood outlasted it: no point waiting again */
   }
@@ -1678,11 +1693,11 @@ static void test_waitset_notifier_flood(void **state) {
      * recv or recvfrom?): the phase would prove nothing. */
     int ok = r == SHMBUS_ERR_TIMEDOUT && took <= bound && flood_adv.sent > 0;
     if (!ok && attempt == 0 && r == SHMBUS_ERR_TIMEDOUT && worth_retry(took, bound)) continue;
-    print_message("[%s] waitset_wait(%.0f ms), a datagram arriving before every read (%llu "
-                  "sent): %s in %.1f ms (bound %.1f ms)\n",
-                  env->dir ? "dir" : "shm", ms(FLOOD_TIMEOUT_NS),
-                  (unsigned long long)flood_adv.sent, r < 0 ? shmbus_err_name(r) : "events",
-                  ms(took), ms(bound));
+    print_message(
+        "[%s] waitset_wait(%.0f ms), a datagram arriving before every read (%llu "
+        "sent): %s in %.1f ms (bound %.1f ms)\n",
+        env->dir ? "dir" : "shm", ms(FLOOD_TIMEOUT_NS), (unsigned long long)flood_adv.sent,
+        r < 0 ? shmbus_err_name(r) : "events", ms(took), ms(bound));
     failed += !ok;
     break;
   }
@@ -1696,9 +1711,10 @@ static void test_waitset_notifier_flood(void **state) {
   shmbus_node_close(node);
   ts_assert_env_clean(env);
   if (failed)
-    fail_msg("%d of %d waits under a notifier flood did not return TIMEDOUT by timeout + 10 ms + "
-             "scheduling",
-             failed, waits);
+    fail_msg(
+        "%d of %d waits under a notifier flood did not return TIMEDOUT by timeout + 10 ms + "
+        "scheduling",
+        failed, waits);
 }
 
 #define CASE(fn, backend) \
@@ -1706,11 +1722,16 @@ static void test_waitset_notifier_flood(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      CASE(test_bogus_ready_slot, shm),        CASE(test_bogus_ready_slot, dir),
-      CASE(test_block_timeout_churn, shm),     CASE(test_block_timeout_churn, dir),
-      CASE(test_ready_recursion, shm),         CASE(test_ready_recursion, dir),
-      CASE(test_publish_bytes_loan_size, shm), CASE(test_publish_bytes_loan_size, dir),
-      CASE(test_users_cas, shm),               CASE(test_users_cas, dir),
+      CASE(test_bogus_ready_slot, shm),
+      CASE(test_bogus_ready_slot, dir),
+      CASE(test_block_timeout_churn, shm),
+      CASE(test_block_timeout_churn, dir),
+      CASE(test_ready_recursion, shm),
+      CASE(test_ready_recursion, dir),
+      CASE(test_publish_bytes_loan_size, shm),
+      CASE(test_publish_bytes_loan_size, dir),
+      CASE(test_users_cas, shm),
+      CASE(test_users_cas, dir),
       CASE(test_waitset_notifier_flood, shm),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

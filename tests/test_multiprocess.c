@@ -21,12 +21,12 @@
  * publisher (that call is also how a subscriber tells a publisher that it
  * has mapped it). */
 enum {
-  MSG_READY = 1,     /* child: port open                                  */
-  MSG_SUBS_SEEN,     /* publisher: update() counts every subscriber       */
-  MSG_CONNECTED,     /* subscriber: publishers() counts every publisher   */
-  MSG_GO,            /* parent -> child: go on                            */
-  MSG_DONE,          /* child: finished its part                          */
-  MSG_FINISH         /* parent -> child: close and exit                   */
+  MSG_READY = 1, /* child: port open                                  */
+  MSG_SUBS_SEEN, /* publisher: update() counts every subscriber       */
+  MSG_CONNECTED, /* subscriber: publishers() counts every publisher   */
+  MSG_GO,        /* parent -> child: go on                            */
+  MSG_DONE,      /* child: finished its part                          */
+  MSG_FINISH     /* parent -> child: close and exit                   */
 };
 
 /* Subscriber side of the handshake. 0 when every publisher counts. */
@@ -62,12 +62,12 @@ typedef struct stream_cfg {
   const ts_env *env;
   const char *service;
   shmbus_service_opts opts;
-  uint64_t n;      /* samples per publisher                          */
+  uint64_t n; /* samples per publisher                          */
   int npubs;
   int nsubs;
-  uint64_t tag;    /* publisher: its index, written into each payload */
-  int hold;        /* subscriber: samples kept before releasing       */
-  int pace;        /* publisher: gives up the CPU every `pace` samples (0: never) */
+  uint64_t tag;     /* publisher: its index, written into each payload */
+  int hold;         /* subscriber: samples kept before releasing       */
+  int pace;         /* publisher: gives up the CPU every `pace` samples (0: never) */
   uint64_t pace_ns; /* ... by sleeping that long (0: sched_yield)    */
 } stream_cfg;
 
@@ -221,8 +221,8 @@ static void run_stream(const ts_env *env, stream_cfg base, int subs_first) {
     ts_parent_recv(&subs[k], &received);
     ts_parent_recv(&subs[k], &lost);
     assert_int_equal(received + lost, base.n * (uint64_t)base.npubs);
-    print_message("    subscriber %d: received %llu, lost %llu\n", k,
-                  (unsigned long long)received, (unsigned long long)lost);
+    print_message("    subscriber %d: received %llu, lost %llu\n", k, (unsigned long long)received,
+                  (unsigned long long)lost);
     lost_total += lost;
   }
   for (int i = 0; i < base.npubs; i++) ts_assert_child_ok(&pubs[i]);
@@ -283,9 +283,7 @@ static stream_cfg three_to_two(void) {
   return c;
 }
 
-static void test_three_to_two_drop_oldest(void **state) {
-  run_stream(*state, three_to_two(), 1);
-}
+static void test_three_to_two_drop_oldest(void **state) { run_stream(*state, three_to_two(), 1); }
 
 static void test_three_to_two_drop_newest(void **state) {
   stream_cfg c = three_to_two();
@@ -360,10 +358,11 @@ static void test_timestamps_are_monotonic_clock(void **state) {
   ts_assert_env_clean(env);
   alarm(0);
   if (early || late)
-    fail_msg("in %llu of %d processes, of %d timestamps each: %llu before the publish, %llu "
-             "after the take, off by up to %llu ns",
-             (unsigned long long)bad_children, STAMP_CHILDREN, STAMP_ROUNDS,
-             (unsigned long long)early, (unsigned long long)late, (unsigned long long)worst);
+    fail_msg(
+        "in %llu of %d processes, of %d timestamps each: %llu before the publish, %llu "
+        "after the take, off by up to %llu ns",
+        (unsigned long long)bad_children, STAMP_CHILDREN, STAMP_ROUNDS, (unsigned long long)early,
+        (unsigned long long)late, (unsigned long long)worst);
 }
 
 /* ---- one publisher, one subscriber, in rounds ---------------------------------------- */
@@ -698,8 +697,10 @@ static int dying_subscriber(ts_child *self, void *arg) {
   int held = 0;
   while (held < 4) {
     int r = shmbus_subscriber_take(sub, &s);
-    if (r == 0) held++;
-    else ts_backoff(&round);
+    if (r == 0)
+      held++;
+    else
+      ts_backoff(&round);
   }
   TS_CHECK(ts_child_send(self, MSG_DONE) == 0);
   TS_CHECK(ts_child_recv(self, &m) == 0); /* never answered */

@@ -105,7 +105,7 @@ static void test_basic_send_take(void **state) {
   assert_true(s.timestamp_ns <= after + CLOCK_SLACK_NS);
   assert_true(ts_sample_valid(s.payload));
   assert_int_equal(((const ts_sample *)s.payload)->tag, 42);
-  assert_ptr_not_equal(s.payload, p); /* the subscriber has its own mapping... */
+  assert_ptr_not_equal(s.payload, p);                   /* the subscriber has its own mapping... */
   assert_memory_equal(s.payload, p, sizeof(ts_sample)); /* ...of the same bytes */
   ts_assert_ok(shmbus_subscriber_release(sub, &s));
   expect_empty(sub);
@@ -238,7 +238,7 @@ static void test_discard_returns_chunk(void **state) {
     ts_assert_ok(shmbus_publisher_discard(pub, b));
     ts_assert_ok(shmbus_publisher_discard(pub, a));
   }
-  expect_empty(sub); /* discarded loans are never seen */
+  expect_empty(sub);  /* discarded loans are never seen */
   publish(pub, 5, 0); /* and took no sequence number */
   expect_take(sub, pub, 5, 0);
   shmbus_subscriber_close(sub);
@@ -285,8 +285,10 @@ static void test_take_latest(void **state) {
       ts_assert_ok(shmbus_subscriber_release(sub, &held));
     }
     holding = round % 3 == 0;
-    if (holding) held = s;
-    else ts_assert_ok(shmbus_subscriber_release(sub, &s));
+    if (holding)
+      held = s;
+    else
+      ts_assert_ok(shmbus_subscriber_release(sub, &s));
   }
   if (holding) ts_assert_ok(shmbus_subscriber_release(sub, &held));
   assert_int_equal(shmbus_subscriber_lost(sub), 0);
@@ -599,8 +601,10 @@ static void test_round_robin(void **state) {
   for (int i = 0; i < 6; i++) {
     shmbus_sample s;
     ts_assert_ok(shmbus_subscriber_take(sub, &s));
-    if (s.publisher_id == shmbus_publisher_id(a)) from_a++;
-    else from_b++;
+    if (s.publisher_id == shmbus_publisher_id(a))
+      from_a++;
+    else
+      from_b++;
     ts_assert_ok(shmbus_subscriber_release(sub, &s));
   }
   assert_int_equal(from_a, 3);
@@ -844,9 +848,9 @@ static void test_publisher_churn_while_holding(void **state) {
      * oldest held one whenever a take finds nothing or holds too much. */
     shmbus_sample s;
     int tries = 0, e;
-    while (((e = shmbus_subscriber_take(sub, &s)) == SHMBUS_ERR_EMPTY ||
-            e == SHMBUS_ERR_HOLD_LIMIT) &&
-           nheld > 0 && tries < 16) {
+    while (
+        ((e = shmbus_subscriber_take(sub, &s)) == SHMBUS_ERR_EMPTY || e == SHMBUS_ERR_HOLD_LIMIT) &&
+        nheld > 0 && tries < 16) {
       ts_assert_ok(shmbus_subscriber_release(sub, &held[0]));
       memmove(held, held + 1, (size_t)(nheld - 1) * sizeof held[0]);
       nheld--;
@@ -1000,9 +1004,8 @@ static void test_threads_share_a_node(void **state) {
     args[i].node = node;
     args[i].barrier = &barrier;
     args[i].index = i % 2;
-    assert_int_equal(pthread_create(&t[i], NULL, i < 2 ? publisher_thread : subscriber_thread,
-                                    &args[i]),
-                     0);
+    assert_int_equal(
+        pthread_create(&t[i], NULL, i < 2 ? publisher_thread : subscriber_thread, &args[i]), 0);
   }
   for (int i = 0; i < 4; i++) assert_int_equal(pthread_join(t[i], NULL), 0);
   pthread_barrier_destroy(&barrier);
@@ -1219,8 +1222,8 @@ static void run_walk(const ts_env *env, int policy, uint64_t seed) {
       }
     } else if (r < 80) { /* take or take_latest */
       shmbus_sample s;
-      int e = r < 75 ? shmbus_subscriber_take(w->sub, &s)
-                     : shmbus_subscriber_take_latest(w->sub, &s);
+      int e =
+          r < 75 ? shmbus_subscriber_take(w->sub, &s) : shmbus_subscriber_take_latest(w->sub, &s);
       if (w->nheld == 3) {
         ts_assert_err(e, SHMBUS_ERR_HOLD_LIMIT);
       } else if (e == 0) {

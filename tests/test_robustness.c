@@ -83,8 +83,8 @@
  * parent's SIGALRM handler and the teardown can clean up). */
 static struct {
   char domain[SHMBUS_DOMAIN_MAX + 1];
-  char dir[256];      /* SHMBUS_BACKEND_DIR root when non-empty */
-  char mounted[256];  /* a tmpfs we mounted (umount at teardown) */
+  char dir[256];     /* SHMBUS_BACKEND_DIR root when non-empty */
+  char mounted[256]; /* a tmpfs we mounted (umount at teardown) */
   mode_t umask_saved;
   int umask_changed;
 } rb;
@@ -207,10 +207,10 @@ static int rb_crecv(rb_child *self, uint64_t *v) { return rb_recv(self->down[0],
 /* Parent side. */
 #define RB_SEND(c, v) assert_int_equal(rb_send((c)->down[1], (uint64_t)(v)), 0)
 #define RB_RECV(c, pv) assert_int_equal(rb_recv((c)->up[0], (pv), RB_WAIT_MS), 0)
-#define RB_EXPECT(c, v)                   \
-  do {                                    \
-    uint64_t rb__v = ~(uint64_t)0;        \
-    RB_RECV((c), &rb__v);                 \
+#define RB_EXPECT(c, v)                     \
+  do {                                      \
+    uint64_t rb__v = ~(uint64_t)0;          \
+    RB_RECV((c), &rb__v);                   \
     assert_int_equal(rb__v, (uint64_t)(v)); \
   } while (0)
 
@@ -265,9 +265,9 @@ static int rb_child_wait(rb_child *c, int timeout_ms) {
   return rc;
 }
 
-#define rb_assert_child_ok(c)                                                    \
-  do {                                                                           \
-    int rb__rc = rb_child_wait((c), RB_WAIT_MS);                                 \
+#define rb_assert_child_ok(c)                                                     \
+  do {                                                                            \
+    int rb__rc = rb_child_wait((c), RB_WAIT_MS);                                  \
     if (rb__rc != 0) fail_msg("child exited with %d (-1: hung, killed)", rb__rc); \
   } while (0)
 
@@ -302,32 +302,31 @@ static int rb_park(rb_child *self) {
 }
 
 /* Checks inside children: print and return 1. */
-#define CK(cond)                                                                 \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      fprintf(stderr, "%s:%d: child %ld: check failed: %s\n", __FILE__, __LINE__, \
-              (long)getpid(), #cond);                                            \
-      return 1;                                                                  \
-    }                                                                            \
+#define CK(cond)                                                                                  \
+  do {                                                                                            \
+    if (!(cond)) {                                                                                \
+      fprintf(stderr, "%s:%d: child %ld: check failed: %s\n", __FILE__, __LINE__, (long)getpid(), \
+              #cond);                                                                             \
+      return 1;                                                                                   \
+    }                                                                                             \
   } while (0)
-#define CK_ERR(actual, expected)                                                    \
-  do {                                                                              \
-    int ck__r = (int)(actual), ck__e = (int)(expected);                             \
-    if (ck__r != ck__e) {                                                           \
-      fprintf(stderr, "%s:%d: child %ld: %s gave %s (%d), expected %s\n", __FILE__,  \
-              __LINE__, (long)getpid(), #actual, shmbus_err_name(ck__r), ck__r,     \
-              shmbus_err_name(ck__e));                                              \
-      return 1;                                                                     \
-    }                                                                               \
+#define CK_ERR(actual, expected)                                                               \
+  do {                                                                                         \
+    int ck__r = (int)(actual), ck__e = (int)(expected);                                        \
+    if (ck__r != ck__e) {                                                                      \
+      fprintf(stderr, "%s:%d: child %ld: %s gave %s (%d), expected %s\n", __FILE__, __LINE__,  \
+              (long)getpid(), #actual, shmbus_err_name(ck__r), ck__r, shmbus_err_name(ck__e)); \
+      return 1;                                                                                \
+    }                                                                                          \
   } while (0)
 
 /* Parent-side error code assertion. */
-#define assert_err(actual, expected)                                               \
-  do {                                                                             \
-    int as__r = (int)(actual), as__e = (int)(expected);                            \
-    if (as__r != as__e)                                                            \
+#define assert_err(actual, expected)                                                   \
+  do {                                                                                 \
+    int as__r = (int)(actual), as__e = (int)(expected);                                \
+    if (as__r != as__e)                                                                \
       fail_msg("%s gave %s (%d), expected %s", #actual, shmbus_err_name(as__r), as__r, \
-               shmbus_err_name(as__e));                                            \
+               shmbus_err_name(as__e));                                                \
   } while (0)
 #define assert_ok(actual) assert_err(actual, 0)
 
@@ -428,8 +427,10 @@ static void *rb_map_ro(const char *name, size_t *size) {
   void *p = NULL;
   if (fstat(fd, &st) == 0 && st.st_size > 0) {
     p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) p = NULL;
-    else *size = (size_t)st.st_size;
+    if (p == MAP_FAILED)
+      p = NULL;
+    else
+      *size = (size_t)st.st_size;
   }
   close(fd);
   return p;
@@ -666,8 +667,8 @@ static int rb_finish(void) {
 typedef struct hold_arg {
   const char *service;
   shmbus_service_opts opts;
-  uint32_t hold;    /* samples taken and held before waiting to be killed */
-  uint64_t tag;     /* the publisher's tag in payloads                    */
+  uint32_t hold; /* samples taken and held before waiting to be killed */
+  uint64_t tag;  /* the publisher's tag in payloads                    */
 } hold_arg;
 
 /* Subscriber that reports (node id, subscriber id), waits for the number of
@@ -770,7 +771,7 @@ static void test_dead_subscriber_update(void **state) {
   uint64_t seq = 0;
   for (; seq < 3; seq++) assert_ok(rb_publish(pub, 1, a.tag, seq));
   RB_SEND(&c, 3);
-  RB_EXPECT(&c, 3); /* holds 0..2 */
+  RB_EXPECT(&c, 3);                                                 /* holds 0..2 */
   for (; seq < 5; seq++) assert_ok(rb_publish(pub, 1, a.tag, seq)); /* 3, 4 queued */
   assert_int_equal(rb_listed_alive(node, child_node), 1);
 
@@ -809,7 +810,7 @@ static void run_dead_subscriber_overflow(int overflow) {
   uint64_t seq = 0;
   for (; seq < 3; seq++) assert_ok(rb_publish(pub, 1, a.tag, seq));
   RB_SEND(&c, 3);
-  RB_EXPECT(&c, 3); /* holds 0..2 */
+  RB_EXPECT(&c, 3);                                                 /* holds 0..2 */
   for (; seq < 5; seq++) assert_ok(rb_publish(pub, 1, a.tag, seq)); /* queue: 2 of 4 */
 
   char name[128];
@@ -850,11 +851,12 @@ static void run_dead_subscriber_overflow(int overflow) {
     if (reaped_at >= 0 && unbound_at >= 0 && rb_listed_alive(node, child_node) == 0) break;
     rb_sleep_us(1000);
   }
-  print_message("overflow %s: slot reaped at publish %d (%.2f ms after the first overflow), "
-                "chunks reclaimed at publish %d (%.2f ms)\n",
-                overflow == SHMBUS_OVERFLOW_DROP_NEWEST ? "drop-newest" : "drop-oldest", reaped_at,
-                reaped_at >= 0 ? (double)(t_reaped - t_overflow) / 1e6 : -1.0, unbound_at,
-                unbound_at >= 0 ? (double)(t_unbound - t_overflow) / 1e6 : -1.0);
+  print_message(
+      "overflow %s: slot reaped at publish %d (%.2f ms after the first overflow), "
+      "chunks reclaimed at publish %d (%.2f ms)\n",
+      overflow == SHMBUS_OVERFLOW_DROP_NEWEST ? "drop-newest" : "drop-oldest", reaped_at,
+      reaped_at >= 0 ? (double)(t_reaped - t_overflow) / 1e6 : -1.0, unbound_at,
+      unbound_at >= 0 ? (double)(t_unbound - t_overflow) / 1e6 : -1.0);
   if (reaped_at < 0 || unbound_at < 0)
     fail_msg("publish alone never reclaimed the dead subscriber (reaped at %d, unbound at %d)",
              reaped_at, unbound_at);
@@ -896,7 +898,7 @@ enum { MSG_FINISH = 0xF1 };
 typedef struct burst_arg {
   const char *service;
   shmbus_service_opts opts;
-  int nsubs;        /* subscribers to wait for before publishing       */
+  int nsubs; /* subscribers to wait for before publishing       */
 } burst_arg;
 
 /* Publisher: reports (open result, publisher id, node id), waits until
@@ -1149,10 +1151,12 @@ static void test_restart_seen_by_publishers_poll(void **state) {
   shmbus_node_close(node);
   assert_true(rb_finish() >= 1);
   if (blocked)
-    fail_msg("shmbus_subscriber_publishers never sees publisher #%d (max_publishers 1): the "
-             "dead publishers' drained sources are retired only by take() (src/subscriber.c), "
-             "so with 2 x max_publishers of them connect_source finds no free source; one "
-             "take() unblocks it", gen + 1);
+    fail_msg(
+        "shmbus_subscriber_publishers never sees publisher #%d (max_publishers 1): the "
+        "dead publishers' drained sources are retired only by take() (src/subscriber.c), "
+        "so with 2 x max_publishers of them connect_source finds no free source; one "
+        "take() unblocks it",
+        gen + 1);
 }
 
 /* The same restarts while the subscriber keeps one sample of each killed
@@ -1197,8 +1201,8 @@ static void test_restart_while_holding_samples(void **state) {
     assert_int_equal(shmbus_subscriber_publishers(sub), 0);
   }
   if (blocked_at >= 0)
-    print_message("holding %d samples of %d dead publishers: publisher #%d NOT connected\n",
-                  nheld, nheld, blocked_at + 1);
+    print_message("holding %d samples of %d dead publishers: publisher #%d NOT connected\n", nheld,
+                  nheld, blocked_at + 1);
   else
     print_message("holding samples of dead publishers: every new publisher was connected\n");
   for (int i = 0; i < nheld; i++) {
@@ -1220,11 +1224,12 @@ static void test_restart_while_holding_samples(void **state) {
   shmbus_node_close(node);
   assert_true(rb_finish() >= 1);
   if (blocked_at >= 0)
-    fail_msg("a subscriber that holds samples of %d dead publishers (max_publishers 1, "
-             "max_held 4) cannot connect to the new live publisher #%d until it releases "
-             "them: src/subscriber.c keeps a GONE source while its samples are held and has "
-             "only 2 x max_publishers sources (connect_source: PORT_LIMIT)",
-             nheld, blocked_at + 1);
+    fail_msg(
+        "a subscriber that holds samples of %d dead publishers (max_publishers 1, "
+        "max_held 4) cannot connect to the new live publisher #%d until it releases "
+        "them: src/subscriber.c keeps a GONE source while its samples are held and has "
+        "only 2 x max_publishers sources (connect_source: PORT_LIMIT)",
+        nheld, blocked_at + 1);
 }
 
 /* ---- killed in the middle of an open (fault injection) ---------------- */
@@ -1305,7 +1310,8 @@ static void test_killed_while_opening_publisher(void **state) {
   const shmbus__port_slot *slot = rb_slot(map, SHMBUS__PUBLISHER, 0);
   uint64_t word = rb_load64(&slot->word);
   print_message("publisher slot while its owner is blocked in open: word %#" PRIx64
-                " (claimed, %s)\n", word, (word & 1u) ? "ready" : "not ready");
+                " (claimed, %s)\n",
+                word, (word & 1u) ? "ready" : "not ready");
   rb_kill(&c);
 
   /* Restart: must not be PORT_LIMIT. */
@@ -1324,13 +1330,17 @@ static void test_killed_while_opening_publisher(void **state) {
   shmbus_node_close(n2);
   char names[2048];
   size_t left = rb_list(NULL, NULL, names, sizeof names);
-  print_message("after every live port closed and shmbus_domain_cleanup (returned %d): %zu "
-                "object(s) left: %s\n", cleaned, left, names);
+  print_message(
+      "after every live port closed and shmbus_domain_cleanup (returned %d): %zu "
+      "object(s) left: %s\n",
+      cleaned, left, names);
   if (restart != 0 || left != 0)
-    fail_msg("a publisher killed inside shmbus_publisher_open (slot claimed, not ready) is "
-             "never reclaimed: restart gave %s (slot word %#" PRIx64 "), %zu object(s) "
-             "left after cleanup: %s",
-             shmbus_err_name(restart), word, left, names);
+    fail_msg(
+        "a publisher killed inside shmbus_publisher_open (slot claimed, not ready) is "
+        "never reclaimed: restart gave %s (slot word %#" PRIx64
+        "), %zu object(s) "
+        "left after cleanup: %s",
+        shmbus_err_name(restart), word, left, names);
 }
 
 /* The first port of a service is SIGKILLed while it creates the service
@@ -1370,11 +1380,11 @@ static void test_killed_while_creating_service(void **state) {
   print_message("cleanup returned %d; unfinished service object %s; left: %s\n", cleaned,
                 exists_after_cleanup ? "still there" : "removed", names);
   if (restart != 0 || exists_after_cleanup || left != 0)
-    fail_msg("a service whose creator died before initialising it blocks the name for good: "
-             "open gave %s (after %.2f s), cleanup %s it, a second restart gave %s; left: %s",
-             shmbus_err_name(restart), restart_s,
-             exists_after_cleanup ? "did not remove" : "removed", shmbus_err_name(restart2),
-             names);
+    fail_msg(
+        "a service whose creator died before initialising it blocks the name for good: "
+        "open gave %s (after %.2f s), cleanup %s it, a second restart gave %s; left: %s",
+        shmbus_err_name(restart), restart_s, exists_after_cleanup ? "did not remove" : "removed",
+        shmbus_err_name(restart2), names);
 }
 
 /* A node that only lives: a node open, no ports, until told to go. */
@@ -1418,7 +1428,7 @@ static void test_cleanup_leaked_use(void **state) {
   shmbus__service_seg *seg = (shmbus__service_seg *)map;
   shmbus__port_slot *pub_slot = rb_slot(map, SHMBUS__PUBLISHER, 0);
   __atomic_fetch_add(&seg->dyn.users, 2, __ATOMIC_SEQ_CST); /* both windows counted a use */
-  const uint64_t dead_node = UINT64_C(0x0badc0de0badc0de); /* no token: a dead node */
+  const uint64_t dead_node = UINT64_C(0x0badc0de0badc0de);  /* no token: a dead node */
   __atomic_store_n(&pub_slot->node_id, dead_node, __ATOMIC_SEQ_CST); /* word never written */
   shmbus_subscriber_close(sub);
   assert_true(rb_object_exists(name));
@@ -1437,8 +1447,7 @@ static void test_cleanup_leaked_use(void **state) {
   assert_int_equal(rb_child_wait(&c, RB_WAIT_MS), 0);
 
   r = shmbus_domain_cleanup(node);
-  print_message("cleanup alone: %d, service %s\n", r,
-                rb_object_exists(name) ? "kept" : "removed");
+  print_message("cleanup alone: %d, service %s\n", r, rb_object_exists(name) ? "kept" : "removed");
   assert_false(rb_object_exists(name));
   assert_true(r >= 1); /* the service */
   munmap(map, (size_t)st.st_size);
@@ -1629,16 +1638,18 @@ static void test_killed_while_closing_publisher(void **state) {
   shmbus_node_close(node);
   char names[2048];
   size_t left = rb_list(NULL, NULL, names, sizeof names);
-  print_message("publisher killed inside close: cleanup returned %d, service %s after cleanup, "
-                "restart %s, service %s after the restarted publisher closed; left: %s\n",
-                cleaned, after_cleanup ? "still there" : "removed", shmbus_err_name(restart),
-                after_restart ? "still there" : "removed", names);
+  print_message(
+      "publisher killed inside close: cleanup returned %d, service %s after cleanup, "
+      "restart %s, service %s after the restarted publisher closed; left: %s\n",
+      cleaned, after_cleanup ? "still there" : "removed", shmbus_err_name(restart),
+      after_restart ? "still there" : "removed", names);
   assert_ok(restart);
   if (after_cleanup || after_restart || left)
-    fail_msg("a publisher killed inside shmbus_publisher_close leaks its use of the service: "
-             "the service object is never removed (after cleanup: %s; after a later clean "
-             "close: %s); left: %s",
-             after_cleanup ? "present" : "gone", after_restart ? "present" : "gone", names);
+    fail_msg(
+        "a publisher killed inside shmbus_publisher_close leaks its use of the service: "
+        "the service object is never removed (after cleanup: %s; after a later clean "
+        "close: %s); left: %s",
+        after_cleanup ? "present" : "gone", after_restart ? "present" : "gone", names);
 }
 
 /* ---- a forked helper and the liveness token --------------------------- */
@@ -1687,8 +1698,13 @@ static void test_forked_helper_keeps_node_alive(void **state) {
   assert_int_equal(kill((pid_t)helper, 0), 0); /* the helper lives */
   int alive = rb_listed_alive(node, node_id);
   int pubs = shmbus_subscriber_publishers(sub);
-  print_message("publisher process killed, its forked helper alive: node listed %s, "
-                "publishers() = %d\n", alive == 1 ? "ALIVE" : alive == 0 ? "dead" : "absent", pubs);
+  print_message(
+      "publisher process killed, its forked helper alive: node listed %s, "
+      "publishers() = %d\n",
+      alive == 1   ? "ALIVE"
+      : alive == 0 ? "dead"
+                   : "absent",
+      pubs);
   /* Now the helper goes too. */
   kill((pid_t)helper, SIGKILL);
   while (waitpid((pid_t)helper, NULL, 0) < 0 && errno == EINTR) {
@@ -1702,9 +1718,11 @@ static void test_forked_helper_keeps_node_alive(void **state) {
   assert_int_equal(alive_after, 0);
   assert_int_equal(pubs_after, 0);
   if (alive != 0 || pubs != 0)
-    fail_msg("a node whose process died is reported alive (%d) and its publisher kept "
-             "(publishers() = %d) for as long as a process it forked lives: the flock on the "
-             "token is shared with the fork", alive, pubs);
+    fail_msg(
+        "a node whose process died is reported alive (%d) and its publisher kept "
+        "(publishers() = %d) for as long as a process it forked lives: the flock on the "
+        "token is shared with the fork",
+        alive, pubs);
 }
 
 /* ======================================================================== */
@@ -1712,7 +1730,7 @@ static void test_forked_helper_keeps_node_alive(void **state) {
 /* ======================================================================== */
 
 typedef struct stale_port {
-  int sub;              /* 0 publisher, 1 subscriber */
+  int sub; /* 0 publisher, 1 subscriber */
   const char *service;
 } stale_port;
 
@@ -1732,8 +1750,10 @@ static int child_stale(rb_child *self, void *varg) {
   shmbus_subscriber *subs[4] = {0};
   for (int i = 0; i < a->nports; i++) {
     const char *svc = a->ports[i].service;
-    if (a->ports[i].sub) CK_ERR(shmbus_subscriber_open(node, svc, &a->opts, &subs[i]), 0);
-    else CK_ERR(shmbus_publisher_open(node, svc, &a->opts, &pubs[i]), 0);
+    if (a->ports[i].sub)
+      CK_ERR(shmbus_subscriber_open(node, svc, &a->opts, &subs[i]), 0);
+    else
+      CK_ERR(shmbus_publisher_open(node, svc, &a->opts, &pubs[i]), 0);
   }
   CK(rb_csend(self, shmbus_node_id(node)) == 0);
   uint64_t seq = 0;
@@ -1804,8 +1824,10 @@ static void test_stale_objects_removed(void **state) {
   for (int i = 0; i < NCHILD; i++) assert_int_equal(rb_listed_alive(node, ids[i]), 0);
   int r = shmbus_domain_cleanup(node);
   int expected = nports + 3 + NCHILD; /* ports reclaimed, services, tokens */
-  print_message("cleanup after %d killed processes returned %d (ports %d + services 3 + "
-                "tokens %d = %d)\n", NCHILD, r, nports, NCHILD, expected);
+  print_message(
+      "cleanup after %d killed processes returned %d (ports %d + services 3 + "
+      "tokens %d = %d)\n",
+      NCHILD, r, nports, NCHILD, expected);
   assert_true(r > 0);
   char names[2048];
   size_t left = rb_list(NULL, NULL, names, sizeof names);
@@ -1960,7 +1982,8 @@ static void test_cleanup_spares_live(void **state) {
   RB_RECV(&ls, &received);
   RB_RECV(&ls, &lost);
   print_message("live stream during cleanup: %" PRIu64 " sent, %" PRIu64 " received, %" PRIu64
-                " lost\n", sent, received, lost);
+                " lost\n",
+                sent, received, lost);
   assert_int_equal(received + lost, sent);
   RB_SEND(&lp, MSG_FINISH);
   rb_assert_child_ok(&lp);
@@ -1986,11 +2009,11 @@ typedef struct race_result {
 typedef struct race_shared {
   pthread_barrier_t barrier;
   uint32_t rounds;
-  uint32_t churn;                 /* open/close iterations of the churn phase */
+  uint32_t churn; /* open/close iterations of the churn phase */
   uint64_t node_id[RACE_PROCS];
   uint64_t churn_errors[RACE_PROCS];
   int32_t churn_first_error[RACE_PROCS];
-  race_result res[];              /* [rounds][RACE_PROCS] */
+  race_result res[]; /* [rounds][RACE_PROCS] */
 } race_shared;
 
 typedef struct race_arg {
@@ -2017,8 +2040,10 @@ static int race_read_header(const char *service, uint64_t *creator, uint64_t *ge
   if (p == MAP_FAILED) return 2;
   const shmbus__seg_header *h = p;
   int r = 0;
-  if (__atomic_load_n(&h->initialised, __ATOMIC_ACQUIRE) != SHMBUS__INITIALISED) r = 3;
-  else if (h->magic != SHMBUS__MAGIC || h->kind != SHMBUS__SEG_SERVICE) r = 4;
+  if (__atomic_load_n(&h->initialised, __ATOMIC_ACQUIRE) != SHMBUS__INITIALISED)
+    r = 3;
+  else if (h->magic != SHMBUS__MAGIC || h->kind != SHMBUS__SEG_SERVICE)
+    r = 4;
   *creator = h->creator_node_id;
   *generation = h->generation;
   munmap(p, sizeof(shmbus__seg_header));
@@ -2140,11 +2165,11 @@ static void test_creation_race(void **state) {
       print_error("churn racer %d: %" PRIu64 " errors, first %s\n", i, sh->churn_errors[i],
                   shmbus_err_name(sh->churn_first_error[i]));
   }
-  print_message("creation race: %u rounds x %d processes + %u churn opens each in %.1f s; "
-                "creations by racer: %u %u %u %u %u %u %u %u (%u by publishers)\n",
-                rounds, RACE_PROCS, sh->churn, secs, created_by[0], created_by[1], created_by[2],
-                created_by[3], created_by[4], created_by[5], created_by[6], created_by[7],
-                pub_creators);
+  print_message(
+      "creation race: %u rounds x %d processes + %u churn opens each in %.1f s; "
+      "creations by racer: %u %u %u %u %u %u %u %u (%u by publishers)\n",
+      rounds, RACE_PROCS, sh->churn, secs, created_by[0], created_by[1], created_by[2],
+      created_by[3], created_by[4], created_by[5], created_by[6], created_by[7], pub_creators);
   pthread_barrier_destroy(&sh->barrier);
   munmap(sh, size);
   assert_int_equal(bad, 0);
@@ -2157,7 +2182,7 @@ static void test_creation_race(void **state) {
 /* 6. Exhausted space                                                       */
 /* ======================================================================== */
 
-static int fail_call;   /* 0: every call fails; n: only the n-th */
+static int fail_call; /* 0: every call fails; n: only the n-th */
 static int alloc_calls;
 
 static int enospc_fallocate(int fd, int64_t offset, int64_t length) {
@@ -2601,7 +2626,7 @@ typedef struct kl_arg {
 #define KL_LOAD(field) __atomic_load_n(&(field), __ATOMIC_ACQUIRE)
 
 typedef struct kl_seen {
-  uint64_t id;        /* 0: free */
+  uint64_t id; /* 0: free */
   uint64_t last;
   uint64_t final_seen;
 } kl_seen;
@@ -2658,8 +2683,9 @@ static int child_kl_subscriber(rb_child *self, void *varg) {
       if (e->id != 0) {
         uint64_t d = s.sequence - e->last; /* unsigned difference */
         if (d == 0 || d >= (UINT64_C(1) << 63)) {
-          fprintf(stderr, "child %ld: publisher %" PRIu64 ": sequence %" PRIu64
-                  " after %" PRIu64 "\n", (long)getpid(), s.publisher_id, s.sequence, e->last);
+          fprintf(stderr,
+                  "child %ld: publisher %" PRIu64 ": sequence %" PRIu64 " after %" PRIu64 "\n",
+                  (long)getpid(), s.publisher_id, s.sequence, e->last);
           return 1;
         }
         gaps += d - 1;

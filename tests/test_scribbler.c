@@ -195,7 +195,9 @@ static double sc_ms(uint64_t ns) { return (double)ns / 1e6; }
 /* Error codes as indices: -code, and one for codes outside the table. */
 enum { SC_NERR = SHMBUS__ERR_COUNT_ + 1 };
 static int sc_err_index(int rc) { return rc < 0 && -rc < SHMBUS__ERR_COUNT_ ? -rc : SC_NERR - 1; }
-static const char *sc_err_label(int i) { return i == SC_NERR - 1 ? "UNKNOWN" : shmbus_err_name(-i); }
+static const char *sc_err_label(int i) {
+  return i == SC_NERR - 1 ? "UNKNOWN" : shmbus_err_name(-i);
+}
 
 /* A text buffer for summaries and failure lists. */
 typedef struct sc_text {
@@ -360,8 +362,7 @@ static const sc_kind_info sc_kinds[K_KINDS] = {
     [K_SLOT] = {"slot",
                 6,
                 {"phantom", "phantom+fifo", "phantom+link", "phantom+garbage", "phantom+empty",
-                 "phantom+copy", "phantom+token fifo", "live word", "live node id",
-                 "setting up"}},
+                 "phantom+copy", "phantom+token fifo", "live word", "live node id", "setting up"}},
     [K_SIZES] = {"sizes",
                  5,
                  {"magic", "version", "kind", "header_size", "total_size", "initialised",
@@ -561,7 +562,8 @@ static void *sc_control(void *arg) {
     uint32_t op = LOAD(v->st->op);
     uint64_t start = __atomic_load_n(&v->st->op_start_ns, __ATOMIC_RELAXED);
     uint64_t now = ts_now_ns();
-    if (op != SC_OP_NONE && op < SC_NOPS && now > start && now - start > sc_hang_limit(v->run, op)) {
+    if (op != SC_OP_NONE && op < SC_NOPS && now > start &&
+        now - start > sc_hang_limit(v->run, op)) {
       fprintf(stderr, "scribbler: victim %d (pid %ld): HANG: %s has run for %.1f s\n", v->index,
               (long)getpid(), sc_ops[op].name, (double)(now - start) / 1e9);
       fflush(stderr);
@@ -638,8 +640,9 @@ static void sc_pub_ensure(sc_victim *v, sc_pub_port *p, int svc) {
   if (p->pub != NULL && now >= p->reopen_at) sc_pub_close(v, p);
   if (p->pub != NULL || now < p->retry_at) return;
   uint64_t t0 = sc_begin(v, SC_OP_PUB_OPEN);
-  int r = sc_end(v, SC_OP_PUB_OPEN, t0, 0,
-                 shmbus_publisher_open(v->node, v->run->svc_name[svc], &v->run->opts[svc], &p->pub));
+  int r =
+      sc_end(v, SC_OP_PUB_OPEN, t0, 0,
+             shmbus_publisher_open(v->node, v->run->svc_name[svc], &v->run->opts[svc], &p->pub));
   if (r) {
     p->pub = NULL;
     p->retry_at = ts_now_ns() + SC_MS + sc_below(&v->rng, 4 * SC_MS);
@@ -716,8 +719,10 @@ static int sc_victim_publisher(ts_child *self, void *arg) {
     for (int s = 0; s < SC_NSVC; s++) {
       sc_pub_ensure(&v, &ports[s], s);
       if (ports[s].pub == NULL) continue;
-      if (s == SC_SVC_A) sc_pub_step_a(&v, &ports[s]);
-      else sc_pub_step_b(&v, &ports[s]);
+      if (s == SC_SVC_A)
+        sc_pub_step_a(&v, &ports[s]);
+      else
+        sc_pub_step_b(&v, &ports[s]);
       if (ports[s].pub != NULL && sc_below(&v.rng, 64) == 0) {
         uint64_t t0 = sc_begin(&v, SC_OP_UPDATE);
         int r = sc_end(&v, SC_OP_UPDATE, t0, 0, shmbus_publisher_update(ports[s].pub));
@@ -757,8 +762,9 @@ static void sc_sub_ensure(sc_victim *v, sc_sub_port *p, int svc) {
   if (p->sub != NULL && now >= p->reopen_at) sc_sub_close(v, p);
   if (p->sub != NULL || now < p->retry_at) return;
   uint64_t t0 = sc_begin(v, SC_OP_SUB_OPEN);
-  int r = sc_end(v, SC_OP_SUB_OPEN, t0, 0,
-                 shmbus_subscriber_open(v->node, v->run->svc_name[svc], &v->run->opts[svc], &p->sub));
+  int r =
+      sc_end(v, SC_OP_SUB_OPEN, t0, 0,
+             shmbus_subscriber_open(v->node, v->run->svc_name[svc], &v->run->opts[svc], &p->sub));
   if (r) {
     p->sub = NULL;
     p->retry_at = ts_now_ns() + SC_MS + sc_below(&v->rng, 4 * SC_MS);
@@ -809,16 +815,19 @@ static void sc_sub_step_a(sc_victim *v, sc_sub_port *p) {
     int latest = sc_below(&v->rng, 4) == 0;
     int op = latest ? SC_OP_TAKE_LATEST : SC_OP_TAKE;
     t0 = sc_begin(v, op);
-    r = sc_end(v, op, t0, 0,
-               latest ? shmbus_subscriber_take_latest(p->sub, &s) : shmbus_subscriber_take(p->sub, &s));
+    r = sc_end(
+        v, op, t0, 0,
+        latest ? shmbus_subscriber_take_latest(p->sub, &s) : shmbus_subscriber_take(p->sub, &s));
     if (r == SHMBUS_ERR_EMPTY) break;
     if (r) {
       sc_sub_close(v, p);
       return;
     }
     int ok = sc_payload_ok(v, &s);
-    if (ok) v->rep_->taken_valid++;
-    else v->rep_->taken_garbled++;
+    if (ok)
+      v->rep_->taken_valid++;
+    else
+      v->rep_->taken_garbled++;
     p->held[p->nheld] = s;
     p->held_valid[p->nheld] = ok;
     p->nheld++;
@@ -849,8 +858,10 @@ static void sc_sub_step_b(sc_victim *v, sc_sub_port *p) {
       sc_sub_close(v, p);
       return;
     }
-    if (sc_payload_ok(v, &s)) v->rep_->taken_valid++;
-    else v->rep_->taken_garbled++;
+    if (sc_payload_ok(v, &s))
+      v->rep_->taken_valid++;
+    else
+      v->rep_->taken_garbled++;
     t0 = sc_begin(v, SC_OP_RELEASE);
     if (sc_end(v, SC_OP_RELEASE, t0, 0, shmbus_subscriber_release(p->sub, &s)) != 0) {
       sc_sub_close(v, p);
@@ -871,8 +882,10 @@ static int sc_victim_subscriber(ts_child *self, void *arg) {
     for (int s = 0; s < SC_NSVC; s++) {
       sc_sub_ensure(&v, &ports[s], s);
       if (ports[s].sub == NULL) continue;
-      if (s == SC_SVC_A) sc_sub_step_a(&v, &ports[s]);
-      else sc_sub_step_b(&v, &ports[s]);
+      if (s == SC_SVC_A)
+        sc_sub_step_a(&v, &ports[s]);
+      else
+        sc_sub_step_b(&v, &ports[s]);
     }
     if (ports[SC_SVC_A].sub == NULL) sc_sleep_ns(200 * 1000);
     if (index == SC_PUBS && ts_now_ns() >= next_cleanup) {
@@ -961,12 +974,18 @@ static void sc_list(sc_attacker *a) {
     sc_obj *o = &a->objs[a->nobjs];
     memcpy(o->name, e->d_name, strlen(e->d_name) + 1); /* shorter: checked above */
     o->svc = -1;
-    if (strncmp(rest, "n.", 2) == 0) o->kind = T_TOKEN;
-    else if (strncmp(rest, "zz", 2) == 0) o->kind = T_OTHER;
-    else if (sc_has_suffix(rest, ".s")) o->kind = T_SERVICE;
-    else if (sc_has_suffix(rest, ".d")) o->kind = T_DATA;
-    else if (sc_has_suffix(rest, ".c")) o->kind = T_CONTROL;
-    else o->kind = T_OTHER;
+    if (strncmp(rest, "n.", 2) == 0)
+      o->kind = T_TOKEN;
+    else if (strncmp(rest, "zz", 2) == 0)
+      o->kind = T_OTHER;
+    else if (sc_has_suffix(rest, ".s"))
+      o->kind = T_SERVICE;
+    else if (sc_has_suffix(rest, ".d"))
+      o->kind = T_DATA;
+    else if (sc_has_suffix(rest, ".c"))
+      o->kind = T_CONTROL;
+    else
+      o->kind = T_OTHER;
     if (o->kind != T_TOKEN && o->kind != T_OTHER) o->svc = sc_svc_of(a, rest);
     a->nobjs++;
   }
@@ -1033,7 +1052,8 @@ static void sc_cover(sc_attacker *a, int kind, uint64_t word) {
 
 static void sc_pause(sc_attacker *a) {
   uint64_t n = sc_below(&a->rng, 4);
-  if (n == 0) sched_yield();
+  if (n == 0)
+    sched_yield();
   else
     for (volatile uint64_t i = 0; i < n * 200; i++) {
     }
@@ -1176,8 +1196,10 @@ static int sc_create_file(sc_attacker *a, const char *path, const void *data, si
         memcpy(buf + i, &v, n - i < 8 ? n - i : 8);
       }
     ssize_t w = pwrite(fd, src, n, (off_t)done);
-    if (w <= 0) ok = 0;
-    else done += (size_t)w;
+    if (w <= 0)
+      ok = 0;
+    else
+      done += (size_t)w;
   }
   close(fd);
   return ok ? 0 : -1;
@@ -1208,7 +1230,9 @@ static void *sc_read_object(sc_attacker *a, const char *name, size_t *len) {
 
 /* Swaps: the object goes aside under a name of the domain, something else
  * takes its name, then the object comes back (rename replaces). */
-static int sc_swap_lock(sc_attacker *a) { return __atomic_exchange_n(&a->sh->swap_lock, 1u, __ATOMIC_ACQUIRE) == 0; }
+static int sc_swap_lock(sc_attacker *a) {
+  return __atomic_exchange_n(&a->sh->swap_lock, 1u, __ATOMIC_ACQUIRE) == 0;
+}
 static void sc_swap_unlock(sc_attacker *a) { STORE(a->sh->swap_lock, 0u); }
 
 /* Takes the swap lock and moves a regular object aside; 0 on success (the
@@ -1272,7 +1296,8 @@ static void sc_attack_replace(sc_attacker *a, sc_action *act) {
   if (act->variant == RP_GARBAGE)
     made = sc_create_file(a, path, NULL, 64 + (size_t)sc_below(&a->rng, 2 * (len ? len : 4096)));
   else if (act->variant == RP_HEADER)
-    made = copy && len >= 64 ? sc_create_file(a, path, copy, 64) : sc_create_file(a, path, NULL, 64);
+    made =
+        copy && len >= 64 ? sc_create_file(a, path, copy, 64) : sc_create_file(a, path, NULL, 64);
   else
     made = sc_create_file(a, path, NULL, 0);
   act->hit = made == 0;
@@ -1321,13 +1346,15 @@ static void sc_attack_symlink(sc_attacker *a, sc_action *act, unsigned mask, int
   char path[2048], aside[2048], other[2048];
   sc_path(a, o->name, path, sizeof path);
   const sc_obj *x = sc_pick(a, 1u << o->kind, 0);
-  if (x != NULL) sc_path(a, x->name, other, sizeof other);
-  else snprintf(other, sizeof other, "/dev/zero");
+  if (x != NULL)
+    sc_path(a, x->name, other, sizeof other);
+  else
+    snprintf(other, sizeof other, "/dev/zero");
   if (sc_swap_out(a, o->name, aside, sizeof aside) != 0) return;
-  const char *to = variant == SL_SELF       ? aside
-                   : variant == SL_DEVZERO  ? "/dev/zero"
-                   : variant == SL_OTHER    ? other
-                                            : "/nonexistent/shmbus-scribbler";
+  const char *to = variant == SL_SELF      ? aside
+                   : variant == SL_DEVZERO ? "/dev/zero"
+                   : variant == SL_OTHER   ? other
+                                           : "/nonexistent/shmbus-scribbler";
   act->hit = symlink(to, path) == 0;
   sc_hold(a, 10 * SC_MS);
   sc_swap_back(a, o->name, aside);
@@ -1391,8 +1418,10 @@ static void sc_phantom_objects(sc_attacker *a, int variant, int svc, uint64_t id
     case SLOT_PH_LINK: {
       const sc_obj *o = sc_pick(a, 1u << (data ? T_DATA : T_CONTROL), 0);
       char to[2048];
-      if (o) sc_path(a, o->name, to, sizeof to);
-      else snprintf(to, sizeof to, "/dev/zero");
+      if (o)
+        sc_path(a, o->name, to, sizeof to);
+      else
+        snprintf(to, sizeof to, "/dev/zero");
       (void)symlink(to, path);
       break;
     }
@@ -1482,11 +1511,10 @@ static void sc_attack_slot(sc_attacker *a, sc_action *act) {
      * without an owner, which a sweep frees at once), then the word; and
      * the reverse to leave. */
     uint64_t expect = 0;
-    int claimed = node_id == 0
-                      ? __atomic_compare_exchange_n(word, &expect, forged, 0, __ATOMIC_RELEASE,
-                                                    __ATOMIC_RELAXED)
-                      : __atomic_compare_exchange_n(node, &expect, node_id, 0, __ATOMIC_RELEASE,
-                                                    __ATOMIC_RELAXED);
+    int claimed = node_id == 0 ? __atomic_compare_exchange_n(word, &expect, forged, 0,
+                                                             __ATOMIC_RELEASE, __ATOMIC_RELAXED)
+                               : __atomic_compare_exchange_n(node, &expect, node_id, 0,
+                                                             __ATOMIC_RELEASE, __ATOMIC_RELAXED);
     if (claimed) {
       if (node_id != 0) __atomic_store_n(word, forged, __ATOMIC_RELEASE);
       sc_bump_generation(&m, kind);
@@ -1534,18 +1562,18 @@ static void sc_attack_sizes(sc_attacker *a, sc_action *act) {
   case SZ_INITIALISED: off = offsetof(shmbus__seg_header, initialised), size = 4; break;
   case SZ_GENERATION: off = offsetof(shmbus__seg_header, generation); break;
   case SZ_CFG_LIMIT: {
-    static const size_t limits[] = {
-        offsetof(shmbus__service_config, element_size),
-        offsetof(shmbus__service_config, element_align),
-        offsetof(shmbus__service_config, max_elements),
-        offsetof(shmbus__service_config, max_publishers),
-        offsetof(shmbus__service_config, max_subscribers),
-        offsetof(shmbus__service_config, queue_depth),
-        offsetof(shmbus__service_config, history),
-        offsetof(shmbus__service_config, max_loans),
-        offsetof(shmbus__service_config, max_held),
-        offsetof(shmbus__service_config, overflow)};
-    off = offsetof(shmbus__service_seg, cfg) + limits[sc_below(&a->rng, sizeof limits / sizeof limits[0])];
+    static const size_t limits[] = {offsetof(shmbus__service_config, element_size),
+                                    offsetof(shmbus__service_config, element_align),
+                                    offsetof(shmbus__service_config, max_elements),
+                                    offsetof(shmbus__service_config, max_publishers),
+                                    offsetof(shmbus__service_config, max_subscribers),
+                                    offsetof(shmbus__service_config, queue_depth),
+                                    offsetof(shmbus__service_config, history),
+                                    offsetof(shmbus__service_config, max_loans),
+                                    offsetof(shmbus__service_config, max_held),
+                                    offsetof(shmbus__service_config, overflow)};
+    off = offsetof(shmbus__service_seg, cfg) +
+          limits[sc_below(&a->rng, sizeof limits / sizeof limits[0])];
     size = 4;
     break;
   }
@@ -1553,8 +1581,12 @@ static void sc_attack_sizes(sc_attacker *a, sc_action *act) {
     off = offsetof(shmbus__service_seg, cfg) + offsetof(shmbus__service_config, name) +
           8 * sc_below(&a->rng, sizeof(((shmbus__service_config *)0)->name) / 8);
     break;
-  case SZ_USERS: off = offsetof(shmbus__service_seg, dyn) + offsetof(shmbus__service_dyn, users); break;
-  default: off = offsetof(shmbus__service_seg, dyn) + offsetof(shmbus__service_dyn, next_port_id); break;
+  case SZ_USERS:
+    off = offsetof(shmbus__service_seg, dyn) + offsetof(shmbus__service_dyn, users);
+    break;
+  default:
+    off = offsetof(shmbus__service_seg, dyn) + offsetof(shmbus__service_dyn, next_port_id);
+    break;
   }
   void *p = sc_at(&m, off, size);
   if (p == NULL) {
@@ -1562,8 +1594,15 @@ static void sc_attack_sizes(sc_attacker *a, sc_action *act) {
     return;
   }
   uint64_t r = sc_next(&a->rng);
-  uint64_t choices[] = {0, 1, r, UINT64_MAX, SHMBUS__USERS_REMOVING, SHMBUS__USERS_REMOVING - 1,
-                        (UINT64_C(1) << 62) - 1, (uint64_t)m.len * 2, r & 0xffff};
+  uint64_t choices[] = {0,
+                        1,
+                        r,
+                        UINT64_MAX,
+                        SHMBUS__USERS_REMOVING,
+                        SHMBUS__USERS_REMOVING - 1,
+                        (UINT64_C(1) << 62) - 1,
+                        (uint64_t)m.len * 2,
+                        r & 0xffff};
   uint64_t forged = choices[sc_below(&a->rng, sizeof choices / sizeof choices[0])];
   int permanent = sc_below(&a->rng, 8) == 0;
   if (sigsetjmp(sc_jmp, 1) == 0) {
@@ -1635,8 +1674,9 @@ static void sc_attack_gen(sc_attacker *a, sc_action *act) {
        * publish that loops while the set of subscribers "changes" must
        * still keep its deadline. */
       int kind = act->variant == GEN_PUB_BURST ? SHMBUS__PUBLISHER : SHMBUS__SUBSCRIBER;
-      uint64_t until = ts_now_ns() + (sc_below(&a->rng, 4) == 0 ? 20 * SC_MS + sc_below(&a->rng, 40 * SC_MS)
-                                                               : SC_MS + sc_below(&a->rng, 4 * SC_MS));
+      uint64_t until =
+          ts_now_ns() + (sc_below(&a->rng, 4) == 0 ? 20 * SC_MS + sc_below(&a->rng, 40 * SC_MS)
+                                                   : SC_MS + sc_below(&a->rng, 4 * SC_MS));
       while (ts_now_ns() < until)
         for (int i = 0; i < 64; i++) sc_bump_generation(&m, kind);
       act->hit = 1;
@@ -1660,16 +1700,15 @@ static void sc_attack_conn(sc_attacker *a, sc_action *act) {
   if (sc_map_open(a, o->name, &m) != 0) return;
   uint32_t k = (uint32_t)sc_below(&a->rng, cfg->max_subscribers);
   uint64_t base = shmbus__layout_conn_offset(l, k);
-  static const size_t fields[] = {
-      [CO_HEAD] = offsetof(shmbus__conn, head),
-      [CO_DONE_TAIL] = offsetof(shmbus__conn, done_tail),
-      [CO_DONE_HEAD] = offsetof(shmbus__conn, done_head),
-      [CO_SUB_ID] = offsetof(shmbus__conn, sub_id),
-      [CO_SUB_ACK] = offsetof(shmbus__conn, sub_ack),
-      [CO_LOST] = offsetof(shmbus__conn, lost),
-      [CO_WAIT_ACK] = offsetof(shmbus__conn, wait_ack),
-      [CO_PUB_WAITING] = offsetof(shmbus__conn, pub_waiting),
-      [CO_ROOM_EVENT] = offsetof(shmbus__conn, room_event)};
+  static const size_t fields[] = {[CO_HEAD] = offsetof(shmbus__conn, head),
+                                  [CO_DONE_TAIL] = offsetof(shmbus__conn, done_tail),
+                                  [CO_DONE_HEAD] = offsetof(shmbus__conn, done_head),
+                                  [CO_SUB_ID] = offsetof(shmbus__conn, sub_id),
+                                  [CO_SUB_ACK] = offsetof(shmbus__conn, sub_ack),
+                                  [CO_LOST] = offsetof(shmbus__conn, lost),
+                                  [CO_WAIT_ACK] = offsetof(shmbus__conn, wait_ack),
+                                  [CO_PUB_WAITING] = offsetof(shmbus__conn, pub_waiting),
+                                  [CO_ROOM_EVENT] = offsetof(shmbus__conn, room_event)};
   if (sigsetjmp(sc_jmp, 1) != 0) {
     ADD(a->sh->attacker_sigbus, 1);
     sc_map_close(&m);
@@ -1692,7 +1731,8 @@ static void sc_attack_conn(sc_attacker *a, sc_action *act) {
     uint64_t *w = sc_at(&m, base + fields[act->variant], 8);
     if (w) {
       uint64_t old = __atomic_load_n(w, __ATOMIC_RELAXED);
-      uint64_t choices[] = {r, old + 1, old - 1, old + cfg->queue_depth, 0, r & 0xff, old + l->done_cap};
+      uint64_t choices[] = {r, old + 1,  old - 1,          old + cfg->queue_depth,
+                            0, r & 0xff, old + l->done_cap};
       uint64_t forged = choices[sc_below(&a->rng, sizeof choices / sizeof choices[0])];
       __atomic_store_n(w, forged, __ATOMIC_RELEASE);
       act->hit = 1;
@@ -1719,8 +1759,9 @@ static void sc_attack_conn(sc_attacker *a, sc_action *act) {
     uint32_t j = (uint32_t)sc_below(&a->rng, l->done_cap);
     uint32_t *e = sc_at(&m, base + l->done_ring_offset + 4 * (uint64_t)j, 4);
     if (e) {
-      __atomic_store_n(e, sc_below(&a->rng, 2) ? (uint32_t)sc_below(&a->rng, l->chunks + 2) : (uint32_t)r,
-                       __ATOMIC_RELEASE);
+      __atomic_store_n(
+          e, sc_below(&a->rng, 2) ? (uint32_t)sc_below(&a->rng, l->chunks + 2) : (uint32_t)r,
+          __ATOMIC_RELEASE);
       act->hit = 1;
     }
   } else {
@@ -1765,7 +1806,8 @@ static void sc_attack_chunk(sc_attacker *a, sc_action *act) {
       uint32_t choices[] = {(uint32_t)r, (uint32_t)l->max_payload + 1, UINT32_MAX, 0};
       if (w) __atomic_store_n(w, choices[sc_below(&a->rng, 4)], __ATOMIC_RELEASE), act->hit = 1;
     } else if (act->variant == CH_PAYLOAD) {
-      uint64_t *w = sc_at(&m, base + l->payload_offset + 8 * sc_below(&a->rng, l->max_payload / 8 + 1), 8);
+      uint64_t *w =
+          sc_at(&m, base + l->payload_offset + 8 * sc_below(&a->rng, l->max_payload / 8 + 1), 8);
       if (w) __atomic_store_n(w, r, __ATOMIC_RELAXED), act->hit = 1;
     } else {
       size_t f = act->variant == CH_SEQUENCE ? offsetof(shmbus__chunk_header, sequence)
@@ -1805,13 +1847,11 @@ static void sc_attack_wake(sc_attacker *a, sc_action *act) {
       uint32_t *w = NULL;
       switch (act->variant) {
       case WK_EVENT: w = sc_at(&m, SC_EVENT_OFFSET(l, cfg, k), 4); break;
-      case WK_ROOM: w = sc_at(&m, shmbus__layout_conn_offset(l, k) + offsetof(shmbus__conn, room_event), 4); break;
-      case WK_SLEEPING:
-        w = sc_at(&m, SC_WAIT_OFFSET(l, cfg, k, sleeping), 4);
+      case WK_ROOM:
+        w = sc_at(&m, shmbus__layout_conn_offset(l, k) + offsetof(shmbus__conn, room_event), 4);
         break;
-      default:
-        w = sc_at(&m, SC_WAIT_OFFSET(l, cfg, k, wait_mode), 4);
-        break;
+      case WK_SLEEPING: w = sc_at(&m, SC_WAIT_OFFSET(l, cfg, k, sleeping), 4); break;
+      default: w = sc_at(&m, SC_WAIT_OFFSET(l, cfg, k, wait_mode), 4); break;
       }
       if (w == NULL) break;
       if (act->variant == WK_EVENT || act->variant == WK_ROOM) {
@@ -1975,8 +2015,10 @@ static int sc_attacker_main(ts_child *self, void *arg) {
       ADD(a->sh->hits[act.kind][act.variant], 1);
       ADD(a->sh->targets[act.target], 1);
     }
-    if (sc_below(&a->rng, 4) == 0) sched_yield();
-    else sc_sleep_ns(sc_below(&a->rng, 300 * 1000));
+    if (sc_below(&a->rng, 4) == 0)
+      sched_yield();
+    else
+      sc_sleep_ns(sc_below(&a->rng, 300 * 1000));
   }
   free(a);
   return 0;
@@ -2057,10 +2099,14 @@ static void sc_start_victim(sc_parent *p, int v) {
 }
 
 static void sc_describe_code(char *out, size_t cap, int code) {
-  if (code == SC_EXIT_HANG) snprintf(out, cap, "HUNG (a call ran longer than the hang limit)");
-  else if (code == 128 + SIGALRM) snprintf(out, cap, "HUNG (killed by its alarm backstop)");
-  else if (code > 128) snprintf(out, cap, "DIED of signal %d (%s)", code - 128, strsignal(code - 128));
-  else snprintf(out, cap, "exited with %d", code);
+  if (code == SC_EXIT_HANG)
+    snprintf(out, cap, "HUNG (a call ran longer than the hang limit)");
+  else if (code == 128 + SIGALRM)
+    snprintf(out, cap, "HUNG (killed by its alarm backstop)");
+  else if (code > 128)
+    snprintf(out, cap, "DIED of signal %d (%s)", code - 128, strsignal(code - 128));
+  else
+    snprintf(out, cap, "exited with %d", code);
 }
 
 static void sc_add_report(sc_report *to, const sc_report *r) {
@@ -2155,29 +2201,35 @@ static void sc_summary(sc_parent *p, double secs) {
     if (p->total[v].ctl_max_ns > ctl_max) ctl_max = p->total[v].ctl_max_ns;
   }
   uint64_t allowance = SC_SLACK_NS + ctl_max;
-  sc_printf(&t, "scribbler summary (%s backend, %.1f s, attacks %s; per variant: took effect/tried):\n",
+  sc_printf(&t,
+            "scribbler summary (%s backend, %.1f s, attacks %s; per variant: took effect/tried):\n",
             p->run.env->backend == SHMBUS_BACKEND_DIR ? "dir" : "shm", secs,
             p->run.attack_mask == (1u << K_KINDS) - 1 ? "all" : "selected");
-  sc_printf(&t, "  attacks: %" PRIu64 " actions, %" PRIu64 " took effect on: service %" PRIu64
-               ", data %" PRIu64 ", control %" PRIu64 ", token %" PRIu64
-               "; attacker SIGBUS caught %" PRIu64 "; broken services unlinked %" PRIu64 "\n",
-            LOAD(sh->actions), sh->targets[T_SERVICE] + sh->targets[T_DATA] + sh->targets[T_CONTROL] +
-                                   sh->targets[T_TOKEN] + sh->targets[T_OTHER],
-            sh->targets[T_SERVICE], sh->targets[T_DATA], sh->targets[T_CONTROL], sh->targets[T_TOKEN],
-            sh->attacker_sigbus, sh->heals);
+  sc_printf(&t,
+            "  attacks: %" PRIu64 " actions, %" PRIu64 " took effect on: service %" PRIu64
+            ", data %" PRIu64 ", control %" PRIu64 ", token %" PRIu64
+            "; attacker SIGBUS caught %" PRIu64 "; broken services unlinked %" PRIu64 "\n",
+            LOAD(sh->actions),
+            sh->targets[T_SERVICE] + sh->targets[T_DATA] + sh->targets[T_CONTROL] +
+                sh->targets[T_TOKEN] + sh->targets[T_OTHER],
+            sh->targets[T_SERVICE], sh->targets[T_DATA], sh->targets[T_CONTROL],
+            sh->targets[T_TOKEN], sh->attacker_sigbus, sh->heals);
   for (int k = 0; k < K_KINDS; k++) {
     if (!((p->run.attack_mask >> k) & 1u)) continue;
     sc_printf(&t, "    %-9s", sc_kinds[k].name);
     for (int var = 0; var < SC_MAX_VARIANTS && sc_kinds[k].variants[var]; var++)
       if (p->at_deaths[k][var])
-        sc_printf(&t, " %s %" PRIu64 "/%" PRIu64 " [at %" PRIu64 " deaths];", sc_kinds[k].variants[var],
-                  sh->hits[k][var], sh->attempts[k][var], p->at_deaths[k][var]);
+        sc_printf(&t, " %s %" PRIu64 "/%" PRIu64 " [at %" PRIu64 " deaths];",
+                  sc_kinds[k].variants[var], sh->hits[k][var], sh->attempts[k][var],
+                  p->at_deaths[k][var]);
       else
         sc_printf(&t, " %s %" PRIu64 "/%" PRIu64 ";", sc_kinds[k].variants[var], sh->hits[k][var],
                   sh->attempts[k][var]);
     sc_printf(&t, "\n");
   }
-  sc_printf(&t, "  service objects under their names (the victims recreate them): A %.0f%%, B %.0f%% of the time\n",
+  sc_printf(&t,
+            "  service objects under their names (the victims recreate them): A %.0f%%, B %.0f%% "
+            "of the time\n",
             p->svc_looks ? 100.0 * (double)p->svc_present[0] / (double)p->svc_looks : 0.0,
             p->svc_looks ? 100.0 * (double)p->svc_present[1] / (double)p->svc_looks : 0.0);
   for (int kind = 0; kind < 3; kind++) {
@@ -2187,13 +2239,15 @@ static void sc_summary(sc_parent *p, double secs) {
     sc_printf(&t, "  coverage of %s segment words: %" PRIu64 " of %" PRIu64 " (%.0f%%)\n",
               sc_target_names[kind], got, want, want ? 100.0 * (double)got / (double)want : 0.0);
   }
-  sc_printf(&t, "  victims: %d deaths or hangs, %d restarts; samples taken %" PRIu64
-               " valid + %" PRIu64 " garbled (%" PRIu64 " changed while held); published %" PRIu64
-               " (A) + %" PRIu64 " (B, %" PRIu64 " block timeouts); %" PRIu64 " port opens\n",
+  sc_printf(&t,
+            "  victims: %d deaths or hangs, %d restarts; samples taken %" PRIu64 " valid + %" PRIu64
+            " garbled (%" PRIu64 " changed while held); published %" PRIu64 " (A) + %" PRIu64
+            " (B, %" PRIu64 " block timeouts); %" PRIu64 " port opens\n",
             p->ndeaths, p->respawns, all.taken_valid, all.taken_garbled, all.changed_held,
             all.published, all.published_block, all.block_timeouts, all.reopens);
-  sc_printf(&t, "  scheduling: max nanosleep overrun %.2f ms over %" PRIu64
-               " control sleeps: allowance %.2f ms (10 ms + that)\n",
+  sc_printf(&t,
+            "  scheduling: max nanosleep overrun %.2f ms over %" PRIu64
+            " control sleeps: allowance %.2f ms (10 ms + that)\n",
             sc_ms(ctl_max), all.ctl_samples, sc_ms(allowance));
   sc_printf(&t, "  %-26s %9s %11s %8s  errors\n", "operation", "calls", "max (ms)", ">10ms");
   for (int o = 1; o < SC_NOPS; o++) {
@@ -2201,7 +2255,9 @@ static void sc_summary(sc_parent *p, double secs) {
     if (s->calls == 0) continue;
     sc_printf(&t, "  %-26s %9" PRIu64 " %11.2f %8" PRIu64 " %s", sc_ops[o].name, s->calls,
               sc_ms(s->max_ns), s->over,
-              sc_ops[o].cls == C_TIMED ? "overrun " : sc_ops[o].cls == C_NONBLOCK ? "duration" : "(info) ");
+              sc_ops[o].cls == C_TIMED      ? "overrun "
+              : sc_ops[o].cls == C_NONBLOCK ? "duration"
+                                            : "(info) ");
     for (int e = 1; e < SC_NERR; e++)
       if (s->err[e]) sc_printf(&t, " %s=%" PRIu64, sc_err_label(e), s->err[e]);
     sc_printf(&t, "\n");
@@ -2229,7 +2285,8 @@ static void sc_summary(sc_parent *p, double secs) {
     if (tallied[i]) continue;
     int n = 0;
     for (int j = i; j < listed; j++)
-      if (!tallied[j] && p->deaths[j].code == p->deaths[i].code && p->deaths[j].op == p->deaths[i].op &&
+      if (!tallied[j] && p->deaths[j].code == p->deaths[i].code &&
+          p->deaths[j].op == p->deaths[i].op &&
           (p->deaths[j].victim < SC_PUBS) == (p->deaths[i].victim < SC_PUBS))
         tallied[j] = 1, n++;
     char what[96];
@@ -2245,7 +2302,8 @@ static void sc_summary(sc_parent *p, double secs) {
     sc_describe_code(what, sizeof what, d->code);
     sc_printf(&p->fail, "  %s %d %s at %.1f s in %s (for %.1f ms); attacks then: %s\n",
               sc_role(d->victim), sc_role_index(d->victim), what, (double)d->at_ns / 1e9,
-              sc_ops[d->op].name, sc_ms(d->op_age_ns), d->around[0] ? d->around : "none but word scribbles");
+              sc_ops[d->op].name, sc_ms(d->op_age_ns),
+              d->around[0] ? d->around : "none but word scribbles");
   }
   if (all.taken_valid == 0)
     sc_printf(&p->fail, "no subscriber took a single valid sample: the run exercised nothing\n");
@@ -2297,7 +2355,8 @@ static void run_scribbler(ts_env *env, double seconds) {
   run->attack_mask = sc_attack_mask();
   run->verbose = (int)sc_env_ulong("SCRIBBLER_VERBOSE", 0);
   for (int s = 0; s < SC_NSVC; s++) {
-    ts_service_name(run->svc_name[s], sizeof run->svc_name[s], s == SC_SVC_A ? "scribble-a" : "scribble-b");
+    ts_service_name(run->svc_name[s], sizeof run->svc_name[s],
+                    s == SC_SVC_A ? "scribble-a" : "scribble-b");
     shmbus_service_opts o = ts_opts();
     o.max_elements = 1;
     o.max_publishers = 4;
@@ -2311,7 +2370,8 @@ static void run_scribbler(ts_env *env, double seconds) {
     sc_config(run->svc_name[s], &o, &run->cfg[s]);
     ts_assert_ok(shmbus__layout_compute(&run->cfg[s], &run->layout[s]));
     run->hash[s] = shmbus__hash64(run->svc_name[s]);
-    ts_service_object_name(run->svc_object[s], sizeof run->svc_object[s], env->domain, run->svc_name[s]);
+    ts_service_object_name(run->svc_object[s], sizeof run->svc_object[s], env->domain,
+                           run->svc_name[s]);
     uint64_t sizes[3] = {run->layout[s].service_size, run->layout[s].data_size,
                          run->layout[s].control_size};
     for (int k = 0; k < 3; k++)
@@ -2368,7 +2428,8 @@ static void run_scribbler(ts_env *env, double seconds) {
       struct pollfd pfd = {p->victims[v].up[0], POLLIN, 0};
       if (poll(&pfd, 1, 0) > 0 && (pfd.revents & POLLIN)) {
         sc_report r;
-        if (sc_recv_words(p->victims[v].up[0], (uint64_t *)&r, sizeof r / 8, ts_now_ns() + 5 * SC_S) == 0 &&
+        if (sc_recv_words(p->victims[v].up[0], (uint64_t *)&r, sizeof r / 8,
+                          ts_now_ns() + 5 * SC_S) == 0 &&
             r.magic == SC_REPORT_MAGIC) {
           sc_add_report(&p->total[v], &r);
           p->reported[v] = 1;
@@ -2411,7 +2472,10 @@ static void run_scribbler(ts_env *env, double seconds) {
   char names[1024] = "";
   size_t left = ts_leftovers(env->domain, env->dir, names, sizeof names);
   printf("scribbler: shmbus_domain_cleanup gave %d (%s); %zu object(s) left after it%s%s\n",
-         cleaned, cleaned == INT_MIN ? "hung or died" : cleaned < 0 ? shmbus_err_name(cleaned) : "removed",
+         cleaned,
+         cleaned == INT_MIN ? "hung or died"
+         : cleaned < 0      ? shmbus_err_name(cleaned)
+                            : "removed",
          left, left ? ": " : "", names);
   ts_remove_leftovers(env->domain, env->dir);
   ts_watchdog_stop(&wd);
@@ -2491,7 +2555,8 @@ static int cf_node_sub(const cf_run *r, shmbus_node **node, shmbus_subscriber **
   if (*node == NULL) return -1;
   int e = shmbus_subscriber_open(*node, r->service, &r->opts, sub);
   if (e) {
-    fprintf(stderr, "confinement: child %ld: subscriber_open: %s\n", (long)getpid(), shmbus_err_name(e));
+    fprintf(stderr, "confinement: child %ld: subscriber_open: %s\n", (long)getpid(),
+            shmbus_err_name(e));
     return -1;
   }
   uint64_t deadline = ts_now_ns() + 10 * SC_S;
@@ -2573,7 +2638,8 @@ static int cf_honest(ts_child *self, void *arg) {
       } else if (s.sequence < expect) {
         rep.bad_order++;
         if (reports++ < 5)
-          fprintf(stderr, "confinement: honest %d: sequence %" PRIu64 " again (expected %" PRIu64 ")\n",
+          fprintf(stderr,
+                  "confinement: honest %d: sequence %" PRIu64 " again (expected %" PRIu64 ")\n",
                   r->index, s.sequence, expect);
       } else {
         expect++;
@@ -2584,7 +2650,8 @@ static int cf_honest(ts_child *self, void *arg) {
     struct pollfd pfd = {self->down[0], POLLIN, 0};
     if (drain_until == UINT64_MAX && poll(&pfd, 1, 0) > 0) {
       uint64_t m;
-      if (ts_child_recv(self, &m) == 0 && m == CF_MSG_PUB_DONE) drain_until = ts_now_ns() + 5 * SC_S;
+      if (ts_child_recv(self, &m) == 0 && m == CF_MSG_PUB_DONE)
+        drain_until = ts_now_ns() + 5 * SC_S;
     }
   }
   for (uint32_t i = 0; i < nheld; i++) {
@@ -2618,7 +2685,8 @@ static int cf_writable(const char *prefix, cf_range *out, int cap) {
     if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &lo, &hi, perms, &off) < 3 || off < 0) continue;
     char *path = line + off;
     path[strcspn(path, "\n")] = '\0';
-    if (strncmp(path, prefix, plen) != 0 || perms[1] != 'w' || perms[3] != 's' || hi <= lo) continue;
+    if (strncmp(path, prefix, plen) != 0 || perms[1] != 'w' || perms[3] != 's' || hi <= lo)
+      continue;
     out[n].lo = lo;
     out[n].hi = hi;
     const char *base = strrchr(path, '/');
@@ -2694,8 +2762,10 @@ static int cf_buggy(ts_child *self, void *arg) {
         case 1: __atomic_fetch_add(p, 1, __ATOMIC_RELAXED); break;
         case 2: __atomic_fetch_sub(p, 1, __ATOMIC_RELAXED); break;
         case 3: __atomic_store_n(p, v % 512, __ATOMIC_RELAXED); break;
-        case 4: __atomic_store_n(p, __atomic_load_n((uint64_t *)g->lo + sc_below(&rng, words), __ATOMIC_RELAXED),
-                                 __ATOMIC_RELAXED);
+        case 4:
+          __atomic_store_n(
+              p, __atomic_load_n((uint64_t *)g->lo + sc_below(&rng, words), __ATOMIC_RELAXED),
+              __ATOMIC_RELAXED);
           break;
         default: __atomic_store_n(p, 0, __ATOMIC_RELAXED); break;
         }
@@ -2871,8 +2941,9 @@ static void run_confinement(ts_env *env, uint64_t samples) {
             env->backend == SHMBUS_BACKEND_DIR ? "dir" : "shm", prep.published, secs,
             secs > 0 ? (double)prep.published / secs : 0.0);
   cf_errors(&t, prep.err);
-  sc_printf(&t, "\n  buggy subscriber: %" PRIu64 " writes in %" PRIu64 " bursts into up to %" PRIu64
-               " writable mappings (%" PRIu64 " bytes); it took %" PRIu64 " samples, errors:",
+  sc_printf(&t,
+            "\n  buggy subscriber: %" PRIu64 " writes in %" PRIu64 " bursts into up to %" PRIu64
+            " writable mappings (%" PRIu64 " bytes); it took %" PRIu64 " samples, errors:",
             brep.writes, brep.bursts, brep.ranges_max, brep.bytes_max, brep.takes);
   cf_errors(&t, brep.err);
   sc_printf(&t, "\n");
@@ -2889,7 +2960,8 @@ static void run_confinement(ts_env *env, uint64_t samples) {
               bok ? "" : ", no report");
   }
   if (bok && brep.writes == 0)
-    sc_printf(&fail, "buggy subscriber found no writable mapping of the domain: nothing was tested\n");
+    sc_printf(&fail,
+              "buggy subscriber found no writable mapping of the domain: nothing was tested\n");
   for (int i = 0; i < CF_HONEST; i++) {
     const cf_honest_report *h = &hrep[i];
     if (!hok[i]) {
@@ -2897,9 +2969,11 @@ static void run_confinement(ts_env *env, uint64_t samples) {
       sc_printf(&fail, "honest subscriber %d sent no report: %s\n", i, what);
       continue;
     }
-    sc_printf(&t, "  honest %d: received %" PRIu64 " of %" PRIu64 ", gaps %" PRIu64 ", lost %" PRIu64
-                 ", bad CRC %" PRIu64 ", bad length %" PRIu64 ", wrong seq field %" PRIu64
-                 ", out of order %" PRIu64 ", changed while held %" PRIu64 ", foreign %" PRIu64 ", errors:",
+    sc_printf(&t,
+              "  honest %d: received %" PRIu64 " of %" PRIu64 ", gaps %" PRIu64 ", lost %" PRIu64
+              ", bad CRC %" PRIu64 ", bad length %" PRIu64 ", wrong seq field %" PRIu64
+              ", out of order %" PRIu64 ", changed while held %" PRIu64 ", foreign %" PRIu64
+              ", errors:",
               i, h->received, samples, h->gaps, h->lost, h->bad_crc, h->bad_len, h->bad_seq_field,
               h->bad_order, h->changed_held, h->foreign);
     cf_errors(&t, h->err);
@@ -2909,16 +2983,18 @@ static void run_confinement(ts_env *env, uint64_t samples) {
       sc_printf(&fail, "honest subscriber %d %s\n", i, what);
     }
     uint64_t missing = h->received + h->gaps < samples ? samples - h->received - h->gaps : 0;
-    if (h->received != samples || h->gaps || h->lost || h->bad_crc || h->bad_len || h->bad_seq_field ||
-        h->bad_order || h->changed_held || h->foreign || h->errors)
-      sc_printf(&fail, "honest subscriber %d: received %" PRIu64 " of %" PRIu64 " (%" PRIu64
-                       " never arrived after the last one taken), gaps %" PRIu64 " (overflow count says %" PRIu64
-                       "%s), bad CRC %" PRIu64 ", bad length %" PRIu64 ", wrong sequence field %" PRIu64
-                       ", out of order %" PRIu64 ", changed while held %" PRIu64 ", foreign publisher %" PRIu64
-                       ", errors %" PRIu64 " (first bad sequence %" PRId64 ")\n",
+    if (h->received != samples || h->gaps || h->lost || h->bad_crc || h->bad_len ||
+        h->bad_seq_field || h->bad_order || h->changed_held || h->foreign || h->errors)
+      sc_printf(&fail,
+                "honest subscriber %d: received %" PRIu64 " of %" PRIu64 " (%" PRIu64
+                " never arrived after the last one taken), gaps %" PRIu64
+                " (overflow count says %" PRIu64 "%s), bad CRC %" PRIu64 ", bad length %" PRIu64
+                ", wrong sequence field %" PRIu64 ", out of order %" PRIu64
+                ", changed while held %" PRIu64 ", foreign publisher %" PRIu64 ", errors %" PRIu64
+                " (first bad sequence %" PRId64 ")\n",
                 i, h->received, samples, missing, h->gaps, h->lost,
-                h->gaps != h->lost ? ": unexplained loss" : "", h->bad_crc, h->bad_len, h->bad_seq_field,
-                h->bad_order, h->changed_held, h->foreign, h->errors,
+                h->gaps != h->lost ? ": unexplained loss" : "", h->bad_crc, h->bad_len,
+                h->bad_seq_field, h->bad_order, h->changed_held, h->foreign, h->errors,
                 h->first_bad_seq == UINT64_MAX ? (int64_t)-1 : (int64_t)h->first_bad_seq);
   }
   sc_print(&t);

@@ -673,12 +673,14 @@ static void test_service_registry(void **state) {
                 SHMBUS_ERR_PORT_LIMIT);
   /* Claimed but not ready: invisible to the other side. */
   assert_int_equal(shmbus__service_slot(&a, SHMBUS__PUBLISHER, slot[0])->word, id[0] << 1);
-  assert_int_equal(shmbus__slot_ready_id(shmbus__service_slot(&a, SHMBUS__PUBLISHER, slot[0])->word), 0);
+  assert_int_equal(
+      shmbus__slot_ready_id(shmbus__service_slot(&a, SHMBUS__PUBLISHER, slot[0])->word), 0);
   assert_int_equal(shmbus__service_slot(&a, SHMBUS__PUBLISHER, slot[0])->node_id, node->id);
 
   uint64_t gen = b.shm->dyn.pub_generation;
   shmbus__service_ready(&a, SHMBUS__PUBLISHER, slot[0], id[0]);
-  assert_int_equal(shmbus__slot_ready_id(shmbus__service_slot(&b, SHMBUS__PUBLISHER, slot[0])->word), id[0]);
+  assert_int_equal(
+      shmbus__slot_ready_id(shmbus__service_slot(&b, SHMBUS__PUBLISHER, slot[0])->word), id[0]);
   assert_int_equal(b.shm->dyn.pub_generation, gen + 1);
   shmbus__service_leave(&a, SHMBUS__PUBLISHER, slot[0], id[0]);
   assert_int_equal(shmbus__service_slot(&b, SHMBUS__PUBLISHER, slot[0])->word, 0);
@@ -696,7 +698,8 @@ static void test_service_registry(void **state) {
                 SHMBUS_ERR_PORT_LIMIT);
   shmbus__service_ready(&b, SHMBUS__SUBSCRIBER, slot[1], id[1]);
   assert_int_equal(a.shm->dyn.sub_generation, gen + 1);
-  assert_int_equal(shmbus__slot_ready_id(shmbus__service_slot(&a, SHMBUS__SUBSCRIBER, slot[1])->word), id[1]);
+  assert_int_equal(
+      shmbus__slot_ready_id(shmbus__service_slot(&a, SHMBUS__SUBSCRIBER, slot[1])->word), id[1]);
 
   /* The last user to detach removes the service. */
   shmbus__service_detach(&a);

@@ -28,7 +28,7 @@ static uint64_t now_ns(void) {
 typedef struct wait_cfg {
   const ts_env *env;
   char service[64];
-  char reply[64];            /* ping-pong: the service of the answers */
+  char reply[64]; /* ping-pong: the service of the answers */
   shmbus_service_opts opts;
   uint64_t n;
 } wait_cfg;
@@ -140,8 +140,8 @@ static void no_publisher_case(ts_env *env, int kill_it) {
   /* The subscriber sleeps while the publisher goes: the close wakes it, a
    * death is found by the sleeper's liveness sweep. */
   ts_assert_err(shmbus_subscriber_wait(sub, (int64_t)(2000 * MS)), SHMBUS_ERR_NO_PUBLISHER);
-  print_message("NO_PUBLISHER %.1f ms after the publisher was %s\n",
-                (double)(now_ns() - t0) / 1e6, kill_it ? "killed" : "closed");
+  print_message("NO_PUBLISHER %.1f ms after the publisher was %s\n", (double)(now_ns() - t0) / 1e6,
+                kill_it ? "killed" : "closed");
   if (!kill_it) ts_assert_child_ok(&child);
   /* Reported once: the next wait waits for a new publisher. */
   ts_assert_err(shmbus_subscriber_wait(sub, (int64_t)(20 * MS)), SHMBUS_ERR_TIMEDOUT);
@@ -224,8 +224,9 @@ static void test_no_lost_wakeup(void **state) {
     uint64_t w0 = now_ns();
     shmbus_sample got;
     int r = take_waiting(sub, &got, STALL_NS);
-    if (r) fail_msg("cycle %llu: wait/take gave %s (a stall over 1 s is a lost wake-up)",
-                    (unsigned long long)i, shmbus_err_name(r));
+    if (r)
+      fail_msg("cycle %llu: wait/take gave %s (a stall over 1 s is a lost wake-up)",
+               (unsigned long long)i, shmbus_err_name(r));
     uint64_t waited = now_ns() - w0;
     if (waited > worst) worst = waited;
     assert_int_equal(((const ts_sample *)got.payload)->seq, i);
@@ -236,9 +237,10 @@ static void test_no_lost_wakeup(void **state) {
     ts_assert_ok(shmbus_publisher_send_copy(pub, &s, sizeof s));
   }
   double secs = (double)(now_ns() - t0) / 1e9;
-  print_message("%d sleeping ping-pong cycles in %.2f s (%.1f us per round trip), longest "
-                "wait %.2f ms\n", PING_CYCLES, secs, secs * 1e6 / PING_CYCLES,
-                (double)worst / 1e6);
+  print_message(
+      "%d sleeping ping-pong cycles in %.2f s (%.1f us per round trip), longest "
+      "wait %.2f ms\n",
+      PING_CYCLES, secs, secs * 1e6 / PING_CYCLES, (double)worst / 1e6);
   ts_parent_expect(&child, MSG_DONE);
   ts_parent_send(&child, MSG_FINISH);
   ts_assert_child_ok(&child);
@@ -258,7 +260,7 @@ typedef struct ws_cfg {
   char services[WS_SUBS][64];
   shmbus_service_opts opts;
   int order[WS_SUBS];
-  int index[WS_SUBS];        /* the user pointers: index[k] == k */
+  int index[WS_SUBS]; /* the user pointers: index[k] == k */
 } ws_cfg;
 
 /* Publishes one sample on services[order[i]] per MSG_GO. */
@@ -351,8 +353,10 @@ static void test_waitset_32_services(void **state) {
     assert_int_equal(((const ts_sample *)s.payload)->seq, (uint64_t)i);
     ts_assert_ok(shmbus_subscriber_release(subs[k], &s));
   }
-  print_message("wait set over %d subscribers of %d services: each publish reported the one "
-                "ready subscriber\n", WS_SUBS, WS_SUBS);
+  print_message(
+      "wait set over %d subscribers of %d services: each publish reported the one "
+      "ready subscriber\n",
+      WS_SUBS, WS_SUBS);
   ts_parent_send(&child, MSG_FINISH);
   ts_assert_child_ok(&child);
   /* Every publisher closed: each subscriber reports it once. */
@@ -646,9 +650,10 @@ static void test_block_slow_subscriber(void **state) {
     }
   }
   assert_int_equal(shmbus_subscriber_lost(sub), 0);
-  print_message("BLOCK policy: %d samples, every sequence number in order, 0 lost, %llu "
-                "pauses, %.2f s\n", BLOCK_SAMPLES, (unsigned long long)pauses,
-                (double)(now_ns() - t0) / 1e9);
+  print_message(
+      "BLOCK policy: %d samples, every sequence number in order, 0 lost, %llu "
+      "pauses, %.2f s\n",
+      BLOCK_SAMPLES, (unsigned long long)pauses, (double)(now_ns() - t0) / 1e9);
   ts_parent_expect(&child, MSG_DONE);
   ts_parent_send(&child, MSG_FINISH);
   ts_assert_child_ok(&child);
@@ -737,8 +742,10 @@ static void test_block_subscriber_killed(void **state) {
   t0 = now_ns();
   ts_assert_err(shmbus_publisher_publish(pub, p), SHMBUS_ERR_PEER_DEAD);
   took = now_ns() - t0;
-  print_message("publish blocked on a subscriber killed after 100 ms returned PEER_DEAD "
-                "after %.1f ms\n", (double)took / 1e6);
+  print_message(
+      "publish blocked on a subscriber killed after 100 ms returned PEER_DEAD "
+      "after %.1f ms\n",
+      (double)took / 1e6);
   assert_true(took < 2000 * MS);
   waitpid(killer, NULL, 0);
   assert_int_equal(ts_child_wait(&child), 128 + SIGKILL);
@@ -782,8 +789,10 @@ static void test_block_subscriber_closes(void **state) {
   ts_assert_ok(shmbus_publisher_publish(pub, p));
   uint64_t took = now_ns() - t0;
   pthread_join(th, NULL);
-  print_message("publish blocked on a subscriber told to close after 50 ms returned after "
-                "%.1f ms\n", (double)took / 1e6);
+  print_message(
+      "publish blocked on a subscriber told to close after 50 ms returned after "
+      "%.1f ms\n",
+      (double)took / 1e6);
   assert_true(took >= 40 * MS && took < 2000 * MS);
   ts_assert_child_ok(&child);
   shmbus_publisher_close(pub);

@@ -69,13 +69,13 @@ void free(void *p) { __libc_free(p); }
 #define MARK_BEGIN() syscall(SYS_getppid)
 #define MARK_END() syscall(SYS_getppid)
 
-#define CHECK(call)                                                                       \
-  do {                                                                                    \
-    int r_ = (call);                                                                      \
-    if (r_ != 0) {                                                                        \
-      fprintf(stderr, "hotpath-audit: %s: %s\n", #call, shmbus_strerror(r_));             \
-      exit(2);                                                                            \
-    }                                                                                     \
+#define CHECK(call)                                                           \
+  do {                                                                        \
+    int r_ = (call);                                                          \
+    if (r_ != 0) {                                                            \
+      fprintf(stderr, "hotpath-audit: %s: %s\n", #call, shmbus_strerror(r_)); \
+      exit(2);                                                                \
+    }                                                                         \
   } while (0)
 
 enum { SLEEP_CYCLES = 1000, SLEEP_WARMUP = 20 };
@@ -139,8 +139,7 @@ static void sleeping_phase(shmbus_node *node, const char *domain, const shmbus_s
   waitpid(child, &status, 0);
   shmbus_publisher_close(pub);
   munmap(consumed, 4096);
-  printf("hotpath-audit: %d publishes to a subscriber sleeping in another process\n",
-         SLEEP_CYCLES);
+  printf("hotpath-audit: %d publishes to a subscriber sleeping in another process\n", SLEEP_CYCLES);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) exit(2);
 }
 
@@ -194,8 +193,10 @@ int main(int argc, char **argv) {
   MARK_END();
   counting = 0;
   unsigned long allocs = allocations;
-  printf("hotpath-audit: %lu cycles of loan/publish/take/release (2 subscribers, history 2, "
-         "one of them in wait mode): %lu heap allocations\n", cycles, allocs);
+  printf(
+      "hotpath-audit: %lu cycles of loan/publish/take/release (2 subscribers, history 2, "
+      "one of them in wait mode): %lu heap allocations\n",
+      cycles, allocs);
   so.history = 0;
   sleeping_phase(node, domain, &so);
   shmbus_subscriber_close(subs[0]);

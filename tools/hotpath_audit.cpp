@@ -45,7 +45,7 @@ using Bytes = std::uint8_t[];
 // shmbus or libc on their own.
 void mark() { syscall(SYS_getppid); }
 
-constexpr int kSleepCycles = 1000;  // SLEEP_CYCLES of hotpath_audit.c
+constexpr int kSleepCycles = 1000; // SLEEP_CYCLES of hotpath_audit.c
 constexpr int kSleepWarmup = 20;
 
 [[noreturn]] void die(const char *what) {
@@ -59,7 +59,7 @@ int sleeper(const std::string &domain, const shmbus::ServiceOptions &so,
             std::atomic<std::uint64_t> *consumed) {
   shmbus::Node node(shmbus::NodeOptions().domain(domain));
   shmbus::Subscriber<Bytes> sub(node, "audit-sleep", so);
-  consumed->store(UINT64_MAX);  // open
+  consumed->store(UINT64_MAX); // open
   for (std::uint64_t n = 0; n < kSleepWarmup + kSleepCycles; n++) {
     if (sub.wait_for(10s) != shmbus::WaitStatus::ready) return 2;
     shmbus::Sample<Bytes> s = sub.take();
@@ -120,42 +120,42 @@ std::uint64_t cycle(shmbus::Publisher<Bytes> &pub, shmbus::Subscriber<Bytes> *su
   const std::size_t n = 64 + i % 64;
   std::uint64_t received = 0;
   switch (i % 3) {
-    case 0: {
-      shmbus::Loan<Bytes> loan = pub.loan(n);
-      std::memset(loan.data(), static_cast<int>(i), 64);
-      pub.publish(std::move(loan));
-      for (int k = 0; k < 2; k++) {
-        shmbus::Sample<Bytes> s = subs[k].take();
-        if (!s) die("take: nothing");
-        received += s.size();
-      }  // released by the destructor
-      break;
+  case 0: {
+    shmbus::Loan<Bytes> loan = pub.loan(n);
+    std::memset(loan.data(), static_cast<int>(i), 64);
+    pub.publish(std::move(loan));
+    for (int k = 0; k < 2; k++) {
+      shmbus::Sample<Bytes> s = subs[k].take();
+      if (!s) die("take: nothing");
+      received += s.size();
+    } // released by the destructor
+    break;
+  }
+  case 1: {
+    shmbus::Result<shmbus::Loan<Bytes>> loan = pub.try_loan(n);
+    if (!loan) die("try_loan");
+    std::memset(loan->data(), static_cast<int>(i), 64);
+    if (!pub.try_publish(std::move(*loan))) die("try_publish");
+    for (int k = 0; k < 2; k++) {
+      shmbus::Result<shmbus::Sample<Bytes>> s = subs[k].try_take();
+      if (!s || !*s) die("try_take");
+      received += s->size();
+      if (!s->try_release()) die("try_release");
     }
-    case 1: {
-      shmbus::Result<shmbus::Loan<Bytes>> loan = pub.try_loan(n);
-      if (!loan) die("try_loan");
-      std::memset(loan->data(), static_cast<int>(i), 64);
-      if (!pub.try_publish(std::move(*loan))) die("try_publish");
-      for (int k = 0; k < 2; k++) {
-        shmbus::Result<shmbus::Sample<Bytes>> s = subs[k].try_take();
-        if (!s || !*s) die("try_take");
-        received += s->size();
-        if (!s->try_release()) die("try_release");
-      }
-      break;
+    break;
+  }
+  default: {
+    std::uint8_t data[128];
+    std::memset(data, static_cast<int>(i), sizeof data);
+    pub.send(data, n);
+    for (int k = 0; k < 2; k++) {
+      shmbus::Sample<Bytes> s = subs[k].take_latest();
+      if (!s) die("take_latest: nothing");
+      received += s[0];
+      shmbus::Sample<Bytes> moved = std::move(s); // a move, then the release
     }
-    default: {
-      std::uint8_t data[128];
-      std::memset(data, static_cast<int>(i), sizeof data);
-      pub.send(data, n);
-      for (int k = 0; k < 2; k++) {
-        shmbus::Sample<Bytes> s = subs[k].take_latest();
-        if (!s) die("take_latest: nothing");
-        received += s[0];
-        shmbus::Sample<Bytes> moved = std::move(s);  // a move, then the release
-      }
-      break;
-    }
+    break;
+  }
   }
   return received;
 }
@@ -186,17 +186,18 @@ int run(unsigned long cycles) {
   mark();
   hotpath_counting = 0;
   const unsigned long allocs = hotpath_allocations;
-  std::printf("hotpath-audit-cpp: %lu cycles through shmbus.hpp (loan/publish/take, try_loan/"
-              "try_publish/try_take/try_release, send/take_latest; 2 subscribers, history 2, one "
-              "of them in wait mode): %lu heap allocations\n",
-              cycles, allocs);
+  std::printf(
+      "hotpath-audit-cpp: %lu cycles through shmbus.hpp (loan/publish/take, try_loan/"
+      "try_publish/try_take/try_release, send/take_latest; 2 subscribers, history 2, one "
+      "of them in wait mode): %lu heap allocations\n",
+      cycles, allocs);
   so.history(0);
   sleeping_phase(node, domain, so);
   (void)received;
   return allocs == 0 ? 0 : 1;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv) {
   const unsigned long cycles = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 1000000ul;

@@ -7,7 +7,7 @@
 extern "C" {
 #endif
 
-extern volatile int hotpath_counting;             /* count while non-zero */
+extern volatile int hotpath_counting;              /* count while non-zero */
 extern volatile unsigned long hotpath_allocations; /* malloc, calloc, ... */
 
 #ifdef __cplusplus

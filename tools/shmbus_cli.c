@@ -22,11 +22,13 @@ int main(int argc, char **argv) {
   const char *cmd = argv[1];
   shmbus_node_opts o = SHMBUS_NODE_OPTS_INIT;
   for (int i = 2; i < argc; i++) {
-    if (!strcmp(argv[i], "--domain") && i + 1 < argc) o.domain = argv[++i];
+    if (!strcmp(argv[i], "--domain") && i + 1 < argc)
+      o.domain = argv[++i];
     else if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
       o.backend = SHMBUS_BACKEND_DIR;
       o.root = argv[++i];
-    } else return usage();
+    } else
+      return usage();
   }
   shmbus_node *node;
   int r = shmbus_node_open(&o, &node);
@@ -43,7 +45,8 @@ int main(int argc, char **argv) {
              info[i].id == shmbus_node_id(node) ? " (this command)" : "");
   } else if (!strcmp(cmd, "cleanup")) {
     r = shmbus_domain_cleanup(node);
-    if (r >= 0) printf("shmbus: cleaned %d objects and ports in domain %s\n", r, shmbus_node_domain(node));
+    if (r >= 0)
+      printf("shmbus: cleaned %d objects and ports in domain %s\n", r, shmbus_node_domain(node));
   } else {
     shmbus_node_close(node);
     return usage();

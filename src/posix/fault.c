@@ -156,12 +156,12 @@ intptr_t shmbus__guard_add(void *base, uint64_t size) {
       return (intptr_t)e;
     }
     if (LOAD(&b->next) == NULL) {
-      void *p = mmap(NULL, sizeof(guard_block), PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      void *p = mmap(NULL, sizeof(guard_block), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                     -1, 0);
       if (p == MAP_FAILED) return 0; /* unguarded: it still works, unprotected */
       guard_block *expected = NULL;
-      if (!__atomic_compare_exchange_n(&b->next, &expected, (guard_block *)p, 0,
-                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+      if (!__atomic_compare_exchange_n(&b->next, &expected, (guard_block *)p, 0, __ATOMIC_ACQ_REL,
+                                       __ATOMIC_ACQUIRE))
         munmap(p, sizeof(guard_block));
     }
   }

@@ -40,19 +40,16 @@ static int translate_errno(int e) {
 }
 
 /* Builds the path for `name`: "/name" for shm_open, "dir/name" otherwise. */
-static int object_path(const shmbus__root *root, const char *name, char *path,
-                       size_t cap) {
-  int n = root->backend == SHMBUS_BACKEND_DIR
-              ? snprintf(path, cap, "%s/%s", root->dir, name)
-              : snprintf(path, cap, "/%s", name);
+static int object_path(const shmbus__root *root, const char *name, char *path, size_t cap) {
+  int n = root->backend == SHMBUS_BACKEND_DIR ? snprintf(path, cap, "%s/%s", root->dir, name)
+                                              : snprintf(path, cap, "/%s", name);
   return (n < 0 || (size_t)n >= cap) ? SHMBUS_ERR_NAME : 0;
 }
 
 /* Opens (or with O_CREAT creates) an object. Existing objects are opened
  * without following a symbolic link and without blocking (a FIFO under our
  * name would block an O_RDONLY open forever). */
-static int open_object(const shmbus__root *root, const char *path, int flags,
-                       mode_t mode) {
+static int open_object(const shmbus__root *root, const char *path, int flags, mode_t mode) {
   int fd;
   if (!(flags & O_CREAT)) flags |= O_NOFOLLOW | O_NONBLOCK;
   do {
@@ -77,8 +74,8 @@ int shmbus__root_check(const shmbus__root *root) {
 
 static int map_fd(int fd, uint64_t size, int writable, shmbus__segment *out) {
   if (size > (uint64_t)SIZE_MAX) return SHMBUS_ERR_NOMEM;
-  void *p = mmap(NULL, (size_t)size, writable ? PROT_READ | PROT_WRITE : PROT_READ,
-                 MAP_SHARED, fd, 0);
+  void *p =
+      mmap(NULL, (size_t)size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return translate_errno(errno);
   out->base = p;
   out->size = size;
@@ -173,13 +170,12 @@ static int name_object(const shmbus__root *root, const char *name, int fd) {
    * descriptor's /proc link does not. */
   char self[64];
   snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-  return linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0
-             ? 0
-             : translate_errno(errno);
+  return linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 ? 0
+                                                                        : translate_errno(errno);
 }
 
-int shmbus__segment_create(const shmbus__root *root, const char *name,
-                           uint64_t size, shmbus__segment *out) {
+int shmbus__segment_create(const shmbus__root *root, const char *name, uint64_t size,
+                           shmbus__segment *out) {
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
   memset(out, 0, sizeof *out);
   int r = object_path(root, name, path, sizeof path);
@@ -206,8 +202,7 @@ int shmbus__segment_create(const shmbus__root *root, const char *name,
   return r;
 }
 
-int shmbus__segment_publish(const shmbus__root *root, const char *name,
-                            shmbus__segment *seg) {
+int shmbus__segment_publish(const shmbus__root *root, const char *name, shmbus__segment *seg) {
   if (seg->draft == 0) return 0;
   int r = name_object(root, name, (int)(seg->draft - 1));
   if (r) return r;
@@ -409,8 +404,7 @@ int shmbus__token_probe(const shmbus__root *root, const char *name) {
   r = SHMBUS__DEAD;
   /* Empty: its creator is between open and lock, or died there. Give a
    * creator ten seconds before calling it dead. */
-  if (fstat(fd, &st) == 0 && st.st_size == 0 && time(NULL) - st.st_mtime < 10)
-    r = SHMBUS__ALIVE;
+  if (fstat(fd, &st) == 0 && st.st_size == 0 && time(NULL) - st.st_mtime < 10) r = SHMBUS__ALIVE;
   flock(fd, LOCK_UN);
   close(fd);
   return r;
@@ -566,8 +560,8 @@ void shmbus__notify(const char *domain, uint64_t id) {
   struct sockaddr_un a;
   socklen_t len = notifier_addr(domain, id, &a);
   static const char one = 1;
-  (void)sendto(__atomic_load_n(&notify_fd, __ATOMIC_ACQUIRE), &one, 1,
-               MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&a, len);
+  (void)sendto(__atomic_load_n(&notify_fd, __ATOMIC_ACQUIRE), &one, 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+               (struct sockaddr *)&a, len);
 }
 
 #else /* other POSIX systems */

@@ -13,14 +13,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CHECK(call)                                                        \
-  do {                                                                     \
-    int rc_ = (call);                                                      \
-    if (rc_ < 0) {                                                         \
-      fprintf(stderr, "consumer_c: %s failed: %s (%s)\n", #call,           \
-              shmbus_err_name(rc_), shmbus_strerror(rc_));                 \
-      goto out;                                                            \
-    }                                                                      \
+#define CHECK(call)                                                                    \
+  do {                                                                                 \
+    int rc_ = (call);                                                                  \
+    if (rc_ < 0) {                                                                     \
+      fprintf(stderr, "consumer_c: %s failed: %s (%s)\n", #call, shmbus_err_name(rc_), \
+              shmbus_strerror(rc_));                                                   \
+      goto out;                                                                        \
+    }                                                                                  \
   } while (0)
 
 int main(void) {

@@ -91,11 +91,10 @@ int run() {
   }
   if (!ok(shmbus_subscriber_release(sub.get(), &sample), "shmbus_subscriber_release")) return 1;
 
-  std::printf("consumer_cpp: ok (shmbus %s, domain %s)\n", shmbus_version_string(),
-              domain.c_str());
+  std::printf("consumer_cpp: ok (shmbus %s, domain %s)\n", shmbus_version_string(), domain.c_str());
   return 0;
 }
 
-}  // namespace
+} // namespace
 
 int main() { return run(); }

@@ -22,7 +22,7 @@ struct Reading {
   std::uint32_t sensor;
   std::uint32_t flags;
 };
-}  // namespace consumer
+} // namespace consumer
 
 SHMBUS_TYPE_NAME(consumer::Reading, "consumer/Reading");
 
@@ -59,7 +59,7 @@ int run() {
 
   shmbus::Result<shmbus::Loan<consumer::Reading>> loan = pub->try_loan();
   if (!ok(loan, "try_loan")) return 1;
-  loan->emplace(consumer::Reading{21.5, 7u, 0x10u});  // constructed in place
+  loan->emplace(consumer::Reading{21.5, 7u, 0x10u}); // constructed in place
   if (!ok(pub->try_publish(std::move(*loan)), "try_publish")) return 1;
 
   shmbus::Result<shmbus::Sample<consumer::Reading>> got = sub->try_take();
@@ -102,6 +102,6 @@ int run() {
   return 0;
 }
 
-}  // namespace
+} // namespace
 
 int main() { return run(); }

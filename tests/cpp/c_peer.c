@@ -40,8 +40,7 @@ static void sleep_ms(long ms) {
 }
 
 static int fail(const char *what, int r) {
-  fprintf(stderr, "c_peer: %s: %s (SHMBUS_ERR_%s)\n", what, shmbus_strerror(r),
-          shmbus_err_name(r));
+  fprintf(stderr, "c_peer: %s: %s (SHMBUS_ERR_%s)\n", what, shmbus_strerror(r), shmbus_err_name(r));
   return 1;
 }
 
@@ -169,7 +168,7 @@ int main(int argc, char **argv) {
   shmbus_node *node = NULL;
   int r = shmbus_node_open(NULL, &node); /* domain: $SHMBUS_DOMAIN */
   if (r) return fail("node_open", r);
-  int rc = is_short ? run_short(node, service)
+  int rc = is_short         ? run_short(node, service)
            : mode[0] == 'p' ? run_pub(node, service, count)
                             : run_sub(node, service, count);
   shmbus_node_close(node);

@@ -11,7 +11,7 @@
 #include <string>
 
 struct WithString {
-  std::string s;  // owns heap memory of this process
+  std::string s; // owns heap memory of this process
 };
 SHMBUS_TYPE_NAME(WithString, "fail/WithString");
 
@@ -26,24 +26,24 @@ struct Unnamed {
 };
 
 #if SHMBUS_COMPILE_FAIL_CASE == 1
-shmbus::Publisher<WithString> p;  // not trivially copyable
+shmbus::Publisher<WithString> p; // not trivially copyable
 #elif SHMBUS_COMPILE_FAIL_CASE == 2
-shmbus::Subscriber<Virtual> s;  // not trivially copyable nor standard layout
+shmbus::Subscriber<Virtual> s; // not trivially copyable nor standard layout
 #elif SHMBUS_COMPILE_FAIL_CASE == 3
-shmbus::Publisher<Unnamed> p;  // no type name
+shmbus::Publisher<Unnamed> p; // no type name
 #elif SHMBUS_COMPILE_FAIL_CASE == 4
-shmbus::Publisher<std::uint32_t *> p;  // a pointer
+shmbus::Publisher<std::uint32_t *> p; // a pointer
 #elif SHMBUS_COMPILE_FAIL_CASE == 5
-shmbus::Publisher<float[3]> p;  // a fixed-size array
+shmbus::Publisher<float[3]> p; // a fixed-size array
 #elif SHMBUS_COMPILE_FAIL_CASE == 6
-void f(shmbus::Sample<std::uint32_t> &a) { shmbus::Sample<std::uint32_t> b = a; }  // a copy
+void f(shmbus::Sample<std::uint32_t> &a) { shmbus::Sample<std::uint32_t> b = a; } // a copy
 #elif SHMBUS_COMPILE_FAIL_CASE == 7
-void f(shmbus::Loan<std::uint32_t> &a, shmbus::Loan<std::uint32_t> &b) { a = b; }  // a copy
+void f(shmbus::Loan<std::uint32_t> &a, shmbus::Loan<std::uint32_t> &b) { a = b; } // a copy
 #elif SHMBUS_COMPILE_FAIL_CASE == 8
 struct Empty {
   std::uint32_t x;
 };
-SHMBUS_TYPE_NAME(Empty, "");  // an empty name
+SHMBUS_TYPE_NAME(Empty, ""); // an empty name
 #elif SHMBUS_COMPILE_FAIL_CASE == 9
 // Without exceptions only the try_ forms exist.
 void f(shmbus::Publisher<std::uint32_t> &p) { (void)p.loan(); }

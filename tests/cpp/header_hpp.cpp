@@ -28,12 +28,12 @@ struct Reading {
   std::uint32_t sensor;
   std::uint32_t flags;
 };
-struct NeedsInit {  // trivially copyable, not trivially default constructible
+struct NeedsInit { // trivially copyable, not trivially default constructible
   NeedsInit() : a(7) {}
   NeedsInit(std::uint32_t x, std::uint32_t y) : a(x + y) {}
   std::uint32_t a;
 };
-}  // namespace hdr
+} // namespace hdr
 
 SHMBUS_TYPE_NAME(hdr::Reading, "header-test/Reading");
 SHMBUS_TYPE_NAME(hdr::NeedsInit, "header-test/NeedsInit");
@@ -169,7 +169,7 @@ int run() {
   return failures == 0 ? 0 : 1;
 }
 
-}  // namespace
+} // namespace
 
 int main() {
   const int rc = run();

@@ -61,11 +61,11 @@ inline bool valid(const Reading &r) {
          r.value == static_cast<double>(r.seq) / 4.0 && r.sensor == r.seq % 7 && r.flags == 0;
 }
 
-struct Other {  // same size as Reading, another type
+struct Other { // same size as Reading, another type
   std::uint64_t a, b, c, d;
 };
 
-struct alignas(64) Wide {  // a type with an alignment of a cache line
+struct alignas(64) Wide { // a type with an alignment of a cache line
   std::uint64_t v;
 };
 
@@ -79,7 +79,7 @@ struct Reply {
   std::int64_t sum;
 };
 
-}  // namespace cpptest
+} // namespace cpptest
 
 SHMBUS_TYPE_NAME(cpptest::Reading, "shmbus-cpp-test/Reading");
 SHMBUS_TYPE_NAME(cpptest::Other, "shmbus-cpp-test/Other");
@@ -218,13 +218,13 @@ inline int wait_child(pid_t pid) {
 }
 
 // A check inside a child: prints and returns 1 from the enclosing function.
-#define CHILD_CHECK(cond)                                                                  \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "%s:%d: child %ld: check failed: %s\n", __FILE__, __LINE__,     \
-                   static_cast<long>(getpid()), #cond);                                    \
-      return 1;                                                                            \
-    }                                                                                      \
+#define CHILD_CHECK(cond)                                                              \
+  do {                                                                                 \
+    if (!(cond)) {                                                                     \
+      std::fprintf(stderr, "%s:%d: child %ld: check failed: %s\n", __FILE__, __LINE__, \
+                   static_cast<long>(getpid()), #cond);                                \
+      return 1;                                                                        \
+    }                                                                                  \
   } while (0)
 
 // Waits (polling, bounded) until cond() holds; false on time-out.
@@ -250,6 +250,6 @@ bool connect(P &pub, S &sub, int subscribers = 1) {
   });
 }
 
-}  // namespace cpptest
+} // namespace cpptest
 
-#endif  // SHMBUS_TESTS_CPP_SUPPORT_HPP
+#endif // SHMBUS_TESTS_CPP_SUPPORT_HPP

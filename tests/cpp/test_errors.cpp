@@ -19,7 +19,7 @@ TEST_SUITE("errors") {
     shmbus::Node node = d.node();
     shmbus::Publisher<Reading> pub(node, "typed");
     try {
-      shmbus::Subscriber<Other> wrong(node, "typed");  // same size, another type
+      shmbus::Subscriber<Other> wrong(node, "typed"); // same size, another type
       FAIL("no exception");
     } catch (const shmbus::Error &e) {
       CHECK(e.code() == SHMBUS_ERR_INCOMPATIBLE);
@@ -32,7 +32,7 @@ TEST_SUITE("errors") {
       CHECK(what.find("SHMBUS_ERR_INCOMPATIBLE") != std::string::npos);
       // The C library's finding (shmbus_error_detail): which setting differs.
       CHECK(what.find("service 'typed' carries type") != std::string::npos);
-      const std::exception &base = e;  // one exception type, a std::exception
+      const std::exception &base = e; // one exception type, a std::exception
       CHECK(std::string(base.what()) == what);
     }
   }
@@ -41,7 +41,8 @@ TEST_SUITE("errors") {
     TestDomain d;
     shmbus::Node node = d.node();
     shmbus::Publisher<Reading> pub(node, "typed");
-    shmbus::Result<shmbus::Subscriber<Other>> r = shmbus::Subscriber<Other>::try_open(node, "typed");
+    shmbus::Result<shmbus::Subscriber<Other>> r =
+        shmbus::Subscriber<Other>::try_open(node, "typed");
     CHECK(!r.ok());
     CHECK(!r);
     CHECK(r.error() == SHMBUS_ERR_INCOMPATIBLE);
@@ -55,7 +56,8 @@ TEST_SUITE("errors") {
       CHECK(e.code() == SHMBUS_ERR_INCOMPATIBLE);
     }
 
-    shmbus::Result<shmbus::Subscriber<Reading>> ok = shmbus::Subscriber<Reading>::try_open(node, "typed");
+    shmbus::Result<shmbus::Subscriber<Reading>> ok =
+        shmbus::Subscriber<Reading>::try_open(node, "typed");
     REQUIRE(ok.ok());
     CHECK(ok.error() == SHMBUS_OK);
     CHECK(ok.where() == nullptr);
@@ -64,7 +66,7 @@ TEST_SUITE("errors") {
 
     shmbus::Status good = pub.try_send(make_reading(0));
     CHECK(good.ok());
-    good.value();  // no throw
+    good.value(); // no throw
     shmbus::Status bad = shmbus::Publisher<Reading>().try_send(make_reading(0));
     CHECK(bad.error() == SHMBUS_ERR_INVAL);
     CHECK(std::string(bad.detail()).find("close or move") != std::string::npos);
@@ -117,13 +119,13 @@ TEST_SUITE("errors") {
     c.type.size = sizeof(Reading);
     c.type.align = alignof(Reading);
     c.queue_depth = 32;
-    shmbus::Publisher<Reading> same(node, "c-opts", shmbus::ServiceOptions(c));  // the same type
+    shmbus::Publisher<Reading> same(node, "c-opts", shmbus::ServiceOptions(c)); // the same type
     c.type.size = 8;
     shmbus::Result<shmbus::Subscriber<Reading>> wrong =
         shmbus::Subscriber<Reading>::try_open(node, "c-opts", c);
     CHECK(wrong.error() == SHMBUS_ERR_INCOMPATIBLE);
     CHECK(std::string(wrong.detail()).find("another type") != std::string::npos);
-    c.type.name = nullptr;  // no type: the port's
+    c.type.name = nullptr; // no type: the port's
     c.type.size = 0;
     c.type.align = 0;
     shmbus::Subscriber<Reading> sub(node, "c-opts", c);
@@ -188,12 +190,12 @@ TEST_SUITE("errors") {
     CHECK(shmbus::Subscriber<Reading>::try_open(node, std::string_view(long_name)).error() ==
           SHMBUS_ERR_NAME);
     const std::string_view sv = std::string_view("sv-name-and-more").substr(0, 7);
-    shmbus::Publisher<Reading> by_view(node, sv);  // "sv-name", copied with its NUL
+    shmbus::Publisher<Reading> by_view(node, sv); // "sv-name", copied with its NUL
     shmbus::Subscriber<Reading> by_string(node, std::string("sv-name"));
     CHECK(cpptest::connect(by_view, by_string));
 #endif
-    CHECK(shmbus::Publisher<Reading>::try_open(node, "q", shmbus::ServiceOptions().queue_depth(
-                                                              SHMBUS_MAX_QUEUE_DEPTH + 1))
+    CHECK(shmbus::Publisher<Reading>::try_open(
+              node, "q", shmbus::ServiceOptions().queue_depth(SHMBUS_MAX_QUEUE_DEPTH + 1))
               .error() == SHMBUS_ERR_INVAL);
     CHECK(shmbus::Node::try_open(shmbus::NodeOptions().domain("bad domain")).error() ==
           SHMBUS_ERR_NAME);
@@ -216,7 +218,7 @@ TEST_SUITE("errors") {
     CHECK(shmbus::Subscriber<Reading>::try_open(node, std::string_view(with_nul)).error() ==
           SHMBUS_ERR_NAME);
 #endif
-    for (const std::string &o : cpptest::objects_of(d.name()))  // no service "nul-name"
+    for (const std::string &o : cpptest::objects_of(d.name())) // no service "nul-name"
       CHECK_MESSAGE(o.find(".n.") != std::string::npos, o);
   }
 
@@ -249,19 +251,19 @@ TEST_SUITE("errors") {
 
   TEST_CASE("timeouts: std::chrono durations become the C API's nanoseconds") {
     using namespace std::chrono;
-    CHECK(shmbus::detail::timeout_ns(seconds(-1)) == 0);  // the past: look once
+    CHECK(shmbus::detail::timeout_ns(seconds(-1)) == 0); // the past: look once
     CHECK(shmbus::detail::timeout_ns(seconds(0)) == 0);
     CHECK(shmbus::detail::timeout_ns(milliseconds(250)) == 250000000);
     CHECK(shmbus::detail::timeout_ns(duration<double>(1.5)) == 1500000000);
-    CHECK(shmbus::detail::timeout_ns(duration<long long, std::pico>(1)) == 1);  // rounds up
-    CHECK(shmbus::detail::timeout_ns(hours::max()) == INT64_MAX);  // saturates
+    CHECK(shmbus::detail::timeout_ns(duration<long long, std::pico>(1)) == 1); // rounds up
+    CHECK(shmbus::detail::timeout_ns(hours::max()) == INT64_MAX);              // saturates
     CHECK(shmbus::detail::timeout_ns(duration<double>(1e300)) == INT64_MAX);
   }
 
   TEST_CASE("the clock: CLOCK_MONOTONIC, steady, convertible to steady_clock") {
     static_assert(shmbus::Clock::is_steady, "steady");
     static_assert(std::is_same<shmbus::Clock::duration, std::chrono::nanoseconds>::value, "ns");
-    const bool &steady = shmbus::Clock::is_steady;  // odr-used: defined in the header
+    const bool &steady = shmbus::Clock::is_steady; // odr-used: defined in the header
     CHECK(steady);
     const shmbus::Timestamp a = shmbus::Clock::now();
     const shmbus::Timestamp b = shmbus::Clock::now();

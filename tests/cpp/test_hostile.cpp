@@ -36,20 +36,20 @@ int with_truncated_sample(const TestDomain &d, F then) {
     for (std::uint64_t i = 0; i < 4; i++) pub.send(make_reading(i));
     shmbus::Sample<Reading> held = sub.take();
     CHILD_CHECK(held && cpptest::valid(*held));
-    CHILD_CHECK(cpptest::truncate_object(
-        cpptest::publisher_object(d.name(), service, pub.id(), true), 0));
-    (void)touch(held.get(), sizeof(Reading));  // zeros now, no signal
+    CHILD_CHECK(
+        cpptest::truncate_object(cpptest::publisher_object(d.name(), service, pub.id(), true), 0));
+    (void)touch(held.get(), sizeof(Reading)); // zeros now, no signal
     const int rc = then(pub, sub, held);
     sub.close();
     pub.close();
-    (void)node.cleanup();  // what the truncated segment's accounting left
+    (void)node.cleanup(); // what the truncated segment's accounting left
     cpptest::remove_objects(d.name());
     return rc;
   });
   return cpptest::wait_child(pid);
 }
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("hostile") {
   TEST_CASE("a sample whose publisher's segment was truncated while held: release says CORRUPT") {
@@ -71,7 +71,7 @@ TEST_SUITE("hostile") {
               CHILD_CHECK(std::string(e.where()) == "shmbus::Sample::release");
               return 0;
             }
-            return 1;  // no exception
+            return 1; // no exception
           }) == 0);
   }
 
@@ -80,7 +80,7 @@ TEST_SUITE("hostile") {
     CHECK(with_truncated_sample(d, [](shmbus::Publisher<Reading> &pub,
                                       shmbus::Subscriber<Reading> &sub,
                                       shmbus::Sample<Reading> &held) {
-            held = shmbus::Sample<Reading>();  // the destructor's path: no throw
+            held = shmbus::Sample<Reading>(); // the destructor's path: no throw
             CHILD_CHECK(sub.release_errors() == 1);
             shmbus::Result<shmbus::Sample<Reading>> next = sub.try_take();
             CHILD_CHECK(next.error() == SHMBUS_ERR_CORRUPT);
@@ -101,17 +101,18 @@ TEST_SUITE("hostile") {
 
   TEST_CASE("a wait after such a destructor reports it too") {
     TestDomain d;
-    CHECK(with_truncated_sample(d, [](shmbus::Publisher<Reading> &, shmbus::Subscriber<Reading> &sub,
-                                      shmbus::Sample<Reading> &held) {
-            { shmbus::Sample<Reading> gone = std::move(held); }
-            try {
-              (void)sub.wait_for(std::chrono::milliseconds(10));
-            } catch (const shmbus::Error &e) {
-              CHILD_CHECK(e.code() == SHMBUS_ERR_CORRUPT);
-              return 0;
-            }
-            return 1;
-          }) == 0);
+    CHECK(
+        with_truncated_sample(d, [](shmbus::Publisher<Reading> &, shmbus::Subscriber<Reading> &sub,
+                                    shmbus::Sample<Reading> &held) {
+          { shmbus::Sample<Reading> gone = std::move(held); }
+          try {
+            (void)sub.wait_for(std::chrono::milliseconds(10));
+          } catch (const shmbus::Error &e) {
+            CHILD_CHECK(e.code() == SHMBUS_ERR_CORRUPT);
+            return 0;
+          }
+          return 1;
+        }) == 0);
   }
 
   TEST_CASE("a loan out while its segment is truncated: publish reports, the loan is dropped") {
@@ -125,12 +126,13 @@ TEST_SUITE("hostile") {
       shmbus::Loan<Reading> loan = pub.loan();
       CHILD_CHECK(cpptest::truncate_object(
           cpptest::publisher_object(d.name(), service, pub.id(), true), 0));
-      loan.write(make_reading(1));  // writes zero pages: no signal
+      loan.write(make_reading(1)); // writes zero pages: no signal
       shmbus::Status st = pub.try_publish(std::move(loan));
       CHILD_CHECK(st.ok() || st.error() == SHMBUS_ERR_CORRUPT);
-      for (int i = 0; i < 8; i++) {  // loans keep coming back or failing with a code
+      for (int i = 0; i < 8; i++) { // loans keep coming back or failing with a code
         shmbus::Result<shmbus::Loan<Reading>> l = pub.try_loan();
-        CHILD_CHECK(l.ok() || l.error() == SHMBUS_ERR_CORRUPT || l.error() == SHMBUS_ERR_LOAN_LIMIT);
+        CHILD_CHECK(l.ok() || l.error() == SHMBUS_ERR_CORRUPT ||
+                    l.error() == SHMBUS_ERR_LOAN_LIMIT);
       }
       shmbus::Result<shmbus::Sample<Reading>> r = sub.try_take();
       CHILD_CHECK(r.ok() || r.error() == SHMBUS_ERR_CORRUPT);
@@ -160,17 +162,17 @@ TEST_SUITE("hostile") {
       // rewrites the chunk header's timestamp after publishing. The header
       // (src/layout.h: sequence, timestamp_ns, publisher_id, ...; 32 bytes)
       // precedes the payload, which follows at the type's alignment (8).
-      auto *header = reinterpret_cast<std::uint64_t *>(
-          reinterpret_cast<unsigned char *>(loan.get()) - 32);
+      auto *header =
+          reinterpret_cast<std::uint64_t *>(reinterpret_cast<unsigned char *>(loan.get()) - 32);
       pub.publish(std::move(loan));
-      REQUIRE(header[0] == seq);       // sequence: the layout is as assumed
-      REQUIRE(header[2] == pub.id());  // publisher_id
+      REQUIRE(header[0] == seq);      // sequence: the layout is as assumed
+      REQUIRE(header[2] == pub.id()); // publisher_id
       __atomic_store_n(&header[1], stamp, __ATOMIC_RELEASE);
       shmbus::Sample<Reading> s = sub.take();
       REQUIRE(s);
       CHECK(s.timestamp_ns() == stamp);
       const shmbus::Clock::duration age = s.age();  // UBSan: no signed overflow
-      CHECK(age < shmbus::Clock::duration::zero());  // from the future
+      CHECK(age < shmbus::Clock::duration::zero()); // from the future
       if (stamp > static_cast<std::uint64_t>(INT64_MAX))
         CHECK(s.timestamp() == shmbus::Timestamp::max());
       else
@@ -183,9 +185,10 @@ TEST_SUITE("hostile") {
     TestDomain d;
     const std::string service = cpptest::service_name("short");
     shmbus::Node node = d.node();
-    shmbus::Subscriber<cpp_peer_reading> sub(
-        node, service,
-        shmbus::ServiceOptions().queue_depth(CPP_PEER_QUEUE_DEPTH).overflow(shmbus::Overflow::block));
+    shmbus::Subscriber<cpp_peer_reading> sub(node, service,
+                                             shmbus::ServiceOptions()
+                                                 .queue_depth(CPP_PEER_QUEUE_DEPTH)
+                                                 .overflow(shmbus::Overflow::block));
     const pid_t peer = cpptest::spawn(d.name(), {SHMBUS_CPP_TEST_C_PEER, "short", service});
     int refused = 0;
     shmbus::Sample<cpp_peer_reading> good;
@@ -198,8 +201,10 @@ TEST_SUITE("hostile") {
         refused++;
         continue;
       }
-      if (*r) good = std::move(*r);
-      else (void)sub.try_wait_for(std::chrono::milliseconds(100));
+      if (*r)
+        good = std::move(*r);
+      else
+        (void)sub.try_wait_for(std::chrono::milliseconds(100));
     }
     CHECK(refused == 1);
     REQUIRE(good);

@@ -54,7 +54,7 @@ std::uint64_t env_count(const char *name, std::uint64_t fallback) {
   return v != nullptr ? std::strtoull(v, nullptr, 10) : fallback;
 }
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("multiprocess") {
   TEST_CASE("two C++ processes: a stream of typed samples, every sequence number accounted for") {
@@ -110,8 +110,8 @@ TEST_SUITE("multiprocess") {
         Request q = {static_cast<std::uint64_t>(i), i, -2 * i + 7};
         requests.send(q);
         shmbus::Sample<Reply> a;
-        while (!(a = replies.take())) REQUIRE(replies.wait_for(std::chrono::seconds(20)) !=
-                                              shmbus::WaitStatus::timed_out);
+        while (!(a = replies.take()))
+          REQUIRE(replies.wait_for(std::chrono::seconds(20)) != shmbus::WaitStatus::timed_out);
         REQUIRE(a->id == static_cast<std::uint64_t>(i));
         REQUIRE(a->sum == static_cast<std::int64_t>(-i + 7));
       }
@@ -134,11 +134,10 @@ TEST_SUITE("multiprocess") {
       shmbus::Sample<cpp_peer_reading> s = sub.take();
       if (!s) {
         if (std::chrono::steady_clock::now() - last > std::chrono::seconds(30)) break;
-        continue;  // busy: the C publisher backs off when the queue is full
+        continue; // busy: the C publisher backs off when the queue is full
       }
       ok = s->seq == next && s.sequence() == next && cpp_peer_valid(s.get());
-      if (!ok)
-        FAIL_CHECK("sample " << next << ": seq " << s->seq << ", sequence " << s.sequence());
+      if (!ok) FAIL_CHECK("sample " << next << ": seq " << s->seq << ", sequence " << s.sequence());
       next++;
       last = std::chrono::steady_clock::now();
     }
@@ -180,7 +179,7 @@ TEST_SUITE("multiprocess") {
       while (pub.update() < 1) std::this_thread::sleep_for(Ms(1));
       pub.send(make_reading(1));
       pub.send(make_reading(2));
-      pause();  // until killed
+      pause(); // until killed
       return 0;
     });
     shmbus::Sample<Reading> held;
@@ -191,14 +190,14 @@ TEST_SUITE("multiprocess") {
     }));
     kill(child, SIGKILL);
     CHECK(cpptest::wait_child(child) == 128 + SIGKILL);
-    CHECK(held->seq == 1);  // the dead publisher's memory is still mapped
+    CHECK(held->seq == 1); // the dead publisher's memory is still mapped
     CHECK(cpptest::valid(*held));
-    shmbus::Sample<Reading> queued = sub.take();  // and what it queued can be taken
+    shmbus::Sample<Reading> queued = sub.take(); // and what it queued can be taken
     REQUIRE(queued);
     CHECK(queued->seq == 2);
     CHECK(sub.wait_for(std::chrono::seconds(5)) == shmbus::WaitStatus::no_publisher);
     held.release();
     queued.release();
-    CHECK(node.cleanup() >= 1);  // its token and its segments
+    CHECK(node.cleanup() >= 1); // its token and its segments
   }
 }

@@ -30,7 +30,7 @@ static_assert(std::is_trivially_copyable<ThrowingCtor>::value &&
                   std::is_standard_layout<ThrowingCtor>::value,
               "a sample type");
 
-}  // namespace
+} // namespace
 
 SHMBUS_TYPE_NAME(ThrowingCtor, "shmbus-cpp-test/ThrowingCtor");
 
@@ -51,16 +51,17 @@ struct Pair {
   shmbus::Subscriber<Reading> sub;
 };
 
-}  // namespace
+} // namespace
 
 TEST_SUITE("ownership") {
-  TEST_CASE("a Loan dropped unpublished gives its chunk back: loaning max_loans times in a loop "
-            "never fails") {
+  TEST_CASE(
+      "a Loan dropped unpublished gives its chunk back: loaning max_loans times in a loop "
+      "never fails") {
     TestDomain d;
     Pair p(d);
     for (int i = 0; i < 10000; i++) {
       shmbus::Loan<Reading> loan = p.pub.loan();
-      loan->seq = static_cast<std::uint64_t>(i);  // never seen: discarded below
+      loan->seq = static_cast<std::uint64_t>(i); // never seen: discarded below
     }
     for (int i = 0; i < 1000; i++) {
       std::vector<shmbus::Loan<Reading>> held;
@@ -68,7 +69,7 @@ TEST_SUITE("ownership") {
       shmbus::Result<shmbus::Loan<Reading>> fifth = p.pub.try_loan();
       REQUIRE(fifth.error() == SHMBUS_ERR_LOAN_LIMIT);
     }
-    CHECK(!p.sub.take());  // nothing was published
+    CHECK(!p.sub.take()); // nothing was published
   }
 
   TEST_CASE("a loan whose T constructor throws is discarded, never leaked") {
@@ -82,14 +83,14 @@ TEST_SUITE("ownership") {
       static_assert(noexcept(std::declval<shmbus::Publisher<Reading> &>().try_loan()),
                     "a plain T's cannot");
       g_throw_in_ctor = true;
-      for (int i = 0; i < 10; i++) {  // more than max_loans: each came back
+      for (int i = 0; i < 10; i++) { // more than max_loans: each came back
         CHECK_THROWS_AS((void)pub.loan(), std::runtime_error);
         CHECK_THROWS_AS((void)slices.loan(3), std::runtime_error);
       }
       g_throw_in_ctor = false;
       std::vector<shmbus::Loan<ThrowingCtor>> held;
       for (int k = 0; k < 4; k++) held.push_back(pub.loan());
-      CHECK(held[3]->v == 7);  // constructed
+      CHECK(held[3]->v == 7); // constructed
       shmbus::Loan<ThrowingCtor[]> slice = slices.loan(4);
       CHECK(slice[3].v == 7);
     }
@@ -110,7 +111,7 @@ TEST_SUITE("ownership") {
       shmbus::Sample<Reading> s = p.sub.take();
       REQUIRE(s);
       CHECK(shmbus_subscriber_release(p.sub.native_handle(), &s.native()) == 0);
-    }  // its release now says NOT_HELD: nothing about the memory
+    } // its release now says NOT_HELD: nothing about the memory
     CHECK(p.sub.release_errors() == 0);
     shmbus::Result<shmbus::Sample<Reading>> next = p.sub.try_take();
     REQUIRE(next.ok());
@@ -133,16 +134,16 @@ TEST_SUITE("ownership") {
     shmbus::Loan<Reading> second = p.pub.loan();
     second.write(make_reading(1));
     shmbus::Status full = p.pub.try_publish(std::move(second));
-    CHECK(full.error() == SHMBUS_ERR_TIMEDOUT);  // the queue is full (BLOCK, timeout 0)
-    REQUIRE(second);                             // still ours
+    CHECK(full.error() == SHMBUS_ERR_TIMEDOUT); // the queue is full (BLOCK, timeout 0)
+    REQUIRE(second);                            // still ours
     CHECK(second->seq == 1);
 
     {
       shmbus::Sample<Reading> s = p.sub.take();
       REQUIRE(s);
       CHECK(s->seq == 0);
-    }  // released: room again
-    p.pub.publish(std::move(second));  // the retry goes through
+    }                                 // released: room again
+    p.pub.publish(std::move(second)); // the retry goes through
     CHECK(!second);
     shmbus::Sample<Reading> s = p.sub.take();
     REQUIRE(s);
@@ -158,7 +159,7 @@ TEST_SUITE("ownership") {
     shmbus::Status st = p.pub.try_publish(std::move(foreign));
     CHECK(st.error() == SHMBUS_ERR_NOT_LOANED);
     CHECK(foreign);
-    other.publish(std::move(foreign));  // to its own publisher it goes
+    other.publish(std::move(foreign)); // to its own publisher it goes
     shmbus::Loan<Reading> empty;
     CHECK(p.pub.try_publish(std::move(empty)).error() == SHMBUS_ERR_INVAL);
     CHECK_THROWS_AS(p.pub.publish(std::move(empty)), shmbus::Error);
@@ -174,19 +175,19 @@ TEST_SUITE("ownership") {
     CHECK(!a.has_value());
     CHECK(b);
     shmbus::Loan<Reading> &alias = b;
-    b = std::move(alias);  // self-move
+    b = std::move(alias); // self-move
     CHECK(b);
-    a = p.pub.loan();  // two outstanding: the limit
+    a = p.pub.loan(); // two outstanding: the limit
     CHECK(p.pub.try_loan().error() == SHMBUS_ERR_LOAN_LIMIT);
-    a = std::move(b);  // a's loan is discarded first
+    a = std::move(b); // a's loan is discarded first
     CHECK(!b);
     CHECK(a);
-    shmbus::Loan<Reading> c = p.pub.loan();  // so there is room for one
+    shmbus::Loan<Reading> c = p.pub.loan(); // so there is room for one
     CHECK(p.pub.try_loan().error() == SHMBUS_ERR_LOAN_LIMIT);
     a.discard();
     c.discard();
     CHECK(!a);
-    a.discard();  // twice: nothing
+    a.discard(); // twice: nothing
 
     for (std::uint64_t i = 0; i < 3; i++) p.pub.send(make_reading(i));
     shmbus::Sample<Reading> s1 = p.sub.take();
@@ -195,15 +196,15 @@ TEST_SUITE("ownership") {
     REQUIRE(s2);
     CHECK(p.sub.try_take().error() == SHMBUS_ERR_HOLD_LIMIT);
     shmbus::Sample<Reading> &salias = s1;
-    s1 = std::move(salias);  // self-move
+    s1 = std::move(salias); // self-move
     CHECK(s1);
     CHECK(s1->seq == 0);
-    s1 = std::move(s2);  // releases sample 0 first
+    s1 = std::move(s2); // releases sample 0 first
     CHECK(!s2);
     CHECK(s1->seq == 1);
-    CHECK(s2.sequence() == 0);  // an empty Sample's metadata is 0
+    CHECK(s2.sequence() == 0); // an empty Sample's metadata is 0
     CHECK(s2.bytes() == 0);
-    shmbus::Sample<Reading> s3 = p.sub.take();  // room for it
+    shmbus::Sample<Reading> s3 = p.sub.take(); // room for it
     REQUIRE(s3);
     CHECK(s3->seq == 2);
 
@@ -230,7 +231,7 @@ TEST_SUITE("ownership") {
       kept = p.sub.take();
       REQUIRE(kept);
       pub_id = p.pub.id();
-    }  // subscriber, publisher and node handles are gone
+    } // subscriber, publisher and node handles are gone
     CHECK(kept->seq == 7);
     CHECK(cpptest::valid(*kept));
     CHECK(kept.publisher_id() == pub_id);
@@ -249,9 +250,9 @@ TEST_SUITE("ownership") {
       REQUIRE(cpptest::connect(pub, sub));
       loan = pub.loan();
     }
-    loan->seq = 1;  // still writable: the C port is open while the loan lives
+    loan->seq = 1; // still writable: the C port is open while the loan lives
     CHECK(sub.publishers() == 1);
-    loan = shmbus::Loan<Reading>();  // discarded: the last reference closes the port
+    loan = shmbus::Loan<Reading>(); // discarded: the last reference closes the port
     CHECK(cpptest::eventually([&] { return sub.publishers() == 0; }));
     CHECK(!sub.take());
   }
@@ -264,7 +265,7 @@ TEST_SUITE("ownership") {
     REQUIRE(s);
     p.sub.close();
     CHECK(!p.sub);
-    CHECK(p.pub.update() == 1);  // the C subscriber is still there
+    CHECK(p.pub.update() == 1); // the C subscriber is still there
     s = shmbus::Sample<Reading>();
     CHECK(cpptest::eventually([&] { return p.pub.update() == 0; }));
   }
@@ -287,7 +288,7 @@ TEST_SUITE("ownership") {
     CHECK(p.pub.native_handle() == nullptr);
 
     p.sub.close();
-    p.sub.close();  // twice: nothing
+    p.sub.close(); // twice: nothing
     CHECK_THROWS_AS((void)p.sub.take(), shmbus::Error);
     CHECK(p.sub.try_take_latest().error() == SHMBUS_ERR_INVAL);
     CHECK(p.sub.try_wait_for(std::chrono::milliseconds(1)).error() == SHMBUS_ERR_INVAL);
@@ -305,7 +306,7 @@ TEST_SUITE("ownership") {
     CHECK(p.node.try_nodes().error() == SHMBUS_ERR_INVAL);
     shmbus::WaitSet ws;
     CHECK(!ws);
-    ws.trigger();  // nothing
+    ws.trigger(); // nothing
     CHECK(ws.fd() == -1);
     CHECK(ws.try_wait(std::chrono::milliseconds(0)).error() == SHMBUS_ERR_INVAL);
   }
@@ -320,7 +321,7 @@ TEST_SUITE("ownership") {
           shmbus::Loan<Reading> empty;
           empty->seq = 1;
         }
-        return 0;  // not reached
+        return 0; // not reached
       });
       CHECK(cpptest::wait_child(pid) == 128 + SIGABRT);
     }
@@ -342,12 +343,21 @@ TEST_SUITE("ownership") {
         loan = pub.loan();
         REQUIRE(sample);
         switch (order) {
-          case 0: node.close(); break;                          // node first
-          case 1: pub.close(); sub.close(); break;              // ports first
-          case 2: sub.close(); node.close(); break;             // subscriber, node
-          case 3: sample = shmbus::Sample<Reading>(); break;    // sample before its port
-          case 4: loan.discard(); pub.close(); break;           // loan before its port
-          default: break;                                       // reverse declaration order
+        case 0: node.close(); break; // node first
+        case 1:
+          pub.close();
+          sub.close();
+          break; // ports first
+        case 2:
+          sub.close();
+          node.close();
+          break;                                           // subscriber, node
+        case 3: sample = shmbus::Sample<Reading>(); break; // sample before its port
+        case 4:
+          loan.discard();
+          pub.close();
+          break;        // loan before its port
+        default: break; // reverse declaration order
         }
       }
       if (sample) CHECK(sample->seq == static_cast<std::uint64_t>(order));

@@ -63,14 +63,14 @@ TEST_SUITE("slices") {
     for (std::size_t i = 0; i < 3; i++) loan[i] = static_cast<std::uint32_t>(i + 1);
     CHECK(pub.try_publish(std::move(loan), 0).error() == SHMBUS_ERR_INVAL);
     CHECK(pub.try_publish(std::move(loan), 17).error() == SHMBUS_ERR_TOO_LARGE);
-    REQUIRE(loan);  // refused: still ours
-    shmbus::Loan<std::uint32_t[]> empty;  // an empty loan is INVAL whatever n is
+    REQUIRE(loan);                       // refused: still ours
+    shmbus::Loan<std::uint32_t[]> empty; // an empty loan is INVAL whatever n is
     shmbus::Status st = pub.try_publish(std::move(empty), 1);
     CHECK(st.error() == SHMBUS_ERR_INVAL);
     CHECK(std::string(st.detail() ? st.detail() : "").find("loan is empty") != std::string::npos);
     shmbus::Publisher<std::uint32_t[]> closed;
     CHECK(closed.try_publish(std::move(loan), 3).error() == SHMBUS_ERR_INVAL);
-    CHECK(closed.try_send(loan.data(), SIZE_MAX).error() == SHMBUS_ERR_INVAL);  // empty first
+    CHECK(closed.try_send(loan.data(), SIZE_MAX).error() == SHMBUS_ERR_INVAL); // empty first
     REQUIRE(loan);
     pub.publish(std::move(loan), 3);
     shmbus::Sample<std::uint32_t[]> s = sub.take();
@@ -97,7 +97,7 @@ TEST_SUITE("slices") {
     loan.write(values + 1, 4);
     pub.publish(std::move(loan));
 #if SHMBUS_CPP17
-    shmbus::Span deduced(values, 3);  // class template argument deduction
+    shmbus::Span deduced(values, 3); // class template argument deduction
     static_assert(std::is_same<decltype(deduced), shmbus::Span<double>>::value, "CTAD");
     pub.send(shmbus::Span<const double>(deduced));
 #endif
@@ -142,7 +142,7 @@ TEST_SUITE("slices") {
       CHECK(e.code() == SHMBUS_ERR_CORRUPT);
       CHECK(std::string(e.what()).find("does not fit the type") != std::string::npos);
     }
-    shmbus::Sample<Reading> s = single.take();  // the refused one was released
+    shmbus::Sample<Reading> s = single.take(); // the refused one was released
     REQUIRE(s);
     CHECK(s->seq == 2);
     CHECK(s.bytes() == sizeof(Reading));

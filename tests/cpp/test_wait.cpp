@@ -64,7 +64,7 @@ TEST_SUITE("wait") {
     shmbus::Subscriber<Reading> sub(node, "forever");
     REQUIRE(cpptest::connect(pub, sub));
     pub.send(make_reading(1));
-    CHECK(sub.wait() == shmbus::WaitStatus::ready);  // queued: returns at once
+    CHECK(sub.wait() == shmbus::WaitStatus::ready); // queued: returns at once
     CHECK(sub.wait_for(Ms(0)) == shmbus::WaitStatus::ready);
     CHECK(sub.take());
     std::thread publisher([&pub] {
@@ -88,10 +88,10 @@ TEST_SUITE("wait") {
       REQUIRE(cpptest::connect(pub, sub));
       pub.send(make_reading(0));
     }
-    CHECK(sub.wait_for(Ms(100)) == shmbus::WaitStatus::ready);  // what it left is still there
+    CHECK(sub.wait_for(Ms(100)) == shmbus::WaitStatus::ready); // what it left is still there
     CHECK(sub.take());
     CHECK(sub.wait_for(std::chrono::seconds(5)) == shmbus::WaitStatus::no_publisher);
-    CHECK(sub.wait_for(Ms(20)) == shmbus::WaitStatus::timed_out);  // once per loss
+    CHECK(sub.wait_for(Ms(20)) == shmbus::WaitStatus::timed_out); // once per loss
   }
 
   TEST_CASE("wait_until on shmbus::Clock and on std::chrono::steady_clock; set_spin") {
@@ -104,7 +104,7 @@ TEST_SUITE("wait") {
     CHECK(sub.wait_until(std::chrono::steady_clock::now() + Ms(30)) ==
           shmbus::WaitStatus::timed_out);
     CHECK(sub.wait_until(std::chrono::steady_clock::now() - Ms(30)) ==
-          shmbus::WaitStatus::timed_out);  // in the past: looks once
+          shmbus::WaitStatus::timed_out); // in the past: looks once
     CHECK(std::chrono::steady_clock::now() - t0 >= Ms(55));
     CHECK(sub.try_set_spin(Ms(0)).ok());
   }

@@ -38,7 +38,7 @@ Other make_other(std::uint64_t v) {
   Other o = {v, v + 1, v + 2, v + 3};
   return o;
 }
-}  // namespace
+} // namespace
 
 TEST_SUITE("waitset") {
   TEST_CASE("events carry the typed subscriber") {
@@ -57,7 +57,7 @@ TEST_SUITE("waitset") {
     CHECK(e.is_from(t.osub));
     CHECK(!e.is_from(t.rsub));
     CHECK(e.subscriber<Other>() == &t.osub);
-    CHECK(e.subscriber<Reading>() == nullptr);  // another type
+    CHECK(e.subscriber<Reading>() == nullptr); // another type
     CHECK(!events.triggered());
     shmbus::Sample<Other> s = e.subscriber<Other>()->take();
     REQUIRE(s);
@@ -77,7 +77,7 @@ TEST_SUITE("waitset") {
         seen |= 2;
       }
     }
-    if (seen != 3) {  // the two publishes may straddle a wait
+    if (seen != 3) { // the two publishes may straddle a wait
       for (const shmbus::WaitEvent &ev : t.ws.wait(std::chrono::seconds(5))) {
         if (ev.is_from(t.rsub) && t.rsub.take()) seen |= 1;
         if (ev.is_from(t.osub) && t.osub.take()) seen |= 2;
@@ -94,28 +94,29 @@ TEST_SUITE("waitset") {
     t.ws.attach(t.rsub, [&readings](shmbus::Subscriber<Reading> &sub) {
       while (shmbus::Sample<Reading> s = sub.take()) readings.push_back(s->seq);
     });
-    t.ws.attach(t.osub, [&others, &lost](shmbus::Subscriber<Other> &sub,
-                                         const shmbus::WaitEvent &e) {
-      if (e.lost_publishers()) lost++;
-      while (shmbus::Sample<Other> s = sub.take()) others.push_back(s->a);
-    });
+    t.ws.attach(t.osub,
+                [&others, &lost](shmbus::Subscriber<Other> &sub, const shmbus::WaitEvent &e) {
+                  if (e.lost_publishers()) lost++;
+                  while (shmbus::Sample<Other> s = sub.take()) others.push_back(s->a);
+                });
     for (std::uint64_t i = 0; i < 5; i++) t.rpub.send(make_reading(i));
     t.opub.send(make_other(10));
-    while (readings.size() < 5 || others.size() < 1) REQUIRE(t.ws.dispatch(std::chrono::seconds(5)));
+    while (readings.size() < 5 || others.size() < 1)
+      REQUIRE(t.ws.dispatch(std::chrono::seconds(5)));
     CHECK(readings == std::vector<std::uint64_t>({0, 1, 2, 3, 4}));
     CHECK(others == std::vector<std::uint64_t>({10}));
 
-    t.opub.close();  // the other subscriber's last publisher leaves
+    t.opub.close(); // the other subscriber's last publisher leaves
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while (lost == 0 && std::chrono::steady_clock::now() < deadline) t.ws.dispatch(Ms(100));
     CHECK(lost == 1);
 
     std::thread stopper([&t] {
       std::this_thread::sleep_for(Ms(20));
-      t.ws.trigger();  // from another thread
+      t.ws.trigger(); // from another thread
     });
     bool go_on = true;
-    for (int i = 0; i < 100 && go_on; i++) go_on = t.ws.dispatch();  // no timeout
+    for (int i = 0; i < 100 && go_on; i++) go_on = t.ws.dispatch(); // no timeout
     stopper.join();
     CHECK(!go_on);
   }
@@ -142,7 +143,7 @@ TEST_SUITE("waitset") {
     Two t(d);
     t.ws.attach(t.rsub);
     CHECK(t.rsub.try_wait_for(Ms(0)).error() == SHMBUS_ERR_BUSY);
-    CHECK(t.ws.try_attach(t.rsub).error() == SHMBUS_ERR_BUSY);  // in a wait set already
+    CHECK(t.ws.try_attach(t.rsub).error() == SHMBUS_ERR_BUSY); // in a wait set already
     shmbus::Subscriber<Reading> moved = std::move(t.rsub);
     t.rpub.send(make_reading(4));
     shmbus::WaitSet::Events ev = t.ws.wait(std::chrono::seconds(5));
@@ -153,7 +154,7 @@ TEST_SUITE("waitset") {
     CHECK(moved.take());
     t.ws.detach(moved);
     CHECK(t.ws.try_detach(moved).error() == SHMBUS_ERR_NOT_FOUND);
-    CHECK(moved.wait_for(Ms(0)) == shmbus::WaitStatus::timed_out);  // on its own again
+    CHECK(moved.wait_for(Ms(0)) == shmbus::WaitStatus::timed_out); // on its own again
   }
 
   TEST_CASE("destroying an attached Subscriber detaches it; events of it then name nobody") {
@@ -164,7 +165,7 @@ TEST_SUITE("waitset") {
     t.rpub.send(make_reading(1));
     shmbus::WaitSet::Events ev = t.ws.wait(std::chrono::seconds(5));
     REQUIRE(ev.size() == 1);
-    t.rsub.close();  // detached: the event stays valid but names nobody
+    t.rsub.close(); // detached: the event stays valid but names nobody
     CHECK(ev[0].subscriber<Reading>() == nullptr);
     CHECK(!ev[0].is_from(t.rsub));
     t.rpub.send(make_reading(2));
@@ -180,14 +181,14 @@ TEST_SUITE("waitset") {
     int other_calls = 0;
     t.ws.attach(t.rsub, [&t](shmbus::Subscriber<Reading> &sub) {
       (void)sub.take();
-      t.osub.close();  // its event, if it is later in this dispatch, is skipped
+      t.osub.close(); // its event, if it is later in this dispatch, is skipped
     });
     t.ws.attach(t.osub, [&other_calls](shmbus::Subscriber<Other> &) { other_calls++; });
     t.opub.send(make_other(1));
     t.rpub.send(make_reading(1));
     for (int i = 0; i < 3; i++) t.ws.dispatch(Ms(50));
     CHECK(!t.osub);
-    CHECK(other_calls <= 1);  // before the close, maybe; never after
+    CHECK(other_calls <= 1); // before the close, maybe; never after
   }
 
   TEST_CASE("a callback may attach a subscriber; it cannot wait on its own wait set") {
@@ -199,13 +200,13 @@ TEST_SUITE("waitset") {
       reading_calls++;
       while (sub.take()) {
       }
-      if (reading_calls == 1) {  // grows the set while its events are walked
+      if (reading_calls == 1) { // grows the set while its events are walked
         t.ws.attach(t.osub, [&other_calls](shmbus::Subscriber<Other> &o) {
           other_calls++;
           while (o.take()) {
           }
         });
-        nested = t.ws.try_wait(Ms(0)).error();  // not from its own callback
+        nested = t.ws.try_wait(Ms(0)).error(); // not from its own callback
       }
     });
     t.rpub.send(make_reading(1));
@@ -226,7 +227,7 @@ TEST_SUITE("waitset") {
     });
     t.rpub.send(make_reading(1));
     CHECK_THROWS_AS(t.ws.dispatch(std::chrono::seconds(5)), std::runtime_error);
-    CHECK(t.ws.wait(Ms(0)).empty());  // not stuck in dispatch
+    CHECK(t.ws.wait(Ms(0)).empty()); // not stuck in dispatch
   }
 
   TEST_CASE("the WaitSet may go first: its subscribers wait on their own again") {

@@ -16,11 +16,11 @@
 typedef void (*api_fn)(void);
 
 /* Taking every address makes the link fail if one is missing. */
-#define API_ENTRY(fn) { #fn, (api_fn)fn },
+#define API_ENTRY(fn) {#fn, (api_fn)fn},
 static const struct {
   const char *name;
   api_fn fn;
-} api[] = { SHMBUS_TEST_API_LIST(API_ENTRY) };
+} api[] = {SHMBUS_TEST_API_LIST(API_ENTRY)};
 
 static int failures;
 
@@ -55,8 +55,8 @@ int main(void) {
   check(strcmp(SHMBUS_VERSION_STRING, SHMBUS_TEST_EXPECTED_VERSION) == 0,
         "SHMBUS_VERSION_STRING == the CMake project version");
 #endif
-  check(SHMBUS_VERSION_HEX == ((SHMBUS_VERSION_MAJOR << 16) | (SHMBUS_VERSION_MINOR << 8) |
-                               SHMBUS_VERSION_PATCH),
+  check(SHMBUS_VERSION_HEX ==
+            ((SHMBUS_VERSION_MAJOR << 16) | (SHMBUS_VERSION_MINOR << 8) | SHMBUS_VERSION_PATCH),
         "SHMBUS_VERSION_HEX");
 
   check(node_opts.domain == NULL && node_opts.backend == SHMBUS_BACKEND_SHM &&

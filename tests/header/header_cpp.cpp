@@ -26,7 +26,7 @@ struct Imu {
   uint64_t stamp;
 };
 
-}  // namespace
+} // namespace
 
 int main() {
   shmbus_node_opts node_opts = SHMBUS_NODE_OPTS_INIT;
@@ -39,8 +39,8 @@ int main() {
   // Function pointers of the exact declared types: the signatures are usable
   // from C++ and link with C linkage.
   int (*node_open)(const shmbus_node_opts *, shmbus_node **) = &shmbus_node_open;
-  int (*pub_open)(shmbus_node *, const char *, const shmbus_service_opts *,
-                  shmbus_publisher **) = &shmbus_publisher_open;
+  int (*pub_open)(shmbus_node *, const char *, const shmbus_service_opts *, shmbus_publisher **) =
+      &shmbus_publisher_open;
   int (*sub_take)(shmbus_subscriber *, shmbus_sample *) = &shmbus_subscriber_take;
   const char *(*err_name)(int) = &shmbus_err_name;
   check(node_open != nullptr && pub_open != nullptr && sub_take != nullptr, "function pointers");
@@ -53,8 +53,10 @@ int main() {
   const shmbus_errno code = SHMBUS_ERR_TIMEDOUT;
   check(code < 0, "shmbus_errno is negative");
 
-  check(node_opts.domain == nullptr && node_opts.backend == SHMBUS_BACKEND_SHM, "SHMBUS_NODE_OPTS_INIT");
-  check(service_opts.type.size == sizeof(Imu) && service_opts.max_loans == 0, "SHMBUS_SERVICE_OPTS_INIT");
+  check(node_opts.domain == nullptr && node_opts.backend == SHMBUS_BACKEND_SHM,
+        "SHMBUS_NODE_OPTS_INIT");
+  check(service_opts.type.size == sizeof(Imu) && service_opts.max_loans == 0,
+        "SHMBUS_SERVICE_OPTS_INIT");
   check(sample.payload == nullptr && sample.bytes == 0, "shmbus_sample value-initialised");
 
   shmbus_node *node = nullptr;
