@@ -132,7 +132,11 @@ int __wrap_shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_
 /* The mapping calls, wrapped only to count them: a change tells the maps
  * cache below to read /proc/self/maps again. */
 void *__real_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+/* With _FILE_OFFSET_BITS=64 (CMakeLists.txt) glibc's headers turn mmap
+ * into mmap64, so the library calls that symbol: both are wrapped. */
+void *__real_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+void *__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int __real_munmap(void *addr, size_t len);
 int __wrap_munmap(void *addr, size_t len);
 

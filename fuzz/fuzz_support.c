@@ -151,6 +151,11 @@ void *__wrap_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off
   return __real_mmap(addr, len, prot, flags, fd, off);
 }
 
+void *__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+  __atomic_fetch_add(&mmap_generation, 1, __ATOMIC_RELAXED);
+  return __real_mmap64(addr, len, prot, flags, fd, off);
+}
+
 int __wrap_munmap(void *addr, size_t len) {
   __atomic_fetch_add(&mmap_generation, 1, __ATOMIC_RELAXED);
   return __real_munmap(addr, len);
