@@ -9,7 +9,9 @@
 #   1. build/test-m32    Debug, 32-bit x86 (cmake/toolchains/i386.cmake)
 #   2. build/test        Debug, C11 atomics (also builds the benchmarks); its
 #                        test_abi runs the 32-bit build's shmbus_abi_peer
-#                        against its own (mixed 32/64-bit processes)
+#                        against its own (mixed 32/64-bit processes), and its
+#                        install_consumer the 32-bit install's C and C++
+#                        programs against its own (tests/consumer/run.sh)
 #   3. build/test-aops   RelWithDebInfo, SHMBUS_ATOMICS=libatomic_ops
 #   4. build/test-clang  Debug, clang-14 (warnings as errors, as with gcc)
 #   5. build/test-asan   Debug, ASan+UBSan, ASAN_OPTIONS=detect_leaks=1
@@ -134,13 +136,14 @@ mkdir -p "$root/build"
 # The 32-bit suite first: the default suite's test_abi runs its peer.
 abi_args=()
 if ((!quick && cross)); then
-  suite m32 build/test-m32 Debug "" -- \
+  suite m32 build/test-m32 Debug "SHMBUS_CONSUMER_EXPORT=$root/build/consumer-m32" -- \
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/i386.cmake" \
     -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON -DSHMBUS_BUILD_BENCH=OFF
   abi_args=(-DSHMBUS_ABI_PEER="$root/build/test-m32/tests/shmbus_abi_peer")
+  default_env="SHMBUS_CONSUMER_PEER_DIR=$root/build/consumer-m32"
 fi
 
-suite default build/test Debug "" -- \
+suite default build/test Debug "${default_env:-}" -- \
   -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON "${abi_args[@]}"
 
 if ((!quick)); then

@@ -169,6 +169,24 @@ run_pair() {
 if [[ $with_cxx == ON ]]; then
   run_pair cpp-to-c "$(find_exe xlang_cpp)" "$(find_exe xlang_c)"
   run_pair c-to-cpp "$(find_exe xlang_c)" "$(find_exe xlang_cpp)"
+  # Another ABI's build of the same two programs (scripts/test.sh: the
+  # 32-bit suite exports its own, the 64-bit suite runs them against its
+  # own): every pair across, both directions.
+  if [[ -n ${SHMBUS_CONSUMER_EXPORT:-} ]]; then
+    mkdir -p "$SHMBUS_CONSUMER_EXPORT"
+    cp "$(find_exe xlang_c)" "$(find_exe xlang_cpp)" "$SHMBUS_CONSUMER_EXPORT/"
+    echo "run.sh: exported xlang_c and xlang_cpp to $SHMBUS_CONSUMER_EXPORT"
+  fi
+  if [[ -n ${SHMBUS_CONSUMER_PEER_DIR:-} ]]; then
+    peer=$SHMBUS_CONSUMER_PEER_DIR
+    [[ -x $peer/xlang_c && -x $peer/xlang_cpp ]] \
+      || fail "SHMBUS_CONSUMER_PEER_DIR=$peer has no xlang_c and xlang_cpp"
+    command -v file >/dev/null 2>&1 && echo "run.sh: peer: $(file -b "$peer/xlang_c" | cut -d, -f1-2)"
+    run_pair peer-cpp-to-c "$peer/xlang_cpp" "$(find_exe xlang_c)"
+    run_pair c-to-peer-cpp "$(find_exe xlang_c)" "$peer/xlang_cpp"
+    run_pair cpp-to-peer-c "$(find_exe xlang_cpp)" "$peer/xlang_c"
+    run_pair peer-c-to-cpp "$peer/xlang_c" "$(find_exe xlang_cpp)"
+  fi
 fi
 
 # --------------------------------------------------------------------------

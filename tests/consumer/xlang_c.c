@@ -72,7 +72,8 @@ static int subscribe(shmbus_node *node, uint64_t count) {
     shmbus_sample s;
     r = shmbus_subscriber_take(sub, &s);
     if (r == SHMBUS_ERR_EMPTY) {
-      if (now_ns() > deadline) r = SHMBUS_ERR_TIMEDOUT;
+      if (now_ns() > deadline)
+        r = SHMBUS_ERR_TIMEDOUT;
       else if ((r = shmbus_subscriber_wait(sub, INT64_C(1000000000))) == SHMBUS_ERR_TIMEDOUT)
         r = 0; /* the publisher may not be there yet */
       waits++;

@@ -24,14 +24,12 @@ SHMBUS_TYPE_NAME(xlang_sample, XLANG_TYPE_NAME);
 namespace {
 
 shmbus::ServiceOptions options() {
-  return shmbus::ServiceOptions()
-      .queue_depth(XLANG_QUEUE_DEPTH)
-      .overflow(shmbus::Overflow::block);
+  return shmbus::ServiceOptions().queue_depth(XLANG_QUEUE_DEPTH).overflow(shmbus::Overflow::block);
 }
 
 int publish(shmbus::Node &node, std::uint64_t count) {
   shmbus::Publisher<xlang_sample> pub(node, XLANG_SERVICE, options());
-  pub.set_block_timeout(std::chrono::seconds(10));  // a stuck peer: an Error
+  pub.set_block_timeout(std::chrono::seconds(10)); // a stuck peer: an Error
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (pub.update() < 1) {
     if (std::chrono::steady_clock::now() > deadline) {
@@ -61,7 +59,7 @@ int subscribe(shmbus::Node &node, std::uint64_t count) {
                      static_cast<unsigned long long>(next), static_cast<unsigned long long>(count));
         return 1;
       }
-      (void)sub.wait_for(std::chrono::seconds(1));  // timed out: the publisher may not be up yet
+      (void)sub.wait_for(std::chrono::seconds(1)); // timed out: the publisher may not be up yet
       waits++;
       continue;
     }
@@ -81,7 +79,7 @@ int subscribe(shmbus::Node &node, std::uint64_t count) {
   return 0;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char **argv) {
   if (argc != 4 || (std::strcmp(argv[1], "pub") != 0 && std::strcmp(argv[1], "sub") != 0)) {
@@ -92,7 +90,7 @@ int main(int argc, char **argv) {
     shmbus::Node node(shmbus::NodeOptions().domain(argv[2]));
     const std::uint64_t count = std::strtoull(argv[3], nullptr, 10);
     return argv[1][0] == 'p' ? publish(node, count) : subscribe(node, count);
-  } catch (const std::exception &e) {  // shmbus::Error
+  } catch (const std::exception &e) { // shmbus::Error
     std::fprintf(stderr, "xlang_cpp: %s\n", e.what());
     return 1;
   }
