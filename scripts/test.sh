@@ -9,7 +9,8 @@
 #   1. build/test-m32    Debug, 32-bit x86 (cmake/toolchains/i386.cmake)
 #   2. build/test        Debug, C11 atomics (also builds the benchmarks); its
 #                        test_abi runs the 32-bit build's shmbus_abi_peer
-#                        against its own (mixed 32/64-bit processes), and its
+#                        against its own (mixed 32/64-bit processes; also in
+#                        suites 3, 4 and 5), and its
 #                        install_consumer the 32-bit install's C and C++
 #                        programs against its own (tests/consumer/run.sh)
 #   3. build/test-aops   RelWithDebInfo, SHMBUS_ATOMICS=libatomic_ops
@@ -149,17 +150,17 @@ suite default build/test Debug "${default_env:-}" -- \
 if ((!quick)); then
   suite libatomic_ops build/test-aops RelWithDebInfo "" -- \
     -DSHMBUS_ATOMICS=libatomic_ops -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON \
-    -DSHMBUS_BUILD_BENCH=OFF
+    -DSHMBUS_BUILD_BENCH=OFF "${abi_args[@]}"
   if ((clang)); then
     suite clang build/test-clang Debug "" -- \
       -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14 \
-      -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON
+      -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON "${abi_args[@]}"
   fi
   if ((sanitize)); then
     suite asan build/test-asan Debug \
       "ASAN_OPTIONS=detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS} UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1" -- \
       -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE=address -DSHMBUS_WERROR=ON \
-      -DSHMBUS_BUILD_BENCH=OFF
+      -DSHMBUS_BUILD_BENCH=OFF "${abi_args[@]}"
     # TSan sees only what one address space does: it runs the threaded
     # variants of the concurrency tests (label "threads").
     if ((tsan)); then

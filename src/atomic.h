@@ -195,6 +195,10 @@ static inline void shmbus__fence_seq_cst(void) { atomic_thread_fence(memory_orde
 
 #endif
 
+#if defined(_MSC_VER)
+#include <intrin.h>
+#endif
+
 /* Tells the CPU we are spinning (frees the sibling hyper-thread, saves power). */
 static inline void shmbus__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -202,7 +206,7 @@ static inline void shmbus__cpu_relax(void) {
 #elif defined(__aarch64__)
   __asm__ __volatile__("yield" ::: "memory");
 #elif defined(_MSC_VER)
-  YieldProcessor();
+  _mm_pause(); /* <intrin.h>, included above for MSVC */
 #endif
 }
 

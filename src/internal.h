@@ -21,6 +21,25 @@ __attribute__((format(printf, 1, 2)))
 #endif
 void shmbus__set_error_detail(const char *fmt, ...);
 
+/* The index of the lowest set bit of v (v != 0), without an OS or compiler
+ * #ifdef in the core: GCC and Clang builtins, MSVC's intrinsic, else a loop. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#include <intrin.h>
+static inline uint32_t shmbus__ctz64(uint64_t v) {
+  unsigned long i;
+  _BitScanForward64(&i, v);
+  return (uint32_t)i;
+}
+#elif defined(__GNUC__)
+static inline uint32_t shmbus__ctz64(uint64_t v) { return (uint32_t)__builtin_ctzll(v); }
+#else
+static inline uint32_t shmbus__ctz64(uint64_t v) {
+  uint32_t i = 0;
+  while (!(v & 1u)) v >>= 1, i++;
+  return i;
+}
+#endif
+
 #define SHMBUS__ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((uint64_t)(a)-1))
 
 /* ---- node.c ------------------------------------------------------------- */

@@ -107,7 +107,7 @@ static void reclaim_all(shmbus_publisher *pub, pub_conn *c) {
   uint32_t words = (pub->svc.layout.chunks + 63) / 64;
   for (uint32_t w = 0; w < words && c->inflight > 0; w++) {
     while (c->marks[w]) {
-      uint32_t chunk = w * 64 + (uint32_t)__builtin_ctzll(c->marks[w]);
+      uint32_t chunk = w * 64 + shmbus__ctz64(c->marks[w]);
       unmark(c, chunk);
       shmbus__pool_unref(&pub->pool, chunk);
     }
