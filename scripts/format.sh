@@ -26,7 +26,7 @@ if [[ -z $cf ]]; then
   exit 1
 fi
 
-mapfile -t files < <(git ls-files -- 'src/*.[ch]' 'include/*.h' 'include/*.hpp' \
+mapfile -t files < <(git ls-files --cached --others --exclude-standard -- 'src/*.[ch]' 'include/*.h' 'include/*.hpp' \
   'tests/*.[ch]' 'tests/*.cpp' 'tests/*.hpp' 'examples/*.[ch]' 'examples/*.cpp' \
   'examples/*.hpp' 'bench/*.[ch]' 'bench/*.cpp' 'fuzz/*.[ch]' 'tools/*.[ch]' 'tools/*.cpp')
 

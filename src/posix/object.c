@@ -150,8 +150,9 @@ int shmbus__posix_name_object(const shmbus__root *root, const char *name, int fd
    * descriptor's /proc link does not. */
   char self[64];
   snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
-  return linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0 ? 0
-                                                                        : shmbus__posix_errno(errno);
+  return linkat(AT_FDCWD, self, AT_FDCWD, path, AT_SYMLINK_FOLLOW) == 0
+             ? 0
+             : shmbus__posix_errno(errno);
 }
 
 int shmbus__list_objects(const shmbus__root *root, const char *prefix,

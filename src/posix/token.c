@@ -86,7 +86,8 @@ void shmbus__token_destroy(const shmbus__root *root, const char *name, shmbus__t
   char path[SHMBUS__ROOT_PATH_MAX + SHMBUS__OBJECT_NAME_MAX + 2];
   if (token->handle < 0 || token->owner != (int64_t)getpid()) return;
   /* Name first: nobody may find the token unlocked while we still live. */
-  if (shmbus__posix_object_path(root, name, path, sizeof path) == 0) shmbus__posix_unlink_object(root, path);
+  if (shmbus__posix_object_path(root, name, path, sizeof path) == 0)
+    shmbus__posix_unlink_object(root, path);
   tokens_remove((int)token->handle);
   close((int)token->handle);
   token->handle = -1;
