@@ -38,7 +38,9 @@
 
 #define SHMBUS__CACHE_LINE 64
 #define SHMBUS__MAGIC UINT64_C(0x3153554248534d53) /* "SMHSBUS1" little-endian */
-#define SHMBUS__LAYOUT_VERSION 3u
+/* 4: registry slots are owned by node_id (claimed before the word; see
+ * shmbus__port_slot), which version 3 processes would not respect. */
+#define SHMBUS__LAYOUT_VERSION 4u
 #define SHMBUS__INITIALISED 0x494e4954u /* "INIT" */
 
 #define SHMBUS__LAYOUT_ASSERT(type, member, offset) \
