@@ -126,8 +126,10 @@ void __real_shmbus__sleep_ns(uint64_t ns);
 void __wrap_shmbus__sleep_ns(uint64_t ns);
 void __real_shmbus__yield(void);
 void __wrap_shmbus__yield(void);
-int __real_shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
-int __wrap_shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
+int __real_shmbus__word_wait(shmbus__waitable *w, uint32_t *word, uint32_t expected,
+                             int64_t timeout_ns);
+int __wrap_shmbus__word_wait(shmbus__waitable *w, uint32_t *word, uint32_t expected,
+                             int64_t timeout_ns);
 
 /* The mapping calls, wrapped only to count them: a change tells the maps
  * cache below to read /proc/self/maps again. */

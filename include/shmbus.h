@@ -563,8 +563,22 @@ SHMBUS_EXTERN int shmbus_waitset_wait(shmbus_waitset *ws, int64_t timeout_ns,
  * look for dead ports that shmbus_waitset_wait makes at most every 100 ms,
  * so a loop that must report dead publishers sleeps at most that long
  * before looking. Owned by the wait set: do not read or close it.
- * Errors: INVAL. */
+ * Errors: INVAL; UNSUPPORTED on Windows, whose wait sets have no
+ * descriptor (shmbus_waitset_os_handle). */
 SHMBUS_EXTERN int shmbus_waitset_fd(const shmbus_waitset *ws);
+
+/* An operating-system handle: a POSIX file descriptor, or a Win32 HANDLE
+ * (cast it with (HANDLE)). */
+typedef intptr_t shmbus_os_handle;
+
+/* The wait set's waitable OS object, with the descriptor's protocol above:
+ * on POSIX the descriptor of shmbus_waitset_fd; on Windows an event HANDLE
+ * for WaitForSingleObject / WaitForMultipleObjects (or
+ * RegisterWaitForSingleObject), signalled while the set may have events
+ * and left signalled until shmbus_waitset_wait finds none (a loop that
+ * waits again without calling it spins, as on an unread descriptor).
+ * Owned by the wait set: do not close it. Errors: INVAL. */
+SHMBUS_EXTERN int shmbus_waitset_os_handle(const shmbus_waitset *ws, shmbus_os_handle *out);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -2244,8 +2244,16 @@ class WaitSet {
   }
   // A descriptor for poll/epoll, readable when there may be events: then
   // call wait(0) until it returns no events (<shmbus.h>, shmbus_waitset_fd).
-  // -1 when empty.
+  // -1 when empty; negative (UNSUPPORTED) on Windows: use os_handle().
   int fd() const noexcept { return core_ ? shmbus_waitset_fd(core_->ws) : -1; }
+  // The waitable OS object with fd()'s protocol: the descriptor on POSIX, an
+  // event HANDLE for WaitForMultipleObjects on Windows
+  // (shmbus_waitset_os_handle). -1 when empty.
+  shmbus_os_handle os_handle() const noexcept {
+    shmbus_os_handle h = -1;
+    if (core_ != nullptr) (void)shmbus_waitset_os_handle(core_->ws, &h);
+    return h;
+  }
 
   shmbus_waitset *native_handle() const noexcept { return core_ ? core_->ws : nullptr; }
 

@@ -80,6 +80,12 @@ int shmbus__node_alive(const shmbus_node *self, uint64_t node_id);
 /* The suffixes of a publisher's segments: "<id>.d" (data) and "<id>.c". */
 void shmbus__publisher_object_name(char *out, const char *domain, uint64_t service_hash,
                                    uint64_t pub_id, int data);
+/* The OS objects of waitable words (wait.h; only Win32 makes any):
+ * "<hash>.e<k>", subscriber slot k's wake word, and "<hash>.p<id>.r<k>",
+ * the room word of publisher <id>'s connection k. */
+void shmbus__wake_object_name(char *out, const char *domain, uint64_t service_hash, uint32_t slot);
+void shmbus__room_object_name(char *out, const char *domain, uint64_t service_hash, uint64_t pub_id,
+                              uint32_t slot);
 
 /* ---- segment.c ---------------------------------------------------------- */
 

@@ -55,6 +55,19 @@ void shmbus__publisher_object_name(char *out, const char *domain, uint64_t servi
   shmbus__object_name(out, domain, service_hash, suffix);
 }
 
+void shmbus__wake_object_name(char *out, const char *domain, uint64_t service_hash, uint32_t slot) {
+  char suffix[16];
+  snprintf(suffix, sizeof suffix, "e%x", (unsigned)slot);
+  shmbus__object_name(out, domain, service_hash, suffix);
+}
+
+void shmbus__room_object_name(char *out, const char *domain, uint64_t service_hash, uint64_t pub_id,
+                              uint32_t slot) {
+  char suffix[40];
+  snprintf(suffix, sizeof suffix, "p%llx.r%x", (unsigned long long)pub_id, (unsigned)slot);
+  shmbus__object_name(out, domain, service_hash, suffix);
+}
+
 void shmbus__node_token_name(char *out, const char *domain, uint64_t node_id) {
   snprintf(out, SHMBUS__OBJECT_NAME_MAX, "shmbus.%s.n.%016llx", domain,
            (unsigned long long)node_id);

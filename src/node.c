@@ -33,7 +33,7 @@ int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out) {
   } else if (opts->backend != SHMBUS_BACKEND_SHM || opts->root != NULL) {
     return SHMBUS_ERR_INVAL;
   }
-  r = shmbus__root_check(&root);
+  r = shmbus__root_prepare(&root);
   if (r) return r;
 
   shmbus_node *node = calloc(1, sizeof *node);

@@ -24,8 +24,14 @@
 /* Where segments live: chosen per node, immutable afterwards. */
 typedef struct shmbus__root {
   int backend;                     /* SHMBUS_BACKEND_SHM or _DIR          */
-  unsigned mode;                   /* permission bits of created objects  */
+  unsigned mode;                   /* permission bits of created objects
+                                    * (POSIX bits; Win32 maps them to a
+                                    * DACL, src/win/object.c)            */
   char dir[SHMBUS__ROOT_PATH_MAX]; /* SHMBUS_BACKEND_DIR only             */
+  uint64_t tag;                    /* filled by shmbus__root_prepare: 0 on
+                                    * POSIX; Win32 _DIR: a hash of the
+                                    * directory's final path, which names
+                                    * the root's kernel objects (events)  */
 } shmbus__root;
 
 /* A mapped segment. `base` is page aligned; `size` is the mapped length.
@@ -35,17 +41,27 @@ typedef struct shmbus__segment {
   void *base;
   uint64_t size;
   intptr_t draft;
-  intptr_t guard; /* its entry in the fault registry (faults below)     */
+  intptr_t guard;  /* its entry in the fault registry (faults below)    */
+  intptr_t handle; /* private to the implementation. Win32: the section
+                    * handle, kept until close (a section's name lives
+                    * only while a handle to it is open)                  */
 } shmbus__segment;
 
-/* Checks that `root` is usable: for _DIR that `dir` is an existing,
- * searchable directory. INVAL otherwise. */
-int shmbus__root_check(const shmbus__root *root);
+/* Checks that `root` is usable and fills what the OS needs (root->tag):
+ * for _DIR that `dir` is an existing, searchable directory (INVAL), that
+ * we may create objects in it (PERM). Win32 also refuses a mode without
+ * owner read and write (INVAL) and creates the per-session state
+ * directory of _SHM's liveness tokens (IO). Errors: INVAL, PERM, IO. */
+int shmbus__root_prepare(shmbus__root *root);
 
 /* Test hook (SQLite's habit): the space reservation goes through this
- * pointer, so a test can make it fail (ENOSPC) without a full disk. It is
- * posix_fallocate unless a test changed it; production code never does. */
-extern int (*shmbus__sys_fallocate)(int fd, int64_t offset, int64_t length);
+ * pointer, so a test can make it fail (NO_SPACE) without a full disk. It
+ * returns 0 or a SHMBUS_ERR_ code. `object` is the implementation's handle
+ * of the new object (POSIX: its descriptor, posix_fallocate; Win32 _DIR:
+ * the file handle; Win32 _SHM: 0, called before the section is created,
+ * whose SEC_COMMIT does the real reservation). Production code never
+ * changes it. */
+extern int (*shmbus__sys_reserve)(intptr_t object, int64_t length);
 
 /* Creates an object of `size` bytes that is to be called `name`, with
  * root->mode permissions, reserves the space (a full file system gives
@@ -103,6 +119,8 @@ int shmbus__segment_protect(const shmbus__segment *seg, uint64_t offset, uint64_
 void shmbus__segment_close(shmbus__segment *seg);
 
 /* Removes the name; existing mappings stay valid until they are closed.
+ * Win32 _SHM removes nothing: a section's name goes with its last handle
+ * (callers that find the service REMOVING retry within their bound).
  * Errors: NOT_FOUND, PERM, IO. */
 int shmbus__segment_unlink(const shmbus__root *root, const char *name);
 
@@ -144,7 +162,8 @@ static inline int shmbus__segment_faulted(const shmbus__segment *seg) {
  * lives. The OS releases the lock when the holder dies, however it dies, so
  * a token that exists but is not locked means its holder is dead; unlike a
  * process id, a token is never reused. POSIX: flock() on the object;
- * Win32: an open handle with exclusive sharing. */
+ * Win32: a file locked with LockFileEx and opened delete-on-close, in the
+ * root's directory (_DIR) or the per-session state directory (_SHM). */
 typedef struct shmbus__token {
   intptr_t handle;
   int64_t owner; /* the process that created it (POSIX: fork copies it) */
@@ -167,11 +186,37 @@ int shmbus__token_probe(const shmbus__root *root, const char *name);
 
 /* Calls fn(name, arg) for every object of the root whose name starts with
  * `prefix`; stops early when fn returns non-zero. IO where the OS cannot
- * enumerate its shared memory objects. */
+ * enumerate its shared memory objects. Win32 _SHM lists the state
+ * directory: tokens only (sections go with their last handle, and need no
+ * cleanup); _DIR lists the root. */
 int shmbus__list_objects(const shmbus__root *root, const char *prefix,
                          int (*fn)(const char *name, void *arg), void *arg);
 
 /* ---- waiting ----------------------------------------------------------- */
+
+/* The OS object behind one waitable word of a shared segment (src/wait.h
+ * says which words, and who sleeps and wakes on them). POSIX keeps nothing
+ * here: futex, __ulock and _umtx need only the word's address. Win32: a
+ * named auto-reset event of the root's kernel namespace, called `name`
+ * (names.c builds it), which the sleeper creates and the waker opens. One
+ * sleeper per word (the core guarantees it). The core sets one up once per
+ * word, on a cold path, and never touches its fields. */
+typedef struct shmbus__waitable {
+  intptr_t handle;          /* Win32: the event; 0 until opened        */
+  const shmbus__root *root; /* the node's, which outlives the waitable */
+  char name[SHMBUS__OBJECT_NAME_MAX];
+} shmbus__waitable;
+
+/* Remembers where the word's object is; opens nothing and never fails
+ * (the name was built by the core, within SHMBUS__OBJECT_NAME_MAX). */
+void shmbus__waitable_init(shmbus__waitable *w, const shmbus__root *root, const char *name);
+/* The sleeper's side, before it first announces that it may sleep: creates
+ * or opens the object. On failure its waits sleep in short slices (no
+ * wake-up is lost, it is only late). Errors: PERM, NOMEM, IO, CORRUPT
+ * (another kind of object under the name). POSIX: 0. */
+int shmbus__waitable_open(shmbus__waitable *w);
+/* Closes what init and open made, if anything; a zeroed waitable is a no-op. */
+void shmbus__waitable_close(shmbus__waitable *w);
 
 /* Sleeps while the 32-bit word at `word` (in a shared mapping) holds
  * `expected`, for at most `timeout_ns` (negative: no limit). Returns 0 when
@@ -181,17 +226,20 @@ int shmbus__list_objects(const shmbus__root *root, const char *prefix,
  * (UL_COMPARE_AND_WAIT_SHARED); FreeBSD: _umtx_op(UMTX_OP_WAIT_UINT); both
  * untested here. Other POSIX systems: re-reads the word every 50 us (a
  * process-shared mutex and condition variable would need a lock that a
- * dead peer could keep). Win32 (to come): a named event per word. */
-int shmbus__word_wait(uint32_t *word, uint32_t expected, int64_t timeout_ns);
+ * dead peer could keep). Win32: waits on w's event (ms, rounded up). */
+int shmbus__word_wait(shmbus__waitable *w, uint32_t *word, uint32_t expected, int64_t timeout_ns);
 
-/* Wakes every process sleeping on `word` (FUTEX_WAKE). The caller changed
- * the word first. One system call; nothing elsewhere. */
-void shmbus__word_wake(uint32_t *word);
+/* Wakes whoever sleeps on `word` (FUTEX_WAKE; Win32: SetEvent, opening the
+ * event on first use: none means nobody sleeps, and it is looked for again
+ * at the next wake). The caller changed the word first. One system call;
+ * nothing elsewhere. Never fails. */
+void shmbus__word_wake(shmbus__waitable *w, uint32_t *word);
 
 /* A notifier: a wake-up channel that a process that shares no descriptor
  * with the waiter reaches by a 64-bit id. Linux: a Unix datagram socket
  * bound in the abstract namespace ("\0shmbus.<domain>.w.<id>"), so nothing
- * is left in any file system when its owner dies. Other systems:
+ * is left in any file system when its owner dies. Win32: a named
+ * manual-reset event ("Local\\shmbus.<domain>.w.<id>"). Other systems:
  * UNSUPPORTED. */
 typedef struct shmbus__notifier {
   intptr_t handle;
@@ -200,8 +248,12 @@ typedef struct shmbus__notifier {
 /* Binds notifier `id` of the domain. EXISTS (id taken), UNSUPPORTED, IO. */
 int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out);
 void shmbus__notifier_close(shmbus__notifier *n);
-/* The pollable descriptor: readable while a wake-up is pending. */
+/* The pollable descriptor: readable while a wake-up is pending.
+ * UNSUPPORTED where the OS object is not a descriptor (Win32). */
 int shmbus__notifier_fd(const shmbus__notifier *n);
+/* The OS object to wait on, signalled while a wake-up is pending: the
+ * descriptor on POSIX, a manual-reset event HANDLE on Win32. */
+intptr_t shmbus__notifier_os_handle(const shmbus__notifier *n);
 /* Consumes the pending wake-ups; never blocks, and stops after a bounded
  * number of reads (a peer may keep sending). */
 void shmbus__notifier_drain(shmbus__notifier *n);

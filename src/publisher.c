@@ -13,6 +13,7 @@
 #include "pool.h"
 #include "ring.h"
 #include "service.h"
+#include "wait.h"
 
 typedef struct pub_conn {
   shmbus__ring ring;
@@ -52,8 +53,12 @@ struct shmbus_publisher {
   uint32_t loans;
   uint32_t last_loan; /* chunk of the latest loan               */
   const void *last_loan_payload;
-  pub_conn *conns;   /* [max_subscribers]                      */
-  uint32_t *serving; /* indices of conns served, compact       */
+  pub_conn *conns;         /* [max_subscribers]                      */
+  shmbus__waitable *wakes; /* [max_subscribers] subscriber slot k's
+                              wake word (wait.h)                   */
+  shmbus__waitable *rooms; /* [max_subscribers] connection k's room
+                              word; NULL unless overflow BLOCK      */
+  uint32_t *serving;       /* indices of conns served, compact       */
   uint32_t nserving;
   uint32_t *history; /* [history] ring of chunk indices        */
   uint32_t history_len;
@@ -247,11 +252,12 @@ static void watch_wait_mode(shmbus_publisher *pub, uint32_t k) {
 /* After the samples of a publish are in the rings. */
 static void wake_sleepers(shmbus_publisher *pub) {
   if (pub->wakers == 0) return;
-  /* Pairs with the fence in the subscriber's arm (subscriber.c). */
-  shmbus__fence_seq_cst();
-  for (uint32_t i = 0; i < pub->nserving; i++)
-    if (pub->conns[pub->serving[i]].waker)
-      shmbus__service_wake(&pub->svc, pub->serving[i], &pub->conns[pub->serving[i]].woken);
+  shmbus__wake_fence();
+  for (uint32_t i = 0; i < pub->nserving; i++) {
+    uint32_t k = pub->serving[i];
+    if (pub->conns[k].waker)
+      shmbus__service_wake(&pub->svc, k, &pub->conns[k].woken, &pub->wakes[k]);
+  }
 }
 
 static void deliver(shmbus_publisher *pub, uint32_t k, uint32_t chunk) {
@@ -335,9 +341,9 @@ static void bind(shmbus_publisher *pub, uint32_t k, uint64_t sub_id) {
    * and that it sleeps. Woken, it maps us and acknowledges the binding, so
    * that shmbus_publisher_update counts a subscriber asleep in a wait or an
    * event loop before anything is published. */
-  shmbus__fence_seq_cst();
+  shmbus__wake_fence();
   watch_wait_mode(pub, k);
-  shmbus__service_wake(&pub->svc, k, &c->woken);
+  shmbus__service_wake(&pub->svc, k, &c->woken, &pub->wakes[k]);
 }
 
 /* Acts on subscribers that joined or left since the last look. */
@@ -406,6 +412,40 @@ static void free_private(shmbus_publisher *pub) {
   shmbus__pool_destroy(&pub->pool);
 }
 
+static void free_waitables(shmbus_publisher *pub) {
+  for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++) {
+    if (pub->wakes) shmbus__waitable_close(&pub->wakes[k]);
+    if (pub->rooms) shmbus__waitable_close(&pub->rooms[k]);
+  }
+  free(pub->wakes);
+  free(pub->rooms);
+}
+
+/* The OS objects of the words we wake (subscriber slots) and sleep on
+ * (room, overflow BLOCK only). The room objects exist before we first
+ * announce that we wait; a failure to make one only makes that wait sleep
+ * in short slices (platform.h). */
+static int alloc_waitables(shmbus_publisher *pub) {
+  const shmbus__service_config *cfg = &pub->svc.cfg;
+  shmbus_node *node = pub->svc.node;
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  pub->wakes = calloc(cfg->max_subscribers, sizeof *pub->wakes);
+  if (cfg->overflow == SHMBUS_OVERFLOW_BLOCK)
+    pub->rooms = calloc(cfg->max_subscribers, sizeof *pub->rooms);
+  if (!pub->wakes || (cfg->overflow == SHMBUS_OVERFLOW_BLOCK && !pub->rooms))
+    return SHMBUS_ERR_NOMEM;
+  for (uint32_t k = 0; k < cfg->max_subscribers; k++) {
+    shmbus__wake_object_name(name, node->domain, pub->svc.hash, k);
+    shmbus__waitable_init(&pub->wakes[k], &node->root, name);
+    if (pub->rooms) {
+      shmbus__room_object_name(name, node->domain, pub->svc.hash, pub->id, k);
+      shmbus__waitable_init(&pub->rooms[k], &node->root, name);
+      (void)shmbus__waitable_open(&pub->rooms[k]);
+    }
+  }
+  return 0;
+}
+
 static int alloc_private(shmbus_publisher *pub) {
   const shmbus__layout *l = &pub->svc.layout;
   const shmbus__service_config *cfg = &pub->svc.cfg;
@@ -458,10 +498,12 @@ int shmbus_publisher_open(shmbus_node *node, const char *service, const shmbus_s
     r = create_segments(pub);
   }
   if (r == 0) r = alloc_private(pub);
+  if (r == 0) r = alloc_waitables(pub);
   if (r) {
     if (claimed) shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot, pub->id);
     remove_segments(pub);
     free_private(pub);
+    free_waitables(pub);
     shmbus__service_detach(&pub->svc);
     shmbus__node_unref(node);
     free(pub);
@@ -484,10 +526,11 @@ void shmbus_publisher_close(shmbus_publisher *pub) {
   free_private(pub);
   shmbus__service_leave(&pub->svc, SHMBUS__PUBLISHER, pub->slot, pub->id);
   /* Sleepers learn that we left (the generation) and may be left with no
-   * publisher. Pairs with the fence in the subscriber's arm. */
-  shmbus__fence_seq_cst();
+   * publisher. */
+  shmbus__wake_fence();
   for (uint32_t k = 0; k < pub->svc.cfg.max_subscribers; k++)
-    shmbus__service_wake(&pub->svc, k, NULL);
+    shmbus__service_wake(&pub->svc, k, NULL, &pub->wakes[k]);
+  free_waitables(pub);
   shmbus__service_detach(&pub->svc);
   shmbus__segment_close(&pub->data);
   shmbus__segment_close(&pub->ctl);
@@ -564,17 +607,14 @@ static int conn_full(shmbus_publisher *pub, pub_conn *c) {
 static void sleep_for_room(shmbus_publisher *pub, uint32_t k, uint64_t until) {
   pub_conn *c = &pub->conns[k];
   shmbus__conn *conn = c->ring.conn;
-  shmbus__store32_relaxed(&conn->pub_waiting, 1);
-  /* Pairs with the fence in the subscriber's room_freed (and its close). */
-  shmbus__fence_seq_cst();
-  uint32_t seen = shmbus__load32_acquire(&conn->room_event);
+  uint32_t seen = shmbus__room_arm(conn);
   uint64_t now = shmbus__now_ns();
   /* Pairs with the fetch-add in shmbus__service_leave: a subscriber that
    * left is not waited for. */
   if (conn_full(pub, c) && now < until &&
       shmbus__load64_acquire(&pub->svc.shm->dyn.sub_generation) == pub->sub_generation)
-    shmbus__word_wait(&conn->room_event, seen, (int64_t)(until - now));
-  shmbus__store32_relaxed(&conn->pub_waiting, 0);
+    shmbus__sleep(&pub->rooms[k], &conn->room_event, seen, (int64_t)(until - now));
+  shmbus__room_disarm(conn);
 }
 
 static int wait_for_room(shmbus_publisher *pub) {

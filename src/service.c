@@ -6,6 +6,7 @@
 
 #include "atomic.h"
 #include "service.h"
+#include "wait.h"
 
 enum {
   DEFAULT_MAX_ELEMENTS = 1,
@@ -478,6 +479,19 @@ static uint64_t *generation_of(shmbus__service *svc, int kind) {
   return kind == SHMBUS__PUBLISHER ? &svc->shm->dyn.pub_generation : &svc->shm->dyn.sub_generation;
 }
 
+/* Wakes every subscriber slot that sleeps, through waitables of its own:
+ * a reaper keeps none (a cold path, after a death). */
+static void wake_all(shmbus__service *svc) {
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  for (uint32_t k = 0; k < svc->cfg.max_subscribers; k++) {
+    shmbus__waitable w;
+    shmbus__wake_object_name(name, svc->node->domain, svc->hash, k);
+    shmbus__waitable_init(&w, &svc->node->root, name);
+    shmbus__service_wake(svc, k, NULL, &w);
+    shmbus__waitable_close(&w);
+  }
+}
+
 int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t owner) {
   if (slot >= slot_count(svc, kind)) return 0;
   shmbus__port_slot *p = shmbus__service_slot(svc, kind, slot);
@@ -524,10 +538,9 @@ int shmbus__service_reap(shmbus__service *svc, int kind, uint32_t slot, uint64_t
    * looks at its slot when this generation moves (subscriber.c). */
   if (kind == SHMBUS__SUBSCRIBER) shmbus__fetch_add64(&svc->shm->dyn.pub_generation, 1);
   if (kind == SHMBUS__PUBLISHER) {
-    /* Its subscribers may be asleep with nobody else to tell them. Pairs
-     * with the fence in the subscriber's arm. */
-    shmbus__fence_seq_cst();
-    for (uint32_t k = 0; k < svc->cfg.max_subscribers; k++) shmbus__service_wake(svc, k, NULL);
+    /* Its subscribers may be asleep with nobody else to tell them. */
+    shmbus__wake_fence();
+    wake_all(svc);
   }
   shmbus__service_seal(svc);
   return 1;
@@ -586,30 +599,13 @@ void shmbus__service_leave(shmbus__service *svc, int kind, uint32_t slot, uint64
   shmbus__service_seal(svc);
 }
 
-void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken) {
-  const shmbus__wait_slot *slot = shmbus__service_wait(svc, k);
-  /* The caller's fence orders this look after its news. Pairs with the
-   * sleeper's store-release of `sleeping` (subscriber.c, arm): its
-   * `notifier` is visible too. */
-  uint32_t sleep = shmbus__load32_acquire(&slot->sleeping);
-  if (sleep == 0) return;
-  /* This waker woke this sleep already: later publishes before the sleeper
-   * runs make no system call. Per waker, so a waker that stops or dies
-   * between its look and its wake-up holds back no other. */
-  if (woken != NULL) {
-    if (*woken == sleep) return;
-    *woken = sleep;
-  }
-  uint64_t notifier = shmbus__load64_relaxed(&slot->notifier);
-  if (notifier != 0) {
+void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken, shmbus__waitable *w) {
+  uint64_t notifier;
+  if (!shmbus__sleeper_look(shmbus__service_wait(svc, k), woken, &notifier)) return;
+  if (notifier != 0)
     shmbus__notify(svc->node->domain, notifier);
-    return;
-  }
-  uint32_t *event = shmbus__service_event(svc, k);
-  /* Pairs with the sleeper's load-acquire of `event` before it sleeps: a
-   * change after that load makes its futex wait return at once. */
-  shmbus__fetch_add32(event, 1);
-  shmbus__word_wake(event);
+  else
+    shmbus__wake(w, shmbus__service_event(svc, k));
 }
 
 /* Whether any registry slot is claimed (or written by a peer). */

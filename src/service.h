@@ -138,13 +138,12 @@ int shmbus__service_sweep(shmbus__service *svc);
  * unmaps). */
 int shmbus__service_remove_orphaned(shmbus__service *svc, int (*alone)(shmbus_node *node));
 
-/* Wakes subscriber slot `k` if it sleeps: one system call then, none
- * otherwise. `woken`, when not NULL, is the caller's memory of the last
- * sleep it woke there (`sleeping` holds a per-sleep epoch): a sleep it woke
- * already is not woken again. The caller made its news visible and then
- * issued a seq_cst fence (the sleeper stores `sleeping`, fences, then looks
- * for news). */
-void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken);
+/* Wakes subscriber slot `k` if it sleeps (wait.h): one system call then,
+ * none otherwise. `woken`, when not NULL, is the caller's memory of the
+ * last sleep it woke there: a sleep it woke already is not woken again.
+ * `w` is the caller's waitable of slot k's wake word. The caller made its
+ * news visible and then called shmbus__wake_fence. */
+void shmbus__service_wake(shmbus__service *svc, uint32_t k, uint32_t *woken, shmbus__waitable *w);
 
 /* Removes publisher `pub_id`'s segments (the data and control objects). */
 void shmbus__remove_publisher_segments(shmbus_node *node, uint64_t service_hash, uint64_t pub_id);

@@ -11,6 +11,7 @@
 #include "atomic.h"
 #include "ring.h"
 #include "service.h"
+#include "wait.h"
 
 enum {
   SRC_FREE = 0,
@@ -31,6 +32,7 @@ typedef struct sub_source {
   shmbus__ring ring;
   uint64_t done_tail; /* completion write position (ours)    */
   uint64_t done_head_seen;
+  shmbus__waitable room; /* the publisher's room word (wait.h)   */
 } sub_source;
 
 typedef struct held_sample {
@@ -61,6 +63,7 @@ struct shmbus_subscriber {
                              service segment, or got our slot reaped */
   uint64_t retry_at;       /* no new connection attempt before this */
   shmbus_waitset *waitset; /* the one we are attached to, or NULL */
+  shmbus__waitable wake;   /* our slot's wake word (wait.h)       */
 };
 
 /* ---- sources ----------------------------------------------------------- */
@@ -75,6 +78,7 @@ static void retire(shmbus_subscriber *sub, sub_source *s) {
     sub->lost_retired += shmbus__load64_relaxed(&s->ring.conn->lost);
   shmbus__segment_close(&s->data);
   shmbus__segment_close(&s->ctl);
+  shmbus__waitable_close(&s->room);
   memset(s, 0, sizeof *s);
 }
 
@@ -124,6 +128,8 @@ static int connect_source(shmbus_subscriber *sub, uint32_t pub_slot, uint64_t pu
   s->chunks = (const uint8_t *)s->data.base + l->chunks_offset;
   shmbus__ring_view(&s->ring, (uint8_t *)s->ctl.base + conn, l->sub_ring_offset,
                     l->done_ring_offset, l->queue_cap, l->done_cap);
+  shmbus__room_object_name(name, node->domain, sub->svc.hash, pub_id, sub->slot);
+  shmbus__waitable_init(&s->room, &node->root, name);
   return 0;
 }
 
@@ -218,14 +224,7 @@ static void refresh_sources(shmbus_subscriber *sub) {
 }
 
 /* Wakes the publisher if it waits for room on this connection. */
-static void wake_publisher(sub_source *s) {
-  /* Pairs with the fence in the publisher's sleep_for_room: it sees the
-   * room we made (or that we left), or we see it waiting. */
-  shmbus__fence_seq_cst();
-  if (shmbus__load32_relaxed(&s->ring.conn->pub_waiting) == 0) return;
-  shmbus__fetch_add32(&s->ring.conn->room_event, 1);
-  shmbus__word_wake(&s->ring.conn->room_event);
-}
+static void wake_publisher(sub_source *s) { shmbus__room_wake(s->ring.conn, &s->room); }
 
 /* Overflow BLOCK: we took or released a sample. */
 static void room_freed(const shmbus_subscriber *sub, sub_source *s) {
@@ -435,10 +434,9 @@ int shmbus_subscriber_publishers(shmbus_subscriber *sub) {
 uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub) { return sub ? sub->id : 0; }
 
 /* ---- waiting -------------------------------------------------------------
- * A sleeper stores `sleeping` in its registry slot, issues a seq_cst fence,
- * then looks at every ring once more; a publisher stores its sample, issues
- * a fence, then looks at `sleeping` (publisher.c, wake_sleepers). One of the
- * two sees the other. A publisher only looks once it has seen our
+ * The protocol is wait.h's: we arm our wait slot, then look at every ring
+ * once more; a publisher stores its sample, fences, then looks at our slot
+ * (publisher.c, wake_sleepers). A publisher only looks once it has seen our
  * wait_mode, which it acknowledges in the connection's wait_ack; until
  * every connection has, we sleep in short, growing slices. Sleepers also
  * wake every LIVENESS_SLICE_NS to reap dead publishers. */
@@ -456,15 +454,11 @@ void shmbus__subscriber_arm(shmbus_subscriber *sub) {
   }
   /* A new epoch per sleep, never 0: each waker wakes each sleep once. */
   if (++sub->sleep_epoch == 0) sub->sleep_epoch = 1;
-  /* Pairs with the publisher's load-acquire in shmbus__service_wake: it
-   * then sees our notifier. */
-  shmbus__store32_release(&slot->sleeping, sub->sleep_epoch);
-  /* Pairs with the fences in wake_sleepers, bind and publisher close. */
-  shmbus__fence_seq_cst();
+  shmbus__sleeper_arm(slot, sub->sleep_epoch);
 }
 
 void shmbus__subscriber_disarm(shmbus_subscriber *sub) {
-  shmbus__store32_relaxed(&shmbus__service_wait(&sub->svc, sub->slot)->sleeping, 0);
+  shmbus__sleeper_disarm(shmbus__service_wait(&sub->svc, sub->slot));
 }
 
 int shmbus__subscriber_ready(shmbus_subscriber *sub) {
@@ -565,9 +559,7 @@ int shmbus_subscriber_wait(shmbus_subscriber *sub, int64_t timeout_ns) {
   uint64_t ack_slice = ACK_SLICE_NS, next_sweep = now + LIVENESS_SLICE_NS;
   for (;;) {
     shmbus__subscriber_arm(sub);
-    /* Pairs with the waker's fetch-add: a wake-up after this load makes
-     * the futex wait return at once. */
-    uint32_t seen = shmbus__load32_acquire(event);
+    uint32_t seen = shmbus__sleep_seen(event);
     r = shmbus__subscriber_ready(sub);
     if (r == SHMBUS_ERR_EMPTY) {
       now = shmbus__now_ns();
@@ -576,7 +568,7 @@ int shmbus_subscriber_wait(shmbus_subscriber *sub, int64_t timeout_ns) {
         return SHMBUS_ERR_TIMEDOUT;
       }
       uint64_t slice = shmbus__wait_slice(&ack_slice, shmbus__subscriber_acked(sub), now, deadline);
-      shmbus__word_wait(event, seen, (int64_t)slice);
+      shmbus__sleep(&sub->wake, event, seen, (int64_t)slice);
     }
     shmbus__subscriber_disarm(sub);
     if (r != SHMBUS_ERR_EMPTY) return r;
@@ -633,6 +625,12 @@ int shmbus_subscriber_open(shmbus_node *node, const char *service, const shmbus_
   }
   sub->held_free_count = cfg->max_held;
   sub->block = cfg->overflow == SHMBUS_OVERFLOW_BLOCK;
+  /* Our wake word's OS object exists before anybody may see us sleep. A
+   * failure only makes our waits sleep in short slices (platform.h). */
+  char name[SHMBUS__OBJECT_NAME_MAX];
+  shmbus__wake_object_name(name, node->domain, sub->svc.hash, sub->slot);
+  shmbus__waitable_init(&sub->wake, &node->root, name);
+  (void)shmbus__waitable_open(&sub->wake);
   sub->pub_generation = shmbus__load64_relaxed(&sub->svc.shm->dyn.pub_generation) - 1;
   shmbus__service_ready(&sub->svc, SHMBUS__SUBSCRIBER, sub->slot, sub->id);
   refresh_sources(sub);

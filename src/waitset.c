@@ -110,6 +110,12 @@ int shmbus_waitset_fd(const shmbus_waitset *ws) {
   return ws == NULL ? SHMBUS_ERR_INVAL : shmbus__notifier_fd(&ws->notifier);
 }
 
+int shmbus_waitset_os_handle(const shmbus_waitset *ws, shmbus_os_handle *out) {
+  if (ws == NULL || out == NULL) return SHMBUS_ERR_INVAL;
+  *out = shmbus__notifier_os_handle(&ws->notifier);
+  return 0;
+}
+
 /* Fills out[] with what is ready now; returns the count. */
 static int collect(shmbus_waitset *ws, shmbus_wait_event *out, size_t cap) {
   size_t n = 0;

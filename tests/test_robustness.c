@@ -13,7 +13,7 @@
  *                      the subscriber only polls publishers(), and while it
  *                      holds samples of the dead ones); a process killed
  *                      inside shmbus_publisher_open, inside the service's
- *                      creation (fault injection through the fallocate hook)
+ *                      creation (fault injection through the space reservation hook)
  *                      and inside shmbus_publisher_close (through an
  *                      interposed shm_unlink); a killed node whose forked
  *                      helper process lives on
@@ -68,7 +68,7 @@
 
 #include <cmocka.h>
 
-#include "service.h" /* layout, platform.h: shmbus__sys_fallocate, hooks */
+#include "service.h" /* layout, platform.h: shmbus__sys_reserve, hooks */
 #include "support.h" /* ts_crc32c */
 #include "shmbus.h"
 
@@ -89,7 +89,7 @@ static struct {
   int umask_changed;
 } rb;
 
-static int (*rb_orig_fallocate)(int, int64_t, int64_t);
+static int (*rb_orig_reserve)(intptr_t, int64_t);
 
 static uint64_t rb_now_ns(void) {
   struct timespec ts;
@@ -607,7 +607,7 @@ static int rb_setup(void **state) {
   (void)state;
   memset(&rb, 0, sizeof rb);
   snprintf(rb.domain, sizeof rb.domain, "rb%ldx%u", (long)getpid(), ++counter);
-  if (rb_orig_fallocate == NULL) rb_orig_fallocate = shmbus__sys_fallocate;
+  if (rb_orig_reserve == NULL) rb_orig_reserve = shmbus__sys_reserve;
   return 0;
 }
 
@@ -624,7 +624,7 @@ static int rb_setup_dir(void **state) {
 static int rb_teardown(void **state) {
   (void)state;
   alarm(0);
-  shmbus__sys_fallocate = rb_orig_fallocate;
+  shmbus__sys_reserve = rb_orig_reserve;
   if (rb_reap_all() > 0) print_message("teardown: killed the children the test left running\n");
   char names[2048];
   if (rb_list("/dev/shm", NULL, names, sizeof names) > 0) {
@@ -1238,9 +1238,8 @@ static int rb_block_fd = -1;
 
 /* A space reservation that never returns: tells the parent, then sleeps
  * until the process is killed. */
-static int blocking_fallocate(int fd, int64_t offset, int64_t length) {
-  (void)fd;
-  (void)offset;
+static int blocking_reserve(intptr_t object, int64_t length) {
+  (void)object;
   (void)length;
   uint64_t v = 0xB10C;
   if (rb_write_all(rb_block_fd, &v, sizeof v) != 0) _exit(1);
@@ -1255,7 +1254,7 @@ static int child_blocked_publisher(rb_child *self, void *varg) {
   shmbus_node *node = NULL;
   CK_ERR(rb_node_open(&node, 0), 0);
   rb_block_fd = self->up[1];
-  shmbus__sys_fallocate = blocking_fallocate;
+  shmbus__sys_reserve = blocking_reserve;
   shmbus_publisher *pub = NULL;
   (void)shmbus_publisher_open(node, a->service, &a->opts, &pub);
   fprintf(stderr, "child %ld: the blocking reservation returned\n", (long)getpid());
@@ -2185,16 +2184,16 @@ static void test_creation_race(void **state) {
 static int fail_call; /* 0: every call fails; n: only the n-th */
 static int alloc_calls;
 
-static int enospc_fallocate(int fd, int64_t offset, int64_t length) {
+static int enospc_reserve(intptr_t object, int64_t length) {
   alloc_calls++;
-  if (fail_call == 0 || alloc_calls == fail_call) return ENOSPC;
-  return rb_orig_fallocate(fd, offset, length);
+  if (fail_call == 0 || alloc_calls == fail_call) return SHMBUS_ERR_NO_SPACE;
+  return rb_orig_reserve(object, length);
 }
 
 static void rb_inject_enospc(int nth) {
   fail_call = nth;
   alloc_calls = 0;
-  shmbus__sys_fallocate = enospc_fallocate;
+  shmbus__sys_reserve = enospc_reserve;
 }
 
 static void rb_assert_only_tokens(const char *what) {
@@ -2234,7 +2233,7 @@ static void test_no_space_injected(void **state) {
   }
 
   /* An existing service: the publisher's own reservations fail. */
-  shmbus__sys_fallocate = rb_orig_fallocate;
+  shmbus__sys_reserve = rb_orig_reserve;
   assert_ok(shmbus_subscriber_open(node, "full", &o, &sub));
   for (int nth = 1; nth <= 2; nth++) {
     rb_inject_enospc(nth);
@@ -2243,7 +2242,7 @@ static void test_no_space_injected(void **state) {
     assert_null(pub);
     assert_int_equal(rb_count(".d") + rb_count(".c"), 0);
   }
-  shmbus__sys_fallocate = rb_orig_fallocate;
+  shmbus__sys_reserve = rb_orig_reserve;
   /* The slot (max_publishers 1) is free and the service works. */
   assert_ok(shmbus_publisher_open(node, "full", &o, &pub));
   rb_pair_wait(pub, sub);

@@ -310,6 +310,12 @@ static void test_waitset_32_services(void **state) {
   shmbus_waitset *ws = NULL;
   ts_assert_ok(shmbus_waitset_open(node, &ws));
   assert_true(shmbus_waitset_fd(ws) >= 0);
+  /* On POSIX the OS handle is the descriptor. */
+  shmbus_os_handle os = -1;
+  ts_assert_ok(shmbus_waitset_os_handle(ws, &os));
+  assert_int_equal(os, shmbus_waitset_fd(ws));
+  ts_assert_err(shmbus_waitset_os_handle(NULL, &os), SHMBUS_ERR_INVAL);
+  ts_assert_err(shmbus_waitset_os_handle(ws, NULL), SHMBUS_ERR_INVAL);
   shmbus_subscriber *subs[WS_SUBS];
   for (int i = 0; i < WS_SUBS; i++) {
     ts_assert_ok(shmbus_subscriber_open(node, c.services[i], &c.opts, &subs[i]));

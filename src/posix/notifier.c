@@ -113,3 +113,6 @@ void shmbus__notify(const char *domain, uint64_t id) {
 }
 
 #endif
+
+/* On POSIX the OS object to wait on is the descriptor. */
+intptr_t shmbus__notifier_os_handle(const shmbus__notifier *n) { return n->handle; }

@@ -60,7 +60,8 @@ int shmbus__posix_unlink_object(const shmbus__root *root, const char *path) {
   return root->backend == SHMBUS_BACKEND_DIR ? unlink(path) : shm_unlink(path);
 }
 
-int shmbus__root_check(const shmbus__root *root) {
+int shmbus__root_prepare(shmbus__root *root) {
+  root->tag = 0; /* POSIX objects of a root are all in its namespace */
   if (root->backend == SHMBUS_BACKEND_SHM) return 0;
   if (root->backend != SHMBUS_BACKEND_DIR) return SHMBUS_ERR_INVAL;
   struct stat st;

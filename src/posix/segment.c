@@ -22,11 +22,12 @@ static int map_fd(int fd, uint64_t size, int writable, shmbus__segment *out) {
   return 0;
 }
 
-static int sys_fallocate(int fd, int64_t offset, int64_t length) {
-  return posix_fallocate(fd, (off_t)offset, (off_t)length);
+static int sys_reserve(intptr_t fd, int64_t length) {
+  int e = posix_fallocate((int)fd, 0, (off_t)length);
+  return e != 0 ? shmbus__posix_errno(e) : 0;
 }
 
-int (*shmbus__sys_fallocate)(int fd, int64_t offset, int64_t length) = sys_fallocate;
+int (*shmbus__sys_reserve)(intptr_t object, int64_t length) = sys_reserve;
 
 int shmbus__segment_create(const shmbus__root *root, const char *name, uint64_t size,
                            shmbus__segment *out) {
@@ -44,8 +45,8 @@ int shmbus__segment_create(const shmbus__root *root, const char *name, uint64_t 
   } else {
     /* Reserves every page before anyone maps it, and only then grows the
      * length from 0: an opener never maps pages that could SIGBUS. */
-    int e = shmbus__sys_fallocate(fd, 0, (int64_t)size);
-    r = e != 0 ? shmbus__posix_errno(e) : map_fd(fd, size, 1, out);
+    r = shmbus__sys_reserve(fd, (int64_t)size);
+    if (r == 0) r = map_fd(fd, size, 1, out);
   }
   if (r == 0 && !named) {
     out->draft = (intptr_t)fd + 1; /* kept open: it is the object */
