@@ -16,7 +16,10 @@
 #define SHMBUS__INIT_TIMEOUT_NS (UINT64_C(2000) * 1000 * 1000)
 
 /* Sets what shmbus_error_detail() returns to this thread (fmt NULL: ""). */
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+/* MinGW's vsnprintf is C99's under __USE_MINGW_ANSI_STDIO (CMakeLists.txt). */
+__attribute__((format(gnu_printf, 1, 2)))
+#elif defined(__GNUC__)
 __attribute__((format(printf, 1, 2)))
 #endif
 void shmbus__set_error_detail(const char *fmt, ...);

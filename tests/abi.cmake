@@ -34,7 +34,7 @@ set(_shmbus_abi_dir "${CMAKE_CURRENT_LIST_DIR}")
 # The peer: linked like the tests (static library with the internals for the
 # layout role, support.c for CRC32C and leftovers, cmocka for support.c).
 add_executable(shmbus_abi_peer
-  "${_shmbus_abi_dir}/abi_peer.c" "${_shmbus_abi_dir}/support.c" "${_shmbus_abi_dir}/support.h")
+  "${_shmbus_abi_dir}/abi_peer.c" ${SHMBUS_TEST_SUPPORT})
 target_link_libraries(shmbus_abi_peer PRIVATE
   shmbus::shmbus_static shmbus_internal ${SHMBUS_CMOCKA_TARGET})
 set_target_properties(shmbus_abi_peer PROPERTIES
@@ -46,8 +46,7 @@ else()
   set(_shmbus_abi_args) # no other peer: the test explains and exits 77
 endif()
 shmbus_add_test(test_abi
-  SOURCES "${_shmbus_abi_dir}/test_abi.c" "${_shmbus_abi_dir}/support.c"
-          "${_shmbus_abi_dir}/support.h"
+  SOURCES "${_shmbus_abi_dir}/test_abi.c" ${SHMBUS_TEST_SUPPORT}
   LABELS abi
   TIMEOUT 240
   DEPENDS shmbus_abi_peer

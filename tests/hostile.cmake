@@ -19,8 +19,7 @@ set(_shmbus_hostile_dir "${CMAKE_CURRENT_LIST_DIR}")
 foreach(_t test_hostile_layout test_hostile_timing test_hostile_truncate)
   if(EXISTS "${_shmbus_hostile_dir}/${_t}.c")
     shmbus_add_test(${_t}
-      SOURCES "${_shmbus_hostile_dir}/${_t}.c" "${_shmbus_hostile_dir}/support.c"
-              "${_shmbus_hostile_dir}/support.h"
+      SOURCES "${_shmbus_hostile_dir}/${_t}.c" ${SHMBUS_TEST_SUPPORT}
       LABELS hostile
       TIMEOUT 180)
   endif()

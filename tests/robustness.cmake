@@ -12,7 +12,7 @@
 
 if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
   shmbus_add_test(test_robustness
-    SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_robustness.c ${CMAKE_CURRENT_LIST_DIR}/support.c
+    SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_robustness.c ${SHMBUS_TEST_SUPPORT}
     LABELS robustness
     TIMEOUT 600)
   # dlsym(RTLD_NEXT): the test interposes shm_unlink (fault injection).

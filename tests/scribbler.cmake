@@ -25,8 +25,7 @@ if(CMAKE_SYSTEM_NAME STREQUAL "Linux")
   find_package(Threads REQUIRED)
   set(_shmbus_scribbler_dir "${CMAKE_CURRENT_LIST_DIR}")
   shmbus_add_test(test_scribbler
-    SOURCES "${_shmbus_scribbler_dir}/test_scribbler.c" "${_shmbus_scribbler_dir}/support.c"
-            "${_shmbus_scribbler_dir}/support.h"
+    SOURCES "${_shmbus_scribbler_dir}/test_scribbler.c" ${SHMBUS_TEST_SUPPORT}
     LABELS hostile
     TIMEOUT 300)
   target_link_libraries(test_scribbler PRIVATE Threads::Threads)

@@ -17,9 +17,11 @@
 #
 # Every case runs in a fresh domain and fails if it leaves an object in
 # /dev/shm or in its temporary directory (tests/support.c).
+# On Windows the same suites run under wine (support_win.c starts children
+# with CreateProcessW): see the WIN32 notes in tests/CMakeLists.txt.
 
 set(_shmbus_suite_dir "${CMAKE_CURRENT_LIST_DIR}")
-set(_shmbus_support "${_shmbus_suite_dir}/support.c" "${_shmbus_suite_dir}/support.h")
+set(_shmbus_support ${SHMBUS_TEST_SUPPORT})
 
 shmbus_add_test(test_units
   SOURCES "${_shmbus_suite_dir}/test_units.c" ${_shmbus_support}

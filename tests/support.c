@@ -4,14 +4,12 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
-#include <poll.h>
+#include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
+
+#include "support_os.h"
 
 /* ---- error codes --------------------------------------------------------- */
 
@@ -26,47 +24,12 @@ void ts__assert_err(int actual, int expected, const char *expr, const char *file
 
 void ts_unique_domain(char out[TS_DOMAIN_SIZE]) {
   static unsigned counter;
-  snprintf(out, TS_DOMAIN_SIZE, "t%ldx%u", (long)getpid(), ++counter);
+  snprintf(out, TS_DOMAIN_SIZE, "t%ldx%u", (long)ts_pid(), ++counter);
 }
 
 void ts_service_name(char *out, size_t cap, const char *hint) {
   static unsigned counter;
   snprintf(out, cap, "svc-%u-%s", ++counter, hint ? hint : "x");
-}
-
-/* ---- children registry (so that teardown can reap what a failed test left) */
-
-#define TS_MAX_CHILDREN 64
-static pid_t live_children[TS_MAX_CHILDREN];
-
-static void register_child(pid_t pid) {
-  for (int i = 0; i < TS_MAX_CHILDREN; i++) {
-    if (live_children[i] == 0) {
-      live_children[i] = pid;
-      return;
-    }
-  }
-}
-
-static void unregister_child(pid_t pid) {
-  for (int i = 0; i < TS_MAX_CHILDREN; i++)
-    if (live_children[i] == pid) live_children[i] = 0;
-}
-
-/* Kills (by pid: only our own children) and reaps every child still
- * registered. Returns how many there were. */
-static int reap_children(void) {
-  int n = 0;
-  for (int i = 0; i < TS_MAX_CHILDREN; i++) {
-    pid_t pid = live_children[i];
-    if (pid == 0) continue;
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-    }
-    live_children[i] = 0;
-    n++;
-  }
-  return n;
 }
 
 /* ---- the per-test environment ----------------------------------------------- */
@@ -77,14 +40,8 @@ static int setup(void **state, int backend) {
   ts_unique_domain(env->domain);
   env->backend = backend;
   if (backend == SHMBUS_BACKEND_DIR) {
-    char tmpl[] = "/tmp/shmbus-test-XXXXXX";
-    if (mkdtemp(tmpl) == NULL) {
-      free(env);
-      return -1;
-    }
-    env->dir = strdup(tmpl);
+    env->dir = ts__tmpdir_new();
     if (env->dir == NULL) {
-      rmdir(tmpl);
       free(env);
       return -1;
     }
@@ -99,7 +56,7 @@ int ts_setup_dir(void **state) { return setup(state, SHMBUS_BACKEND_DIR); }
 int ts_teardown(void **state) {
   ts_env *env = *state;
   int rc = 0;
-  if (reap_children() > 0) {
+  if (ts__reap_children() > 0) {
     print_error("teardown: killed children the test left running\n");
     rc = -1;
   }
@@ -139,7 +96,7 @@ shmbus_node *ts_child_node(const ts_env *env) {
   int err;
   shmbus_node *node = open_node(env, &err);
   if (err != 0 || node == NULL)
-    fprintf(stderr, "child %ld: shmbus_node_open: %s\n", (long)getpid(), shmbus_err_name(err));
+    fprintf(stderr, "child %ld: shmbus_node_open: %s\n", (long)ts_pid(), shmbus_err_name(err));
   return node;
 }
 
@@ -156,7 +113,7 @@ static size_t for_each_object(const char *domain, const char *dir,
   char prefix[64];
   if (!domain_prefix(prefix, sizeof prefix, domain)) return 0;
   size_t plen = strlen(prefix), n = 0;
-  DIR *d = opendir(dir ? dir : "/dev/shm");
+  DIR *d = opendir(dir ? dir : ts__objects_dir());
   if (d == NULL) return 0;
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
@@ -216,7 +173,7 @@ static void remove_object(const char *dir, const char *name, void *ctx) {
   (void)ctx;
   char path[2048];
   ts_object_path(path, sizeof path, dir, name);
-  unlink(path); /* /dev/shm/<name> is what shm_unlink removes too */
+  ts__remove_file(path); /* /dev/shm/<name> is what shm_unlink removes too */
 }
 
 void ts_remove_leftovers(const char *domain, const char *dir) {
@@ -228,33 +185,9 @@ void ts__assert_no_leftovers(const char *domain, const char *dir, const char *fi
   size_t n = ts_leftovers(domain, dir, names, sizeof names);
   if (n == 0) return;
   ts_remove_leftovers(domain, dir); /* so that the next test starts clean */
-  print_error("%zu leftover object(s) of domain %s in %s: %s\n", n, domain, dir ? dir : "/dev/shm",
-              names);
+  print_error("%zu leftover object(s) of domain %s in %s: %s\n", n, domain,
+              dir ? dir : ts__objects_dir(), names);
   _fail(file, line);
-}
-
-/* ---- temporary directories ------------------------------------------------------- */
-
-char *ts_tmpdir_create(void) {
-  char tmpl[] = "/tmp/shmbus-test-XXXXXX";
-  assert_non_null(mkdtemp(tmpl));
-  char *p = strdup(tmpl);
-  assert_non_null(p);
-  return p;
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  remove(path);
-  return 0;
-}
-
-void ts_tmpdir_remove(char *path) {
-  if (path == NULL) return;
-  nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  free(path);
 }
 
 /* ---- object names ---------------------------------------------------------------- */
@@ -273,7 +206,15 @@ void ts_service_object_name(char *out, size_t cap, const char *domain, const cha
 }
 
 void ts_object_path(char *out, size_t cap, const char *dir, const char *name) {
-  snprintf(out, cap, "%s/%s", dir ? dir : "/dev/shm", name);
+  snprintf(out, cap, "%s/%s", dir ? dir : ts__objects_dir(), name);
+}
+
+/* ---- temporary directories ------------------------------------------------------- */
+
+char *ts_tmpdir_create(void) {
+  char *p = ts__tmpdir_new();
+  assert_non_null(p);
+  return p;
 }
 
 /* ---- samples ------------------------------------------------------------------- */
@@ -306,92 +247,18 @@ shmbus_service_opts ts_opts(void) {
   return o;
 }
 
-/* ---- children and pipes ---------------------------------------------------------- */
-
-static void close_fd(int *fd) {
-  if (*fd >= 0) close(*fd);
-  *fd = -1;
-}
-
-void ts_child_start(ts_child *c, ts_child_fn fn, void *arg) {
-  assert_int_equal(pipe(c->up), 0);
-  assert_int_equal(pipe(c->down), 0);
-  fflush(NULL); /* the child must not print the parent's buffers again */
-  c->pid = fork();
-  assert_true(c->pid >= 0);
-  if (c->pid == 0) {
-    /* cmocka's handlers would longjmp into the copy of the test runner. */
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT, SIGALRM};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) signal(sigs[i], SIG_DFL);
-    alarm(TS_CHILD_ALARM_S);
-    close_fd(&c->up[0]);
-    close_fd(&c->down[1]);
-    int rc = fn(c, arg);
-    fflush(NULL);
-    _exit(rc);
-  }
-  register_child(c->pid);
-  close_fd(&c->up[1]);
-  close_fd(&c->down[0]);
-}
-
-int ts_child_wait(ts_child *c) {
-  int status = 0;
-  pid_t r;
-  do {
-    r = waitpid(c->pid, &status, 0);
-  } while (r < 0 && errno == EINTR);
-  unregister_child(c->pid);
-  close_fd(&c->up[0]);
-  close_fd(&c->down[1]);
-  if (r != c->pid) return 255;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 255;
-}
+/* ---- children ------------------------------------------------------------------ */
 
 void ts__assert_child_ok(ts_child *c, const char *file, int line) {
   pid_t pid = c->pid;
   int code = ts_child_wait(c);
   if (code == 0) return;
   if (code > 128)
-    print_error("child %ld died of signal %d (%s)\n", (long)pid, code - 128, strsignal(code - 128));
+    print_error("child %ld died of signal %d (%s)\n", (long)pid, code - 128,
+                ts__signal_name(code - 128));
   else
     print_error("child %ld exited with %d\n", (long)pid, code);
   _fail(file, line);
-}
-
-int ts_send(int fd, uint64_t value) {
-  const char *p = (const char *)&value;
-  size_t left = sizeof value;
-  while (left > 0) {
-    ssize_t n = write(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1;
-    p += n;
-    left -= (size_t)n;
-  }
-  return 0;
-}
-
-int ts_recv(int fd, uint64_t *value) {
-  char *p = (char *)value;
-  size_t left = sizeof *value;
-  uint64_t deadline = ts_now_ns() + (uint64_t)TS_WAIT_MS * 1000000u;
-  while (left > 0) {
-    uint64_t now = ts_now_ns();
-    if (now >= deadline) return -1;
-    struct pollfd pfd = {fd, POLLIN, 0};
-    int r = poll(&pfd, 1, (int)((deadline - now) / 1000000u) + 1);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return -1;
-    ssize_t n = read(fd, p, left);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1; /* EOF: the other side is gone */
-    p += n;
-    left -= (size_t)n;
-  }
-  return 0;
 }
 
 int ts_child_send(ts_child *self, uint64_t value) { return ts_send(self->up[1], value); }
@@ -411,78 +278,20 @@ void ts_backoff(unsigned *round) {
     sched_yield();
     return;
   }
-  struct timespec ts = {0, r < 256 ? 20 * 1000 : 200 * 1000};
-  nanosleep(&ts, NULL);
+  ts_sleep_ns(r < 256 ? 20 * 1000 : 200 * 1000);
 }
 
-/* ---- hostile-peer helpers ---- */
-
-#include <fcntl.h>
-#include <sys/mman.h>
-
-void *ts_map_object(const char *dir, const char *name, size_t *size) {
-  char path[2048];
-  ts_object_path(path, sizeof path, dir, name);
-  *size = 0;
-  int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-  if (fd < 0) return NULL;
-  struct stat st;
-  void *p = NULL;
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
-    p = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED)
-      p = NULL;
-    else
-      *size = (size_t)st.st_size;
-  } else {
-    errno = EINVAL;
-  }
-  int e = errno;
-  close(fd);
-  errno = e;
-  return p;
-}
-
-void ts_unmap_object(void *base, size_t size) {
-  if (base != NULL) munmap(base, size);
-}
-
-int ts_create_object(const char *dir, const char *name, uint64_t size) {
-  char path[2048];
-  ts_object_path(path, sizeof path, dir, name);
-  int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return -1;
-  if (size > 0 && ftruncate(fd, (off_t)size) != 0) {
-    int e = errno;
-    close(fd);
-    unlink(path);
-    errno = e;
-    return -1;
-  }
-  close(fd);
-  return 0;
-}
-
-int ts_unlink_object(const char *dir, const char *name) {
-  char path[2048];
-  ts_object_path(path, sizeof path, dir, name);
-  return unlink(path);
-}
-
-void *ts_shared_alloc(size_t size) {
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
-}
-
-void ts_shared_free(void *p, size_t size) {
-  if (p != NULL) munmap(p, size);
-}
-
-uint64_t ts_sleep_overrun_ns(uint64_t ns) {
+void ts_sleep_ns(uint64_t ns) {
   struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-  uint64_t t0 = ts_now_ns();
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
   }
+}
+
+/* ---- scheduling controls ------------------------------------------------------- */
+
+uint64_t ts_sleep_overrun_ns(uint64_t ns) {
+  uint64_t t0 = ts_now_ns();
+  ts_sleep_ns(ns);
   uint64_t took = ts_now_ns() - t0;
   return took > ns ? took - ns : 0;
 }
@@ -497,54 +306,7 @@ uint64_t ts_spin_gap_ns(uint64_t ns) {
   return gap;
 }
 
-void ts_watchdog_start(ts_watchdog *w, const char *domain, const char *dir, unsigned seconds,
-                       const char *what) {
-  int fds[2];
-  w->pid = 0;
-  w->fd = -1;
-  assert_int_equal(pipe(fds), 0);
-  pid_t parent = getpid();
-  fflush(NULL);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    close(fds[1]);
-    uint64_t deadline = ts_now_ns() + (uint64_t)seconds * 1000000000u;
-    for (;;) {
-      struct pollfd pfd = {fds[0], POLLIN, 0};
-      int r = poll(&pfd, 1, 100);
-      /* Stopped (a byte or EOF), or the test process is gone. */
-      if (r > 0 || getppid() != parent) _exit(0);
-      if (ts_now_ns() >= deadline) break;
-    }
-    fprintf(stderr, "watchdog: %s: still running after %u s: killing the test process\n", what,
-            seconds);
-    kill(parent, SIGKILL);
-    if (domain != NULL) ts_remove_leftovers(domain, dir);
-    if (dir != NULL) {
-      char *copy = strdup(dir);
-      if (copy != NULL) ts_tmpdir_remove(copy);
-    }
-    _exit(1);
-  }
-  close(fds[0]);
-  w->pid = pid;
-  w->fd = fds[1];
-}
-
-void ts_watchdog_stop(ts_watchdog *w) {
-  if (w->pid <= 0) return;
-  static const char stop = 1;
-  if (write(w->fd, &stop, 1) < 0) { /* EOF stops it as well */
-  }
-  close(w->fd);
-  while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR) {
-  }
-  w->pid = 0;
-  w->fd = -1;
-}
-
-#include <pthread.h>
+/* ---- CRC32C ---------------------------------------------------------------------- */
 
 static uint32_t crc32c_table[8][256];
 static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
@@ -581,22 +343,6 @@ uint32_t ts_crc32c_update(uint32_t crc, const void *data, size_t n) {
 }
 
 uint32_t ts_crc32c(const void *data, size_t n) { return ~ts_crc32c_update(~0u, data, n); }
-
-int ts_child_poll(ts_child *c) {
-  int status = 0;
-  pid_t r;
-  do {
-    r = waitpid(c->pid, &status, WNOHANG);
-  } while (r < 0 && errno == EINTR);
-  if (r == 0) return -1;
-  unregister_child(c->pid);
-  close_fd(&c->up[0]);
-  close_fd(&c->down[1]);
-  if (r != c->pid) return 255;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 255;
-}
 
 int ts_threads_unavailable(void) {
   const char *v = getenv("SHMBUS_TEST_NO_THREADS");

@@ -7,8 +7,9 @@
  *   - leak checks: the objects of a domain left in /dev/shm or in a
  *     directory-backend root (their names start with "shmbus.<domain>.");
  *   - temporary directories for SHMBUS_BACKEND_DIR;
- *   - fork helpers: a child runs a function in a real process with an
- *     alarm() watchdog and talks to the parent over pipes;
+ *   - child processes: a child runs a function in a real process with a
+ *     watchdog and talks to the parent over pipes (POSIX: fork; Windows: the
+ *     test program started again with CreateProcessW, support_win.c);
  *   - the standard sample type and service options of the tests.
  *
  * Rules for children: they never use cmocka's assertions (a failing one
@@ -140,11 +141,21 @@ struct ts_child {
   int down[2]; /* parent -> child */
 };
 
-/* Forks a child that runs fn(self, arg) with alarm(TS_CHILD_ALARM_S) and
- * default signal dispositions, and exits with its return value (0 = pass).
- * The child is registered so that ts_teardown can kill it if the test
- * fails early. Parent side: cmocka-asserts that fork worked. */
-void ts_child_start(ts_child *c, ts_child_fn fn, void *arg);
+/* Starts a child process that runs fn(self, arg) with a watchdog of
+ * TS_CHILD_ALARM_S seconds (POSIX: alarm(), with default signal
+ * dispositions) and exits with its return value (0 = pass). The child is
+ * registered so that ts_teardown can kill it if the test fails early.
+ * Parent side: cmocka-asserts that the start worked. POSIX forks. Windows
+ * starts the test program again and sends it a copy of *arg, so there an
+ * argument must be self-contained: no pointer in it may point outside it
+ * (pointers into the block itself are moved with it), and fn must be a
+ * function of the test program (linked without ASLR, so that its address
+ * is the same in the child). */
+#define ts_child_start(c, fn, arg) ts__child_start((c), (fn), (arg), sizeof *(arg))
+void ts__child_start(ts_child *c, ts_child_fn fn, void *arg, size_t size);
+/* Kills the child at once (POSIX: SIGKILL; Windows: TerminateProcess with
+ * exit code 137, which ts_child_wait reports as 128 + 9 too). */
+void ts_child_kill(ts_child *c);
 /* Waits for the child; returns its exit code, or 128 + signal. Closes the
  * pipes. */
 int ts_child_wait(ts_child *c);
@@ -205,6 +216,10 @@ void ts_backoff(unsigned *round);
 
 /* Monotonic clock, ns. */
 uint64_t ts_now_ns(void);
+/* Sleeps at least `ns` (nanosleep; Windows rounds up to milliseconds). */
+void ts_sleep_ns(uint64_t ns);
+/* This process's id, for messages. */
+uint32_t ts_pid(void);
 
 /* Skips the calling cmocka test, saying why, when SHMBUS_TEST_NO_THREADS is
  * set: for emulators that cannot run a second thread (qemu-user 7.2 on

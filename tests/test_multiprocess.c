@@ -739,7 +739,7 @@ static void test_killed_subscriber_is_reclaimed(void **state) {
     ts_assert_ok(shmbus_publisher_send_copy(pub, &x, sizeof x));
   }
   ts_parent_expect(&victim, MSG_DONE);
-  assert_int_equal(kill(victim.pid, SIGKILL), 0);
+  ts_child_kill(&victim);
   assert_int_equal(ts_child_wait(&victim), 128 + SIGKILL);
 
   shmbus_node_info info[4];
@@ -825,7 +825,7 @@ static void test_killed_publisher_is_reclaimed(void **state) {
   shmbus_sample held;
   ts_assert_ok(shmbus_subscriber_take(sub, &held));
   assert_int_equal(held.sequence, 0);
-  assert_int_equal(kill(victim.pid, SIGKILL), 0);
+  ts_child_kill(&victim);
   assert_int_equal(ts_child_wait(&victim), 128 + SIGKILL);
 
   assert_int_equal(shmbus_subscriber_publishers(sub), 0); /* reaped */

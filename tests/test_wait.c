@@ -132,7 +132,7 @@ static void no_publisher_case(ts_env *env, int kill_it) {
 
   uint64_t t0 = now_ns();
   if (kill_it) {
-    kill(child.pid, SIGKILL);
+    ts_child_kill(&child);
     assert_int_equal(ts_child_wait(&child), 128 + SIGKILL);
   } else {
     ts_parent_send(&child, MSG_FINISH);
@@ -564,7 +564,7 @@ static void test_waitset_fd_publisher_killed(void **state) {
   unsigned round = 0;
   while (shmbus_subscriber_publishers(sub) < 1) ts_backoff(&round);
   ts_parent_expect(&child, MSG_READY);
-  kill(child.pid, SIGKILL);
+  ts_child_kill(&child);
   assert_int_equal(ts_child_wait(&child), 128 + SIGKILL);
   uint64_t t0 = now_ns();
   int what = 0;
@@ -742,7 +742,7 @@ static void test_block_subscriber_killed(void **state) {
   if (killer == 0) {
     struct timespec ts = {0, 100 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    kill(child.pid, SIGKILL);
+    ts_child_kill(&child);
     _exit(0);
   }
   t0 = now_ns();
