@@ -40,11 +40,11 @@ static int setup(void **state, int backend) {
   ts_unique_domain(env->domain);
   env->backend = backend;
   if (backend == SHMBUS_BACKEND_DIR) {
-    env->dir = ts__tmpdir_new();
-    if (env->dir == NULL) {
+    if (ts__tmpdir_new(env->dir_buf, sizeof env->dir_buf) != 0) {
       free(env);
       return -1;
     }
+    env->dir = env->dir_buf;
   }
   *state = env;
   return 0;
@@ -64,11 +64,12 @@ int ts_teardown(void **state) {
   char names[1024] = "";
   size_t n = ts_leftovers(env->domain, env->dir, names, sizeof names);
   if (n > 0) {
-    print_error("teardown: %zu leftover object(s) of domain %s: %s\n", n, env->domain, names);
+    print_error("teardown: %llu leftover object(s) of domain %s: %s\n", (unsigned long long)n,
+                env->domain, names);
     ts_remove_leftovers(env->domain, env->dir);
     rc = -1;
   }
-  if (env->dir) ts_tmpdir_remove(env->dir);
+  if (env->dir) ts__tmpdir_delete(env->dir);
   free(env);
   *state = NULL;
   return rc;
@@ -78,7 +79,9 @@ static shmbus_node *open_node(const ts_env *env, int *err) {
   shmbus_node_opts o = SHMBUS_NODE_OPTS_INIT;
   o.domain = env->domain;
   o.backend = env->backend;
-  o.root = env->dir;
+  /* From dir_buf, not dir: a copy of the environment made for a child on
+   * Windows has its own dir_buf, while its dir may point at the parent's. */
+  o.root = env->backend == SHMBUS_BACKEND_DIR ? env->dir_buf : NULL;
   shmbus_node *node = NULL;
   *err = shmbus_node_open(&o, &node);
   return node;
@@ -185,7 +188,7 @@ void ts__assert_no_leftovers(const char *domain, const char *dir, const char *fi
   size_t n = ts_leftovers(domain, dir, names, sizeof names);
   if (n == 0) return;
   ts_remove_leftovers(domain, dir); /* so that the next test starts clean */
-  print_error("%zu leftover object(s) of domain %s in %s: %s\n", n, domain,
+  print_error("%llu leftover object(s) of domain %s in %s: %s\n", (unsigned long long)n, domain,
               dir ? dir : ts__objects_dir(), names);
   _fail(file, line);
 }
@@ -212,9 +215,39 @@ void ts_object_path(char *out, size_t cap, const char *dir, const char *name) {
 /* ---- temporary directories ------------------------------------------------------- */
 
 char *ts_tmpdir_create(void) {
-  char *p = ts__tmpdir_new();
+  char *p = malloc(TS_DIR_MAX);
   assert_non_null(p);
+  assert_int_equal(ts__tmpdir_new(p, TS_DIR_MAX), 0);
   return p;
+}
+
+void ts_tmpdir_remove(char *path) {
+  if (path == NULL) return;
+  ts__tmpdir_delete(path);
+  free(path);
+}
+
+void ts_env_copy(ts_env *dst, const ts_env *src) {
+  *dst = *src;
+  dst->dir = src->dir != NULL ? dst->dir_buf : NULL;
+}
+
+/* ---- aligned memory ------------------------------------------------------------- */
+
+void *ts_aligned_alloc(size_t align, size_t size) {
+#ifdef _WIN32
+  return _aligned_malloc(size, align); /* no C11 aligned_alloc in msvcrt */
+#else
+  return aligned_alloc(align, (size + align - 1) / align * align);
+#endif
+}
+
+void ts_aligned_free(void *p) {
+#ifdef _WIN32
+  _aligned_free(p);
+#else
+  free(p);
+#endif
 }
 
 /* ---- samples ------------------------------------------------------------------- */

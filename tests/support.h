@@ -50,12 +50,17 @@ void ts__assert_err(int actual, int expected, const char *expr, const char *file
 void ts_unique_domain(char out[TS_DOMAIN_SIZE]);
 
 /* What a test runs on: a fresh domain and a backend. `dir` is NULL for
- * SHMBUS_BACKEND_SHM, else a temporary directory removed at teardown. */
+ * SHMBUS_BACKEND_SHM, else the temporary directory in dir_buf, removed at
+ * teardown. Self-contained (ts_child_start on Windows copies it): copy one
+ * with ts_env_copy, which points the copy's dir at its own dir_buf. */
+#define TS_DIR_MAX 512
 typedef struct ts_env {
   char domain[TS_DOMAIN_SIZE];
   int backend;
   char *dir;
+  char dir_buf[TS_DIR_MAX];
 } ts_env;
+void ts_env_copy(ts_env *dst, const ts_env *src);
 
 /* cmocka fixtures: *state becomes a ts_env *. ts_teardown fails the test if
  * the domain has leftover objects (and removes them), kills and reaps any
@@ -154,8 +159,13 @@ struct ts_child {
 #define ts_child_start(c, fn, arg) ts__child_start((c), (fn), (arg), sizeof *(arg))
 void ts__child_start(ts_child *c, ts_child_fn fn, void *arg, size_t size);
 /* Kills the child at once (POSIX: SIGKILL; Windows: TerminateProcess with
- * exit code 137, which ts_child_wait reports as 128 + 9 too). */
+ * exit code 137). ts_child_wait then reports TS_KILLED on both. */
 void ts_child_kill(ts_child *c);
+#define TS_KILLED (128 + 9)
+/* The calling process's own watchdog, as alarm(): ends it (exit status
+ * 128 + 14, SIGALRM on POSIX) unless called again within `seconds`; 0
+ * cancels it. */
+void ts_alarm(unsigned seconds);
 /* Waits for the child; returns its exit code, or 128 + signal. Closes the
  * pipes. */
 int ts_child_wait(ts_child *c);
@@ -213,6 +223,22 @@ int ts_child_recv(ts_child *self, uint64_t *value);
 
 /* Backoff in polling loops (never synchronisation on its own). */
 void ts_backoff(unsigned *round);
+
+/* 1 when a write to *p faults in this process, 0 when it would succeed.
+ * POSIX writes the byte back to itself, catching SIGSEGV and SIGBUS;
+ * Windows asks VirtualQuery whether the page is read-only. */
+int ts_write_faults(volatile uint8_t *p);
+
+/* Waits at most timeout_ms for an OS handle of the library (a wait set's)
+ * to be signalled: 1 when it is, 0 on time-out, -1 on error. POSIX polls
+ * the descriptor for reading; Windows waits with WaitForMultipleObjects on
+ * it beside an event of its own that is never set. */
+int ts_os_handle_ready(shmbus_os_handle h, int timeout_ms);
+
+/* Memory aligned to `align` (a power of two), freed with ts_aligned_free
+ * (Windows has no C11 aligned_alloc). NULL on failure. */
+void *ts_aligned_alloc(size_t align, size_t size);
+void ts_aligned_free(void *p);
 
 /* Monotonic clock, ns. */
 uint64_t ts_now_ns(void);

@@ -8,8 +8,10 @@
  * on Linux; on Windows the per-session state directory of liveness
  * tokens (sections cannot be listed, and go with their last handle). */
 const char *ts__objects_dir(void);
-/* A new private temporary directory (malloc'ed path), or NULL. */
-char *ts__tmpdir_new(void);
+/* Makes a new private temporary directory, its path in out[cap]: 0, or -1. */
+int ts__tmpdir_new(char *out, size_t cap);
+/* Removes a temporary directory and the files in it. */
+void ts__tmpdir_delete(const char *path);
 /* Removes a file; errors are ignored. */
 void ts__remove_file(const char *path);
 /* Kills and reaps every child still registered; returns how many. */

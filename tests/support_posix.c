@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -22,6 +23,43 @@ void ts__remove_file(const char *path) { unlink(path); }
 const char *ts__signal_name(int sig) { return strsignal(sig); }
 
 uint32_t ts_pid(void) { return (uint32_t)getpid(); }
+
+void ts_alarm(unsigned seconds) { alarm(seconds); }
+
+int ts_os_handle_ready(shmbus_os_handle h, int timeout_ms) {
+  struct pollfd pfd = {(int)h, POLLIN, 0};
+  int r;
+  do {
+    r = poll(&pfd, 1, timeout_ms);
+  } while (r < 0 && errno == EINTR);
+  return r < 0 ? -1 : r > 0;
+}
+
+/* ---- write probes --------------------------------------------------------------- */
+
+static sigjmp_buf fault_jump;
+
+static void on_fault(int sig) {
+  (void)sig;
+  siglongjmp(fault_jump, 1);
+}
+
+int ts_write_faults(volatile uint8_t *p) {
+  struct sigaction sa, old_segv, old_bus;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_fault;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &old_segv);
+  sigaction(SIGBUS, &sa, &old_bus);
+  volatile int faulted = 0;
+  if (sigsetjmp(fault_jump, 1) == 0)
+    *p = *p;
+  else
+    faulted = 1;
+  sigaction(SIGSEGV, &old_segv, NULL);
+  sigaction(SIGBUS, &old_bus, NULL);
+  return faulted;
+}
 
 /* ---- children registry (so that teardown can reap what a failed test left) */
 
@@ -60,12 +98,11 @@ int ts__reap_children(void) {
 
 /* ---- temporary directories ------------------------------------------------------- */
 
-char *ts__tmpdir_new(void) {
+int ts__tmpdir_new(char *out, size_t cap) {
   char tmpl[] = "/tmp/shmbus-test-XXXXXX";
-  if (mkdtemp(tmpl) == NULL) return NULL;
-  char *p = strdup(tmpl);
-  if (p == NULL) rmdir(tmpl);
-  return p;
+  if (cap < sizeof tmpl || mkdtemp(tmpl) == NULL) return -1;
+  memcpy(out, tmpl, sizeof tmpl);
+  return 0;
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -76,11 +113,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
   return 0;
 }
 
-void ts_tmpdir_remove(char *path) {
-  if (path == NULL) return;
-  nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  free(path);
-}
+void ts__tmpdir_delete(const char *path) { nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* ---- children and pipes ---------------------------------------------------------- */
 

@@ -993,7 +993,7 @@ static void *subscriber_thread(void *p) {
 static void test_threads_share_a_node(void **state) {
   ts_env *env = *state;
   TS_SKIP_WITHOUT_THREADS();
-  alarm(60); /* a thread that fails early leaves the others at a barrier */
+  ts_alarm(60); /* a thread that fails early leaves the others at a barrier */
   shmbus_node *node = ts_node(env);
   pthread_barrier_t barrier;
   assert_int_equal(pthread_barrier_init(&barrier, NULL, 4), 0);
@@ -1013,7 +1013,7 @@ static void test_threads_share_a_node(void **state) {
   for (int i = 0; i < 4; i++) assert_int_equal(args[i].failed, 0);
   for (int i = 2; i < 4; i++) assert_int_equal(args[i].received + args[i].lost, 2 * THREAD_SAMPLES);
   ts_assert_env_clean(env);
-  alarm(0);
+  ts_alarm(0);
 }
 
 /* Ports opened and closed from several threads on one node, the node
@@ -1048,7 +1048,7 @@ static void *open_close_thread(void *p) {
 static void test_threads_open_and_close_ports(void **state) {
   ts_env *env = *state;
   TS_SKIP_WITHOUT_THREADS();
-  alarm(60);
+  ts_alarm(60);
   shmbus_node *node = ts_node(env);
   pthread_barrier_t barrier;
   assert_int_equal(pthread_barrier_init(&barrier, NULL, 4), 0);
@@ -1067,7 +1067,7 @@ static void test_threads_open_and_close_ports(void **state) {
   pthread_barrier_destroy(&barrier);
   for (int i = 0; i < 3; i++) assert_int_equal(args[i].failed, 0);
   ts_assert_env_clean(env);
-  alarm(0);
+  ts_alarm(0);
 }
 
 /* ---- the pool never runs dry ------------------------------------------------------------ */

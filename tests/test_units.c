@@ -49,7 +49,7 @@ static void test_pool_lifo_and_refs(void **state) {
   shmbus__pool_unref(&pool, 2);
   shmbus__pool_unref(&pool, 0);
   assert_int_equal(pool.free_count, 2);
-  uint32_t got;
+  uint32_t got = UINT32_MAX; /* written only when a chunk is free */
   assert_int_equal(shmbus__pool_get(&pool, &got), 1);
   assert_int_equal(got, 0);
   assert_int_equal(shmbus__pool_get(&pool, &got), 1);
@@ -104,7 +104,7 @@ static void ring_setup(ring_fixture *f) {
   ts_assert_ok(shmbus__layout_compute(&cfg, &f->layout));
   assert_int_equal(f->layout.queue_cap, 4);
   assert_int_equal(f->layout.done_cap, 8);
-  f->block = aligned_alloc(SHMBUS__CACHE_LINE, f->layout.conn_stride);
+  f->block = ts_aligned_alloc(SHMBUS__CACHE_LINE, f->layout.conn_stride);
   assert_non_null(f->block);
   memset(f->block, 0, f->layout.conn_stride);
   shmbus__ring_view(&f->ring, f->block, f->layout.sub_ring_offset, f->layout.done_ring_offset,
@@ -158,7 +158,7 @@ static void test_ring_put_pop(void **state) {
   }
   assert_int_equal(shmbus__ring_pop(&f.ring, &chunk), 0);
   assert_int_equal(f.ring.conn->head, 5);
-  free(f.block);
+  ts_aligned_free(f.block);
 }
 
 static void test_ring_stale_tag_is_empty(void **state) {
@@ -177,7 +177,7 @@ static void test_ring_stale_tag_is_empty(void **state) {
   shmbus__ring_put(&f.ring, 4, 21);
   assert_int_equal(shmbus__ring_pop(&f.ring, &chunk), 1);
   assert_int_equal(chunk, 21);
-  free(f.block);
+  ts_aligned_free(f.block);
 }
 
 static void test_ring_evict(void **state) {
@@ -205,7 +205,7 @@ static void test_ring_evict(void **state) {
   assert_int_equal(shmbus__ring_pop(&f.ring, &chunk), 1);
   assert_int_equal(chunk, 103);
   assert_int_equal(shmbus__ring_pop(&f.ring, &chunk), 0);
-  free(f.block);
+  ts_aligned_free(f.block);
 }
 
 static void test_ring_evict_after_pop_fails(void **state) {
@@ -222,7 +222,7 @@ static void test_ring_evict_after_pop_fails(void **state) {
   assert_int_equal(seen, 1);
   assert_int_equal(shmbus__ring_pop(&f.ring, &chunk), 1);
   assert_int_equal(chunk, 2);
-  free(f.block);
+  ts_aligned_free(f.block);
 }
 
 /* Runs entries through the ring from `start` for several laps, one at a
@@ -257,7 +257,7 @@ static void ring_run_from(uint64_t start) {
     assert_int_equal(shmbus__ring_pop(&f.ring, &chunk), 0);
   }
   assert_int_equal(f.ring.conn->head, tail);
-  free(f.block);
+  ts_aligned_free(f.block);
 }
 
 static void test_ring_tag_wrap_2_32(void **state) {
@@ -311,7 +311,7 @@ static void test_done_ring_until_full(void **state) {
     assert_int_equal(shmbus__done_push(&f.ring, &tail, &cached, i), 1);
   assert_int_equal(shmbus__done_push(&f.ring, &tail, &cached, 0), 0);
   assert_int_equal(tail, (UINT64_MAX - 2) + cap);
-  free(f.block);
+  ts_aligned_free(f.block);
 }
 
 /* ---- layout ---------------------------------------------------------------------- */
@@ -583,7 +583,7 @@ typedef struct header_fixture {
 } header_fixture;
 
 static void header_setup(header_fixture *f, uint64_t size) {
-  f->mem = aligned_alloc(64, size);
+  f->mem = ts_aligned_alloc(64, size);
   assert_non_null(f->mem);
   memset(f->mem, 0, size);
   f->seg.base = f->mem;
@@ -638,7 +638,7 @@ static void test_seg_header(void **state) {
   /* A mapping shorter than a header. */
   f.seg.size = 32;
   ts_assert_err(shmbus__seg_header_wait(&f.seg, SHMBUS__SEG_DATA, 0), SHMBUS_ERR_CORRUPT);
-  free(f.mem);
+  ts_aligned_free(f.mem);
 }
 
 /* ---- the service's port registry ------------------------------------------------ */
