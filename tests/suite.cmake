@@ -28,10 +28,14 @@ shmbus_add_test(test_units
   LABELS unit
   TIMEOUT 60)
 
-shmbus_add_test(test_api
-  SOURCES "${_shmbus_suite_dir}/test_api.c" ${_shmbus_support}
-  LABELS api
-  TIMEOUT 120)
+# test_api forges segments with mmap and plants POSIX objects: POSIX only
+# for now.
+if(NOT WIN32)
+  shmbus_add_test(test_api
+    SOURCES "${_shmbus_suite_dir}/test_api.c" ${_shmbus_support}
+    LABELS api
+    TIMEOUT 120)
+endif()
 
 shmbus_add_test(test_pubsub
   SOURCES "${_shmbus_suite_dir}/test_pubsub.c" ${_shmbus_support}

@@ -172,6 +172,15 @@ size_t ts_objects(const char *domain, const char *dir) {
   return all - t.tokens;
 }
 
+void ts__assert_objects(const ts_env *env, size_t n, const char *file, int line) {
+  if (!ts__objects_listable(env->backend)) return;
+  size_t have = ts_objects(env->domain, env->dir);
+  if (have == n) return;
+  print_error("the domain has %llu objects besides tokens, expected %llu\n",
+              (unsigned long long)have, (unsigned long long)n);
+  _fail(file, line);
+}
+
 static void remove_object(const char *dir, const char *name, void *ctx) {
   (void)ctx;
   char path[2048];

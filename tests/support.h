@@ -84,6 +84,16 @@ size_t ts_leftovers(const char *domain, const char *dir, char *names, size_t cap
 size_t ts_objects(const char *domain, const char *dir);
 /* Counts only the liveness tokens. */
 size_t ts_tokens(const char *domain, const char *dir);
+/* 1 where a dead node's token stays until cleanup removes it (POSIX), 0
+ * where the OS deletes it when its process dies, however it dies (Windows:
+ * FILE_FLAG_DELETE_ON_CLOSE). */
+int ts_dead_tokens_stay(void);
+/* Asserts that the domain has `n` objects besides tokens (services,
+ * publisher segments), where they can be listed: on Windows the default
+ * backend's sections cannot be (they go with their last handle), so there
+ * only the directory backend is counted. */
+#define ts_assert_objects(env, n) ts__assert_objects((env), (n), __FILE__, __LINE__)
+void ts__assert_objects(const ts_env *env, size_t n, const char *file, int line);
 /* Removes the objects of `domain` in `dir` (NULL: /dev/shm). */
 void ts_remove_leftovers(const char *domain, const char *dir);
 /* cmocka assertion: no object of the domain remains. */

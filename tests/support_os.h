@@ -8,6 +8,9 @@
  * on Linux; on Windows the per-session state directory of liveness
  * tokens (sections cannot be listed, and go with their last handle). */
 const char *ts__objects_dir(void);
+/* Whether a backend's objects other than tokens can be listed (Windows'
+ * paging-file sections cannot). */
+int ts__objects_listable(int backend);
 /* Makes a new private temporary directory, its path in out[cap]: 0, or -1. */
 int ts__tmpdir_new(char *out, size_t cap);
 /* Removes a temporary directory and the files in it. */

@@ -104,6 +104,10 @@ const char *ts__objects_dir(void) {
   return dir;
 }
 
+int ts__objects_listable(int backend) { return backend == SHMBUS_BACKEND_DIR; }
+
+int ts_dead_tokens_stay(void) { return 0; }
+
 /* ---- temporary directories ------------------------------------------------- */
 
 int ts__tmpdir_new(char *out, size_t cap) {

@@ -693,7 +693,7 @@ static void test_publisher_closes_while_held(void **state) {
   assert_int_equal(shmbus_subscriber_publishers(sub), 0);
   assert_int_equal(shmbus_subscriber_lost(sub), 0);
   /* Only the service is left, owned by the subscriber. */
-  assert_int_equal(ts_objects(env->domain, env->dir), 1);
+  ts_assert_objects(env, 1);
   shmbus_subscriber_close(sub);
   shmbus_node_close(node);
   ts_assert_env_clean(env);
@@ -811,7 +811,7 @@ static void test_new_publisher_same_name(void **state) {
   /* With nobody left the service goes; a new one under the name works. */
   shmbus_subscriber_close(sub);
   shmbus_publisher_close(pub);
-  assert_int_equal(ts_objects(env->domain, env->dir), 0);
+  ts_assert_objects(env, 0);
   o.queue_depth = 3; /* even with other limits: it is a new service */
   pub = open_pub(node, "restart", &o);
   sub = open_sub(node, "restart", &o);

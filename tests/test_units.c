@@ -651,7 +651,7 @@ static void test_service_registry(void **state) {
   o.max_subscribers = 3;
   shmbus__service a, b;
   ts_assert_ok(shmbus__service_attach(node, "registry", &o, &a));
-  assert_int_equal(ts_objects(env->domain, env->dir), 1);
+  ts_assert_objects(env, 1);
   assert_int_equal(a.cfg.max_publishers, 2);
   assert_int_equal(a.cfg.max_subscribers, 3);
   assert_int_equal(a.cfg.queue_depth, 16); /* defaults filled in */
@@ -704,7 +704,7 @@ static void test_service_registry(void **state) {
   /* The last user to detach removes the service. */
   shmbus__service_detach(&a);
   assert_null(a.shm);
-  assert_int_equal(ts_objects(env->domain, env->dir), 1);
+  ts_assert_objects(env, 1);
   assert_int_equal(b.shm->dyn.users, 1);
   shmbus__service_detach(&b);
   shmbus_node_close(node);
