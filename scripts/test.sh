@@ -25,14 +25,23 @@
 #                        model); without threads (SHMBUS_TEST_NO_THREADS:
 #                        Debian 12's qemu-user hangs in a guest's first
 #                        pthread_create on some hosts)
-#   8. valgrind memcheck over test_units and test_pubsub of suite 2
+#   8. build/test-win    Debug, Windows x86-64 cross-build with MinGW-w64
+#                        (cmake/toolchains/mingw-w64-x86_64.cmake; cmocka
+#                        cross-built by scripts/win-deps.sh, which installs
+#                        mingw-w64 and wine); the suites built for Windows
+#                        (header, unit, pubsub, multiprocess, wait, threads)
+#                        under wine64 (scripts/wine-run.sh), then a check
+#                        that the wine prefix holds no token (its state
+#                        directory) and no directory of the tests
+#   9. valgrind memcheck over test_units and test_pubsub of suite 2
 # first scripts/format.sh --check (the tree is formatted), and at the end
 # scripts/check-leftovers.sh: no shmbus object may remain in /dev/shm.
 #
 #   --quick        only suite 2
 #   --no-sanitize  skip the sanitizer suites (5 and 6)
 #   --no-tsan      skip suite 6
-#   --no-valgrind  skip step 8
+#   --no-valgrind  skip step 9
+#   --no-windows   skip suite 8
 #   --no-cross     skip suites 1 and 7 (test_abi in suite 2 then skips)
 #   --no-clang     skip suite 4
 #   -- ARGS        passed to every ctest run (e.g. -- -L unit)
@@ -52,6 +61,7 @@ tsan=1
 valgrind=1
 cross=1
 clang=1
+windows=1
 ctest_args=()
 while (($#)); do
   case $1 in
@@ -62,8 +72,9 @@ while (($#)); do
     --no-valgrind) valgrind=0 ;;
     --no-cross) cross=0 ;;
     --no-clang) clang=0 ;;
+    --no-windows) windows=0 ;;
     --) shift; ctest_args=("$@"); break ;;
-    -h|--help) sed -n '4,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '4,50p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -178,6 +189,29 @@ if ((!quick)); then
       -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/aarch64.cmake" \
       -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON -DSHMBUS_BUILD_BENCH=OFF
     suite_ctest_args=()
+  fi
+  if ((windows)); then
+    if win_deps=$(./scripts/win-deps.sh); then
+      win_prefix=$root/build/wine-prefix-test
+      suite windows build/test-win Debug "SHMBUS_WINEPREFIX=$win_prefix" -- \
+        -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/mingw-w64-x86_64.cmake" \
+        -DSHMBUS_WIN_DEPS="$win_deps" -DSHMBUS_WERROR=ON -DSHMBUS_BUILD_EXAMPLES=OFF
+      # Tokens the tests left in the state directory (the Windows analogue
+      # of /dev/shm leftovers): every domain of the tests starts with "t".
+      left=$({ find "$win_prefix/drive_c/users" -path '*/AppData/Local/shmbus/*' -type f \
+                 -name 'shmbus.t*'; find "$win_prefix/drive_c/users" -maxdepth 3 -path '*/Temp/*' \
+                 -name 'shmbus-test-*'; } 2>/dev/null | head -n 20 || true)
+      if [[ -n $left ]]; then
+        echo "==== [windows] tokens or test directories left in the wine prefix:"
+        echo "$left"
+        summary+=("[windows] tokens or test directories left behind in the wine prefix")
+        status=1
+      fi
+      SHMBUS_WINEPREFIX=$win_prefix ./scripts/wine-run.sh --stop || true
+    else
+      summary+=("[windows] FAILED: scripts/win-deps.sh could not provide MinGW, wine and cmocka")
+      status=1
+    fi
   fi
   # valgrind memcheck over the in-process unit tests of the default suite.
   if ((valgrind)) && command -v valgrind >/dev/null; then

@@ -63,6 +63,12 @@ static uint64_t token_node_id(const shmbus_node *node, const char *name) {
   return *end == '\0' ? (uint64_t)id : 0;
 }
 
+/* "shmbus.<domain>.x.<...>": a graveyard file (platform.h, segment_unlink). */
+static int graveyard_name(const shmbus_node *node, const char *name) {
+  size_t n = strlen("shmbus.") + strlen(node->domain);
+  return strlen(name) > n + 3 && strncmp(name + n, ".x.", 3) == 0;
+}
+
 static int has_suffix(const char *s, const char *suffix) {
   size_t n = strlen(s), m = strlen(suffix);
   return n >= m && strcmp(s + n - m, suffix) == 0;
@@ -169,6 +175,11 @@ int shmbus_domain_cleanup(shmbus_node *node) {
         shmbus__segment_unlink(&node->root, l.names[i]) == 0)
       done++;
   }
+  /* Files an unlink could only rename, because they were mapped (Win32,
+   * platform.h); one still mapped stays until its last process closes it. */
+  for (size_t i = 0; i < l.count; i++)
+    if (graveyard_name(node, l.names[i]) && shmbus__segment_unlink(&node->root, l.names[i]) == 0)
+      done++;
   free(l.names);
   return done;
 }

@@ -45,6 +45,8 @@ typedef struct shmbus__segment {
   intptr_t handle; /* private to the implementation. Win32: the section
                     * handle, kept until close (a section's name lives
                     * only while a handle to it is open)                  */
+  intptr_t file;   /* private. Win32 _DIR: the file, kept until close to
+                    * learn whether an unlink renamed it meanwhile        */
 } shmbus__segment;
 
 /* Checks that `root` is usable and fills what the OS needs (root->tag):
@@ -121,6 +123,10 @@ void shmbus__segment_close(shmbus__segment *seg);
 /* Removes the name; existing mappings stay valid until they are closed.
  * Win32 _SHM removes nothing: a section's name goes with its last handle
  * (callers that find the service REMOVING retry within their bound).
+ * Win32 _DIR cannot delete a mapped file: it renames it to the graveyard
+ * name "shmbus.<domain>.x.<random>" and deletes it when it can, now or
+ * when the last process that maps it closes it; a cleanup unlinks such
+ * names too (liveness.c), and unlinking one deletes it.
  * Errors: NOT_FOUND, PERM, IO. */
 int shmbus__segment_unlink(const shmbus__root *root, const char *name);
 
