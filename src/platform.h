@@ -251,8 +251,10 @@ typedef struct shmbus__notifier {
   intptr_t handle;
 } shmbus__notifier;
 
-/* Binds notifier `id` of the domain. EXISTS (id taken), UNSUPPORTED, IO. */
-int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out);
+/* Binds notifier `id` of the domain, which the holders of `mode`'s
+ * permission bits may signal (POSIX: anybody can send to an abstract
+ * socket; Win32: the event's DACL). EXISTS (id taken), UNSUPPORTED, IO. */
+int shmbus__notifier_open(const char *domain, unsigned mode, uint64_t id, shmbus__notifier *out);
 void shmbus__notifier_close(shmbus__notifier *n);
 /* The pollable descriptor: readable while a wake-up is pending.
  * UNSUPPORTED where the OS object is not a descriptor (Win32). */

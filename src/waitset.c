@@ -42,7 +42,7 @@ int shmbus_waitset_open(shmbus_node *node, shmbus_waitset **out) {
   r = SHMBUS_ERR_EXISTS;
   for (int tries = 0; tries < 4 && r == SHMBUS_ERR_EXISTS; tries++) {
     ws->id = shmbus__random64();
-    r = shmbus__notifier_open(node->domain, ws->id, &ws->notifier);
+    r = shmbus__notifier_open(node->domain, node->root.mode, ws->id, &ws->notifier);
   }
   if (r) {
     free(ws);

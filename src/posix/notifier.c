@@ -29,7 +29,8 @@ static socklen_t notifier_addr(const char *domain, uint64_t id, struct sockaddr_
   return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)(p - a->sun_path));
 }
 
-int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out) {
+int shmbus__notifier_open(const char *domain, unsigned mode, uint64_t id, shmbus__notifier *out) {
+  (void)mode; /* anybody may send to an abstract socket */
   out->handle = -1;
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return shmbus__posix_errno(errno);
@@ -92,8 +93,9 @@ void shmbus__notify(const char *domain, uint64_t id) {
 
 #else /* other POSIX systems: no pollable notifier */
 
-int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out) {
+int shmbus__notifier_open(const char *domain, unsigned mode, uint64_t id, shmbus__notifier *out) {
   (void)domain;
+  (void)mode;
   (void)id;
   out->handle = -1;
   return SHMBUS_ERR_UNSUPPORTED;

@@ -24,16 +24,15 @@ static void notifier_name(const char *domain, uint64_t id, wchar_t out[NOTIFIER_
   *p = L'\0';
 }
 
-/* The contract gives notifier_open no root: the event is the owner's
- * alone. */
-static const unsigned NOTIFIER_MODE = 0600;
-
-int shmbus__notifier_open(const char *domain, uint64_t id, shmbus__notifier *out) {
+/* The node's mode decides who may signal the set (publishers of other
+ * users of a shared domain must): object.c maps its group and other bits
+ * to SYNCHRONIZE | EVENT_MODIFY_STATE. */
+int shmbus__notifier_open(const char *domain, unsigned mode, uint64_t id, shmbus__notifier *out) {
   wchar_t name[NOTIFIER_NAME_MAX];
   out->handle = 0;
   notifier_name(domain, id, name);
   SECURITY_ATTRIBUTES sa;
-  int r = shmbus__win_security(NOTIFIER_MODE, SHMBUS__WIN_EVENT, &sa);
+  int r = shmbus__win_security(mode, SHMBUS__WIN_EVENT, &sa);
   if (r) return r;
   HANDLE h = CreateEventExW(&sa, name, CREATE_EVENT_MANUAL_RESET, SYNCHRONIZE | EVENT_MODIFY_STATE);
   DWORD e = GetLastError();
