@@ -37,12 +37,18 @@ static inline void on_signal(int sig) {
 }
 
 static inline void catch_signals(void) {
+#ifdef _WIN32
+  /* No sigaction: the C library's signal() (Ctrl-C arrives as SIGINT). */
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+#else
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+#endif
 }
 
 static inline void report(const char *what, int err) {

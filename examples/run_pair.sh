@@ -9,6 +9,9 @@
 #   run_pair.sh --alone PROGRAM [ARG...]
 #       Runs one program that does both sides itself (the C++ driver).
 #
+# SHMBUS_EXAMPLE_RUN, when set, is a command that runs each program (the
+# cross-compiling emulator: scripts/wine-run.sh for the Windows build).
+#
 # Either way the programs get a domain of their own (SHMBUS_DOMAIN), so
 # parallel tests never meet, and afterwards nothing of that domain may be
 # left in /dev/shm: a leftover fails the test (and is removed).
@@ -41,7 +44,7 @@ if [ "${1:-}" = "--alone" ]; then
   shift
   [ $# -ge 1 ] || usage
   echo "run_pair: domain $SHMBUS_DOMAIN: $*"
-  "$@"
+  ${SHMBUS_EXAMPLE_RUN:-} "$@"
   status=$?
   [ $status -eq 0 ] || echo "run_pair: $1 failed (exit $status)" >&2
   check_leftovers || status=1
@@ -57,10 +60,10 @@ echo "run_pair: domain $SHMBUS_DOMAIN: $sub_bin $count & $pub_bin $count"
 
 # The subscriber first, so that the publisher finds it; the publisher waits
 # for it a few seconds in any case.
-"$sub_bin" "$count" &
+${SHMBUS_EXAMPLE_RUN:-} "$sub_bin" "$count" &
 sub_pid=$!
 
-"$pub_bin" "$count"
+${SHMBUS_EXAMPLE_RUN:-} "$pub_bin" "$count"
 pub_status=$?
 if [ $pub_status -ne 0 ]; then
   echo "run_pair: publisher failed (exit $pub_status)" >&2

@@ -29,7 +29,8 @@
 #                        (cmake/toolchains/mingw-w64-x86_64.cmake; cmocka
 #                        cross-built by scripts/win-deps.sh, which installs
 #                        mingw-w64 and wine); the suites built for Windows
-#                        (header, unit, pubsub, multiprocess, wait, threads)
+#                        (header, unit, pubsub, multiprocess, wait, threads,
+#                        examples; api, hostile and packaging as they land)
 #                        under wine64 (scripts/wine-run.sh), then a check
 #                        that the wine prefix holds no token (its state
 #                        directory) and no directory of the tests
@@ -195,11 +196,11 @@ if ((!quick)); then
       win_prefix=$root/build/wine-prefix-test
       suite windows build/test-win Debug "SHMBUS_WINEPREFIX=$win_prefix" -- \
         -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/mingw-w64-x86_64.cmake" \
-        -DSHMBUS_WIN_DEPS="$win_deps" -DSHMBUS_WERROR=ON -DSHMBUS_BUILD_EXAMPLES=OFF
+        -DSHMBUS_WIN_DEPS="$win_deps" -DSHMBUS_WERROR=ON
       # Tokens the tests left in the state directory (the Windows analogue
-      # of /dev/shm leftovers): every domain of the tests starts with "t".
+      # of /dev/shm leftovers).
       left=$({ find "$win_prefix/drive_c/users" -path '*/AppData/Local/shmbus/*' -type f \
-                 -name 'shmbus.t*'; find "$win_prefix/drive_c/users" -maxdepth 3 -path '*/Temp/*' \
+                 -name 'shmbus.*'; find "$win_prefix/drive_c/users" -maxdepth 3 -path '*/Temp/*' \
                  -name 'shmbus-test-*'; } 2>/dev/null | head -n 20 || true)
       if [[ -n $left ]]; then
         echo "==== [windows] tokens or test directories left in the wine prefix:"
