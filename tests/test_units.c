@@ -729,6 +729,53 @@ static void test_service_attach_errors_keep_nothing(void **state) {
   ts_assert_env_clean(env);
 }
 
+/* A full file system or commit limit, through the reservation hook
+ * (platform.h; wine accounts no commit, so the hook is the portable way):
+ * every open that creates an object says NO_SPACE at once, on both
+ * backends, and leaves nothing behind; the next reservation works again. */
+static int reserve_calls;
+static int no_space_reserve(intptr_t object, int64_t length) {
+  (void)object;
+  (void)length;
+  reserve_calls++;
+  return SHMBUS_ERR_NO_SPACE;
+}
+
+static void test_reserve_no_space(void **state) {
+  ts_env *env = *state;
+  shmbus_node *node = ts_node(env);
+  shmbus_service_opts o = ts_opts();
+  int (*real)(intptr_t, int64_t) = shmbus__sys_reserve;
+  shmbus__sys_reserve = no_space_reserve;
+  shmbus_publisher *pub = NULL;
+  shmbus_subscriber *sub = NULL;
+  int r1 = shmbus_publisher_open(node, "full", &o, &pub);
+  int r2 = shmbus_subscriber_open(node, "full", &o, &sub);
+  shmbus__sys_reserve = real;
+  ts_assert_err(r1, SHMBUS_ERR_NO_SPACE);
+  ts_assert_err(r2, SHMBUS_ERR_NO_SPACE);
+  assert_null(pub);
+  assert_null(sub);
+  assert_true(reserve_calls >= 2);
+  ts_assert_objects(env, 0);
+  /* Space again: the same opens work and exchange a sample. */
+  ts_assert_ok(shmbus_subscriber_open(node, "full", &o, &sub));
+  ts_assert_ok(shmbus_publisher_open(node, "full", &o, &pub));
+  assert_int_equal(shmbus_subscriber_publishers(sub), 1); /* maps the publisher */
+  assert_int_equal(shmbus_publisher_update(pub), 1);
+  ts_sample x;
+  ts_sample_fill(&x, 3, 0);
+  ts_assert_ok(shmbus_publisher_send_copy(pub, &x, sizeof x));
+  shmbus_sample s;
+  ts_assert_ok(shmbus_subscriber_take(sub, &s));
+  assert_true(ts_sample_valid(s.payload));
+  ts_assert_ok(shmbus_subscriber_release(sub, &s));
+  shmbus_publisher_close(pub);
+  shmbus_subscriber_close(sub);
+  shmbus_node_close(node);
+  ts_assert_env_clean(env);
+}
+
 int main(void) {
   const struct CMUnitTest pure[] = {
       cmocka_unit_test(test_pool_fresh_order),
@@ -755,6 +802,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_service_attach_errors_keep_nothing, ts_setup_shm,
                                       ts_teardown),
       cmocka_unit_test_setup_teardown(test_service_registry, ts_setup_dir, ts_teardown),
+      cmocka_unit_test_setup_teardown(test_reserve_no_space, ts_setup_shm, ts_teardown),
+      cmocka_unit_test_setup_teardown(test_reserve_no_space, ts_setup_dir, ts_teardown),
   };
   int failed = cmocka_run_group_tests_name("units", pure, NULL, NULL);
   failed += cmocka_run_group_tests_name("units_service", shm, NULL, NULL);
