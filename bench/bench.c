@@ -1,17 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* shmbus-bench: the driver. See bench.h for the method, --help for use. */
+/* shmbus-bench: the driver. See bench.h for the method, --help for use.
+ * Processes, shared memory, affinity and the fallback clock are the OS
+ * layer's (os_posix.c, os_win.c). */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "bench.h"
 
@@ -24,11 +19,7 @@
 
 static double ns_per_tick;
 
-static uint64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+static uint64_t mono_ns(void) { return bench_os_mono_ns(); }
 
 uint64_t bench_now_ns(void) {
 #ifdef HAVE_TSC
@@ -38,21 +29,11 @@ uint64_t bench_now_ns(void) {
 }
 
 /* The TSC is constant and non-stop on the machines we care about; its
- * rate is measured against CLOCK_MONOTONIC so results stay in ns. */
+ * rate is measured against CLOCK_MONOTONIC (Windows: QPC) so results stay
+ * in ns. */
 static void calibrate_clock(void) {
 #ifdef HAVE_TSC
-  FILE *f = fopen("/proc/cpuinfo", "r");
-  int ok = 0;
-  if (f) {
-    char line[4096];
-    while (fgets(line, sizeof line, f))
-      if (strncmp(line, "flags", 5) == 0) {
-        ok = strstr(line, " constant_tsc") && strstr(line, " nonstop_tsc");
-        break;
-      }
-    fclose(f);
-  }
-  if (!ok) return;
+  if (!bench_os_invariant_tsc()) return;
   uint64_t m0 = mono_ns(), t0 = __rdtsc();
   while (mono_ns() - m0 < 50 * 1000 * 1000) {
   }
@@ -76,7 +57,7 @@ int bench_handshake(bench_shared *sh, int role) {
   uint64_t deadline = mono_ns() + UINT64_C(20) * 1000000000u;
   while (!__atomic_load_n(&sh->ready[!role], __ATOMIC_ACQUIRE)) {
     if (__atomic_load_n(&sh->failed, __ATOMIC_ACQUIRE) || mono_ns() > deadline) return -1;
-    sched_yield();
+    bench_os_yield();
   }
   return 0;
 }
@@ -138,14 +119,7 @@ static double pct(const uint64_t *s, uint64_t n, double p) {
   return (double)s[idx - 1];
 }
 
-static void pin(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  sched_setaffinity(0, sizeof set, &set);
-}
-
-typedef int (*role_fn)(const bench_params *, int, bench_shared *);
+typedef bench_role_fn role_fn;
 
 static void emit(row *r) {
   if (r->n == 0) {
@@ -161,14 +135,15 @@ static void emit(row *r) {
   fflush(stdout);
   if (csv) {
     if (r->n == 0)
-      fprintf(csv, "%s,%s,%zu,0,,,,,,,\n", r->transport, r->mode, r->payload);
+      fprintf(csv, "%s,%s,%zu,0,,,,,,,,%s\n", r->transport, r->mode, r->payload,
+              bench_os_platform());
     else if (r->p50 > 0)
-      fprintf(csv, "%s,%s,%zu,%llu,%.0f,%.0f,%.0f,%.0f,%.0f,%.1f,%.0f\n", r->transport, r->mode,
+      fprintf(csv, "%s,%s,%zu,%llu,%.0f,%.0f,%.0f,%.0f,%.0f,%.1f,%.0f,%s\n", r->transport, r->mode,
               r->payload, (unsigned long long)r->n, r->p50, r->p90, r->p99, r->p999, r->max,
-              r->mean, r->msgs_per_s);
+              r->mean, r->msgs_per_s, bench_os_platform());
     else
-      fprintf(csv, "%s,%s,%zu,%llu,,,,,,,%.0f\n", r->transport, r->mode, r->payload,
-              (unsigned long long)r->n, r->msgs_per_s);
+      fprintf(csv, "%s,%s,%zu,%llu,,,,,,,%.0f,%s\n", r->transport, r->mode, r->payload,
+              (unsigned long long)r->n, r->msgs_per_s, bench_os_platform());
     fflush(csv);
   }
   if (nrows < (int)(sizeof rows / sizeof rows[0])) rows[nrows++] = *r;
@@ -176,13 +151,21 @@ static void emit(row *r) {
 
 static unsigned runs;
 
-static int spawn(const bench_params *p, role_fn fn, int role, int cpu, bench_shared *sh) {
-  pid_t pid = fork();
-  if (pid != 0) return pid;
-  pin(cpu);
-  alarm((unsigned)(p->budget_s + 60));
-  int r = fn(p, role, sh);
-  _exit(r == 0 ? 0 : 1);
+int bench_peer_run(const bench_peer *peer) {
+  ns_per_tick = peer->ns_per_tick;
+  return peer->fn(&peer->params, peer->role, peer->sh);
+}
+
+static bench_proc spawn(const bench_params *p, role_fn fn, int role, int cpu, bench_shared *sh) {
+  bench_peer peer;
+  memset(&peer, 0, sizeof peer);
+  peer.params = *p;
+  peer.fn = fn;
+  peer.role = role;
+  peer.cpu = cpu;
+  peer.ns_per_tick = ns_per_tick;
+  peer.sh = sh;
+  return bench_os_start(&peer);
 }
 
 /* Runs both roles; fills `r`. `latency`: samples are one-way latencies. */
@@ -197,28 +180,27 @@ static void measure(const bench_params *params, const char *transport, const cha
   r->mode = mode;
   r->payload = p->payload;
   size_t bytes = sizeof(bench_shared) + (p->iterations + 1) * sizeof(uint64_t);
-  bench_shared *sh = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (sh == MAP_FAILED) {
-    snprintf(r->why, sizeof r->why, "mmap: %s", strerror(errno));
-    return;
-  }
+  char tag[32];
+  snprintf(tag, sizeof tag, "run%u", run.run);
+  bench_shared *sh = bench_os_share(p, tag, bytes, r->why, sizeof r->why);
+  if (sh == NULL) return;
   if (prepare && prepare(p) != 0) {
     snprintf(r->why, sizeof r->why, "setup failed");
-    munmap(sh, bytes);
+    bench_os_unshare(sh, bytes);
     return;
   }
-  pid_t b = spawn(p, fn, ROLE_B, cpu_b, sh);
-  pid_t a = spawn(p, fn, ROLE_A, cpu_a, sh);
+  bench_proc b = spawn(p, fn, ROLE_B, cpu_b, sh);
+  bench_proc a = spawn(p, fn, ROLE_A, cpu_a, sh);
   int sa = 0, sb = 0;
-  waitpid(a, &sa, 0);
-  if (!WIFEXITED(sa) || WEXITSTATUS(sa) != 0) __atomic_store_n(&sh->failed, 1, __ATOMIC_RELEASE);
-  waitpid(b, &sb, 0);
+  int ok_a = bench_os_wait(&a, &sa);
+  if (!ok_a) __atomic_store_n(&sh->failed, 1, __ATOMIC_RELEASE);
+  int ok_b = bench_os_wait(&b, &sb);
   if (cleanup) cleanup(p);
-  int ok = WIFEXITED(sa) && WEXITSTATUS(sa) == 0 && WIFEXITED(sb) && WEXITSTATUS(sb) == 0;
+  int ok = ok_a && ok_b;
   if (!ok) {
     snprintf(r->why, sizeof r->why, "FAILED (%s; A status %d, B status %d)",
              sh->why[0] ? sh->why : "no reason given", sa, sb);
-    munmap(sh, bytes);
+    bench_os_unshare(sh, bytes);
     return;
   }
   uint64_t n = sh->count;
@@ -239,7 +221,7 @@ static void measure(const bench_params *params, const char *transport, const cha
     int fanout = strncmp(mode, "fanout", 6) == 0;
     r->msgs_per_s = r->mean > 0 ? 1e9 / ((fanout ? 1 : 2) * r->mean) : 0;
   }
-  munmap(sh, bytes);
+  bench_os_unshare(sh, bytes);
 }
 
 static const row *find(const char *transport, const char *mode, size_t payload) {
@@ -332,6 +314,8 @@ static int listed(const char *list, const char *name) {
 }
 
 int main(int argc, char **argv) {
+  int peer = bench_os_peer_main(argc, argv);
+  if (peer >= 0) return peer;
   int full = 0, touch_all = 0;
   const char *mode = "all", *only = NULL, *csv_path = NULL, *payload_list = NULL;
   uint64_t iterations = 0;
@@ -372,7 +356,7 @@ int main(int argc, char **argv) {
     }
     fprintf(csv,
             "transport,mode,payload_bytes,iterations,p50_ns,p90_ns,p99_ns,p999_ns,max_ns,"
-            "mean_ns,msgs_per_s\n");
+            "mean_ns,msgs_per_s,platform\n");
   }
   size_t payloads[16] = {64, 1024, 16 << 10, 256 << 10, 1 << 20, 4 << 20};
   int npayloads = 6;
@@ -385,14 +369,15 @@ int main(int argc, char **argv) {
     }
   }
   printf("shmbus-bench: %s mode, cores %d and %d, clock %s, one-way latency in ns\n",
-         full ? "full" : "quick", cpu_a, cpu_b, ns_per_tick > 0 ? "TSC" : "CLOCK_MONOTONIC");
+         full ? "full" : "quick", cpu_a, cpu_b, ns_per_tick > 0 ? "TSC" : bench_os_clock_name());
+  printf("platform: %s\n", bench_os_platform());
   printf("%-11s %-10s %9s %9s %9s %9s %9s %9s %10s %9s %12s\n", "transport", "mode", "payload",
          "iters", "p50", "p90", "p99", "p99.9", "max", "mean", "msgs/s");
 
   bench_params p;
   memset(&p, 0, sizeof p);
   p.touch_all = touch_all;
-  snprintf(p.domain, sizeof p.domain, "bench%ld", (long)getpid());
+  snprintf(p.domain, sizeof p.domain, "bench%ld", bench_os_pid());
   row r;
 
   if (!strcmp(mode, "all") || !strcmp(mode, "latency")) {

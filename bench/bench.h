@@ -24,8 +24,9 @@ typedef struct bench_params {
   unsigned run;        /* unique per measurement within a run       */
 } bench_params;
 
-/* Shared between the two processes of one measurement (anonymous shared
- * mapping made before fork). */
+/* Shared between the two processes of one measurement (bench_os_share:
+ * an anonymous shared mapping made before fork on POSIX, a named section
+ * on Windows). */
 typedef struct bench_shared {
   volatile int ready[2]; /* each side set up                          */
   volatile int failed;
@@ -69,6 +70,59 @@ uint64_t bench_stamp(const void *payload);
  * budget then applies to the measured part. */
 int bench_record(const bench_params *p, bench_shared *sh, uint64_t i, uint64_t t0, uint64_t t1,
                  uint64_t start);
+
+/* ---- the OS layer (os_posix.c, os_win.c) ----
+ * POSIX: peers are fork()ed children; they inherit anonymous shared
+ * mappings and the module state their transport's prepare() set up.
+ * Windows: peers are this program started again (CreateProcessW) with the
+ * peer's description on its command line; shared regions are named
+ * sections, which a peer opens by the name its parent created them with. */
+
+typedef int (*bench_role_fn)(const bench_params *p, int role, bench_shared *sh);
+
+/* What one peer process runs: one role of one measurement on one core. */
+typedef struct bench_peer {
+  bench_params params;
+  bench_role_fn fn;
+  int role;
+  int cpu;
+  double ns_per_tick; /* the parent's TSC calibration (0: none) */
+  bench_shared *sh;
+} bench_peer;
+
+/* A started peer: a pid (POSIX) or a process handle (Windows); -1 if it
+ * could not be started. */
+typedef struct bench_proc {
+  intptr_t id;
+  uint64_t deadline_ns; /* Windows: killed if still running then */
+} bench_proc;
+
+uint64_t bench_os_mono_ns(void);       /* CLOCK_MONOTONIC or QPC, in ns     */
+const char *bench_os_clock_name(void); /* the name of that clock            */
+int bench_os_invariant_tsc(void);      /* x86: TSC constant and non-stop    */
+void bench_os_yield(void);             /* sched_yield or SwitchToThread     */
+long bench_os_pid(void);               /* this process's id                 */
+/* What this runs on, e.g. "Linux 6.1.0 x86_64" or "Windows (wine 8.0 on
+ * Linux 6.1.0)"; no commas (it is a CSV field). */
+const char *bench_os_platform(void);
+/* A zeroed region of `bytes` shared with the peers started after it: in
+ * the parent it is made, in a peer process (Windows) the parent's region
+ * of the same `tag` (unique within a run of the benchmark) is opened.
+ * NULL on failure, with the reason in `why` (may be NULL). */
+void *bench_os_share(const bench_params *p, const char *tag, size_t bytes, char *why,
+                     size_t why_size);
+void bench_os_unshare(void *m, size_t bytes);
+/* Starts a peer process pinned to peer->cpu running bench_peer_run(peer)
+ * with a watchdog of budget + 60 s. sh must come from bench_os_share. */
+bench_proc bench_os_start(const bench_peer *peer);
+/* Waits until it ended; 1 if it exited with 0, else 0. `status`: the raw
+ * wait status (POSIX) or the exit code (Windows). */
+int bench_os_wait(bench_proc *proc, int *status);
+/* First thing in main(): in a peer process started by bench_os_start
+ * (Windows), runs it and returns its exit code; -1 in any other process. */
+int bench_os_peer_main(int argc, char **argv);
+/* bench.c: what a peer process runs (the clock, then the role). */
+int bench_peer_run(const bench_peer *peer);
 
 /* ---- transports ---- */
 extern const bench_transport bench_shmbus;          /* busy: polls take          */

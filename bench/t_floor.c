@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The floors: one cache line ping-ponged between the two cores (busy
  * latency), a futex word ping-ponged with both sides asleep in the kernel
- * (blocking latency), and an SPSC ring of 64-byte records (throughput).
- * Shared memory is an anonymous shared mapping made before the processes
- * fork. */
+ * (blocking latency; Linux only), and an SPSC ring of 64-byte records
+ * (throughput). Shared memory is made by the parent before the peers start
+ * (bench_os_share: an anonymous shared mapping inherited across fork on
+ * POSIX; on Windows a named section, which a peer opens on its first use). */
 #define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#ifndef _WIN32
 #include <errno.h>
 #include <linux/futex.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#endif
 
 #include "bench.h"
 
@@ -20,10 +23,9 @@
 static uint64_t *line;
 
 static int floor_prepare(const bench_params *p) {
-  (void)p;
   if (line == NULL) {
-    void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return -1;
+    void *m = bench_os_share(p, "floor", 4096, NULL, 0);
+    if (m == NULL) return -1;
     line = m;
   }
   __atomic_store_n(line, 0, __ATOMIC_RELAXED);
@@ -33,6 +35,14 @@ static int floor_prepare(const bench_params *p) {
 /* A writes odd values, B answers with the next even one: each one-way trip
  * is one transfer of one cache line. */
 static int floor_run(const bench_params *p, int role, bench_shared *sh) {
+  /* A peer that did not inherit the parent's line (Windows) opens it. */
+  if (line == NULL) {
+    char why[128];
+    if ((line = bench_os_share(p, "floor", 4096, why, sizeof why)) == NULL) {
+      bench_fail(sh, "floor: %s", why);
+      return -1;
+    }
+  }
   if (bench_handshake(sh, role)) return -1;
   uint64_t start = bench_now_ns();
   for (uint64_t i = 0;; i++) {
@@ -59,6 +69,8 @@ static int floor_run(const bench_params *p, int role, bench_shared *sh) {
 
 const bench_transport bench_floor = {"floor", "busy", 0, NULL, floor_prepare, floor_run, NULL};
 
+#ifndef _WIN32
+
 /* ---- futex ping-pong: the floor of a blocking transport ----
  * One 32-bit word. A stores an odd value and wakes, B sleeps until it sees
  * it, stores the next even value and wakes, A sleeps until it sees that.
@@ -71,9 +83,8 @@ const bench_transport bench_floor = {"floor", "busy", 0, NULL, floor_prepare, fl
 static uint32_t *fword;
 
 static int futex_prepare(const bench_params *p) {
-  (void)p;
-  void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) return -1;
+  void *m = bench_os_share(p, "futex", 4096, NULL, 0);
+  if (m == NULL) return -1;
   fword = m;
   __atomic_store_n(fword, 0, __ATOMIC_RELAXED);
   return 0;
@@ -81,7 +92,7 @@ static int futex_prepare(const bench_params *p) {
 
 static void futex_cleanup(const bench_params *p) {
   (void)p;
-  if (fword) munmap(fword, 4096);
+  if (fword) bench_os_unshare(fword, 4096);
   fword = NULL;
 }
 
@@ -137,6 +148,7 @@ static int futex_run(const bench_params *p, int role, bench_shared *sh) {
 
 const bench_transport bench_futex_floor = {"futex_floor", "blocking",   0, NULL, futex_prepare,
                                            futex_run,     futex_cleanup};
+#endif /* !_WIN32: on Windows, os_win.c says why there is no futex_floor row */
 
 /* ---- SPSC ring of 64-byte records ---- */
 
@@ -152,21 +164,36 @@ typedef struct spsc {
 
 static spsc *ring;
 
+/* One ring per measurement: its name (Windows) says which. */
+static void spsc_tag(const bench_params *p, char *tag, size_t size) {
+  snprintf(tag, size, "spsc%u", p->run);
+}
+
 int bench_spsc_prepare(const bench_params *p) {
-  (void)p;
-  void *m = mmap(NULL, sizeof(spsc), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) return -1;
+  char tag[32];
+  spsc_tag(p, tag, sizeof tag);
+  void *m = bench_os_share(p, tag, sizeof(spsc), NULL, 0);
+  if (m == NULL) return -1;
   ring = m;
   return 0;
 }
 
 void bench_spsc_cleanup(const bench_params *p) {
   (void)p;
-  munmap(ring, sizeof(spsc));
+  bench_os_unshare(ring, sizeof(spsc));
   ring = NULL;
 }
 
 int bench_spsc_throughput(const bench_params *p, int role, bench_shared *sh) {
+  /* A peer that did not inherit the parent's ring (Windows) opens it. */
+  if (ring == NULL) {
+    char tag[32], why[128];
+    spsc_tag(p, tag, sizeof tag);
+    if ((ring = bench_os_share(p, tag, sizeof(spsc), why, sizeof why)) == NULL) {
+      bench_fail(sh, "spsc: %s", why);
+      return -1;
+    }
+  }
   if (bench_handshake(sh, role)) return -1;
   uint64_t n = p->iterations, budget = (uint64_t)(p->budget_s * 1e9);
   uint64_t start = bench_now_ns();
