@@ -43,8 +43,8 @@ typedef struct guard_block {
 } guard_block;
 
 /* `faulted`: zero pages replaced the view, or the range was taken by
- * somebody else between the unmap and the VirtualAlloc. */
-enum { REPLACED = 1, LOST = 2 };
+ * somebody else between the unmap and the VirtualAlloc (win.h). */
+enum { REPLACED = SHMBUS__WIN_GUARD_REPLACED, LOST = SHMBUS__WIN_GUARD_LOST };
 
 static guard_block first_block;
 static uint32_t fault_epoch;
@@ -56,40 +56,6 @@ static SRWLOCK repair_lock = SRWLOCK_INIT;
 static guard_block *next_block(guard_block *b) {
   /* Pairs with the compare-and-swap that links a block in guard_add. */
   return (guard_block *)(uintptr_t)shmbus__load64_acquire(&b->next);
-}
-
-/* Replaces the mapping holding `addr` by zero pages. 1 if it was ours and
- * the access may be retried. */
-static int repair(uintptr_t addr) {
-  int r = 0;
-  AcquireSRWLockExclusive(&repair_lock);
-  for (guard_block *b = &first_block; b != NULL && r == 0; b = next_block(b)) {
-    for (int i = 0; i < GUARD_BLOCK; i++) {
-      guard_entry *e = &b->e[i];
-      /* Pairs with the store-release of `used` in shmbus__guard_add. */
-      if (shmbus__load32_acquire(&e->used) != 1u) continue;
-      uintptr_t base = (uintptr_t)shmbus__load64_acquire(&e->base);
-      uintptr_t size = (uintptr_t)shmbus__load64_acquire(&e->size);
-      if (addr < base || addr - base >= size) continue;
-      /* Another thread faulted here first: its zero pages are in place
-       * (REPLACED), or there is nothing we can do (LOST). */
-      uint32_t f = shmbus__load32_acquire(&e->faulted);
-      if (f) {
-        r = f == REPLACED ? 1 : -1;
-        break;
-      }
-      /* Writable, so that a publisher's stores into what was its segment
-       * land in private memory instead of faulting again. */
-      UnmapViewOfFile((void *)base);
-      void *p = VirtualAlloc((void *)base, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
-      r = p == (void *)base ? 1 : -1;
-      shmbus__store32_release(&e->faulted, r == 1 ? REPLACED : LOST);
-      shmbus__fetch_add32(&fault_epoch, 1u);
-      break;
-    }
-  }
-  ReleaseSRWLockExclusive(&repair_lock);
-  return r == 1;
 }
 
 /* Whether the page at `addr` is committed with a protection that allows
@@ -112,6 +78,48 @@ static int access_permitted(uintptr_t addr, ULONG_PTR kind) {
   return 0;
 }
 
+/* Replaces the mapping holding `addr` by zero pages. 1 if it was ours and
+ * the access may be retried. `av`: the fault was an access violation,
+ * which is ours only if the page allows the access (access_permitted).
+ * Judged under the lock, after the look for an earlier repair: a thread
+ * that touches the view while another replaces it meets free memory, and
+ * must wait for the zero pages rather than pass the exception on. */
+static int repair(uintptr_t addr, int av, ULONG_PTR kind) {
+  int r = 0;
+  AcquireSRWLockExclusive(&repair_lock);
+  for (guard_block *b = &first_block; b != NULL && r == 0; b = next_block(b)) {
+    for (int i = 0; i < GUARD_BLOCK; i++) {
+      guard_entry *e = &b->e[i];
+      /* Pairs with the store-release of `used` in shmbus__guard_add. */
+      if (shmbus__load32_acquire(&e->used) != 1u) continue;
+      uintptr_t base = (uintptr_t)shmbus__load64_acquire(&e->base);
+      uintptr_t size = (uintptr_t)shmbus__load64_acquire(&e->size);
+      if (addr < base || addr - base >= size) continue;
+      /* Another thread faulted here first: its zero pages are in place
+       * (REPLACED), or there is nothing we can do (LOST). */
+      uint32_t f = shmbus__load32_acquire(&e->faulted);
+      if (f) {
+        r = f == REPLACED ? 1 : -1;
+        break;
+      }
+      if (av && !access_permitted(addr, kind)) {
+        r = -1; /* a real protection fault: the application's */
+        break;
+      }
+      /* Writable, so that a publisher's stores into what was its segment
+       * land in private memory instead of faulting again. */
+      UnmapViewOfFile((void *)base);
+      void *p = VirtualAlloc((void *)base, size, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+      r = p == (void *)base ? 1 : -1;
+      shmbus__store32_release(&e->faulted, r == 1 ? REPLACED : LOST);
+      shmbus__fetch_add32(&fault_epoch, 1u);
+      break;
+    }
+  }
+  ReleaseSRWLockExclusive(&repair_lock);
+  return r == 1;
+}
+
 static LONG CALLBACK on_exception(EXCEPTION_POINTERS *ep) {
   const EXCEPTION_RECORD *rec = ep->ExceptionRecord;
   DWORD code = rec->ExceptionCode;
@@ -120,14 +128,14 @@ static LONG CALLBACK on_exception(EXCEPTION_POINTERS *ep) {
     return EXCEPTION_CONTINUE_SEARCH;
   /* ExceptionInformation[1] is the address that could not be accessed. */
   uintptr_t addr = (uintptr_t)rec->ExceptionInformation[1];
-  if (code == EXCEPTION_ACCESS_VIOLATION && !access_permitted(addr, rec->ExceptionInformation[0]))
-    return EXCEPTION_CONTINUE_SEARCH;
-  return repair(addr) ? EXCEPTION_CONTINUE_EXECUTION : EXCEPTION_CONTINUE_SEARCH;
+  return repair(addr, code == EXCEPTION_ACCESS_VIOLATION, rec->ExceptionInformation[0])
+             ? EXCEPTION_CONTINUE_EXECUTION
+             : EXCEPTION_CONTINUE_SEARCH;
 }
 
 static int want_handler(void) {
   if (disabled < 0) {
-    const char *v = getenv("SHMBUS_SIGBUS");
+    const char *v = shmbus__getenv("SHMBUS_SIGBUS");
     disabled = v != NULL && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0);
   }
   return !disabled;
@@ -135,6 +143,11 @@ static int want_handler(void) {
 
 static void install_locked(void) {
   if (installed != NULL || !want_handler()) return;
+  /* The handler outlives any FreeLibrary of this DLL: the module stays
+   * loaded once it is installed (and with it the notifier's cache). */
+  HMODULE self;
+  (void)GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_PIN,
+                           (LPCWSTR)(uintptr_t)on_exception, &self);
   /* First in the chain: an application's handler must not see (and
    * perhaps kill the process for) a fault that we repair. */
   installed = AddVectoredExceptionHandler(1, on_exception);
@@ -156,7 +169,9 @@ int shmbus_set_sigbus_handler(int enable) {
   return r;
 }
 
-int shmbus_sigbus_repair(void *addr) { return repair((uintptr_t)addr); }
+/* The application's own handler says an access faulted: not a protection
+ * question, so judged as an in-page error. */
+int shmbus_sigbus_repair(void *addr) { return repair((uintptr_t)addr, 0, 0); }
 
 intptr_t shmbus__guard_add(void *base, uint64_t size) {
   AcquireSRWLockExclusive(&install_lock);
@@ -167,12 +182,15 @@ intptr_t shmbus__guard_add(void *base, uint64_t size) {
       guard_entry *e = &b->e[i];
       uint32_t expected = 0;
       if (shmbus__load32_relaxed(&e->used) || !shmbus__cas32(&e->used, &expected, 2u)) continue;
-      /* 2 while we fill it: the handler skips entries that are not 1. */
+      /* 2 while we fill it: the handler skips entries that are not 1. The
+       * fill under the repair lock: a repair never reads half of it. */
+      AcquireSRWLockExclusive(&repair_lock);
       shmbus__store64_release(&e->base, (uint64_t)(uintptr_t)base);
       shmbus__store64_release(&e->size, size);
       shmbus__store32_release(&e->faulted, 0u);
       /* Pairs with the load-acquire of `used` in repair. */
       shmbus__store32_release(&e->used, 1u);
+      ReleaseSRWLockExclusive(&repair_lock);
       return (intptr_t)e;
     }
     if (next_block(b) == NULL) {
@@ -188,19 +206,23 @@ intptr_t shmbus__guard_add(void *base, uint64_t size) {
 /* A guard is its entry's address (0: unguarded); blocks are never freed. */
 static guard_entry *guard_of(intptr_t guard) { return (guard_entry *)guard; }
 
-void shmbus__guard_remove(intptr_t guard) {
+int shmbus__win_guard_release(intptr_t guard) {
   guard_entry *e = guard_of(guard);
-  if (e != NULL) shmbus__store32_release(&e->used, 0u);
+  if (e == NULL) return 0;
+  /* Under the repair lock: no repair is half done on the entry, and none
+   * starts on it once it is free for the next mapping. */
+  AcquireSRWLockExclusive(&repair_lock);
+  int f = (int)shmbus__load32_acquire(&e->faulted);
+  shmbus__store32_release(&e->used, 0u);
+  ReleaseSRWLockExclusive(&repair_lock);
+  return f;
 }
+
+void shmbus__guard_remove(intptr_t guard) { (void)shmbus__win_guard_release(guard); }
 
 int shmbus__guard_faulted(intptr_t guard) {
   guard_entry *e = guard_of(guard);
   return e != NULL && shmbus__load32_acquire(&e->faulted) != 0;
-}
-
-int shmbus__win_guard_replaced(intptr_t guard) {
-  guard_entry *e = guard_of(guard);
-  return e != NULL && shmbus__load32_acquire(&e->faulted) == REPLACED;
 }
 
 uint32_t shmbus__fault_epoch(void) { return shmbus__load32_relaxed(&fault_epoch); }

@@ -8,7 +8,8 @@
 #include "atomic.h"
 #include "win.h"
 
-#include <sddl.h> /* after <windows.h> (win.h) */
+#include <aclapi.h> /* after <windows.h> (win.h) */
+#include <sddl.h>
 
 /* The one GetLastError translation point. */
 int shmbus__win_error(DWORD e) {
@@ -289,6 +290,30 @@ static uint64_t fnv1a64(const char *s) {
 
 /* Creates directory `path` owner-only, or accepts it when it exists and
  * is a real directory. */
+/* Whether we own the existing directory `path` (not through a link): one
+ * another user made first, on a fallback path anybody may write (the
+ * temporary directory of a service without a profile), could let that user
+ * delete our tokens or plant others. */
+static int owned_by_us(const wchar_t *path) {
+  InitOnceExecuteOnce(&sid_once, find_sids, NULL, NULL);
+  if (sid_error) return 0;
+  HANDLE h = CreateFileW(path, READ_CONTROL, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
+                         NULL, OPEN_EXISTING,
+                         FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT, NULL);
+  if (h == INVALID_HANDLE_VALUE) return 0;
+  PSID owner = NULL;
+  PSECURITY_DESCRIPTOR sd = NULL;
+  int ours = 0;
+  if (GetSecurityInfo(h, SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION, &owner, NULL, NULL, NULL,
+                      &sd) == ERROR_SUCCESS) {
+    wchar_t sid[192];
+    ours = owner != NULL && copy_sid(owner, sid, 192) == 0 && wcscmp(sid, user_sid) == 0;
+    LocalFree(sd);
+  }
+  CloseHandle(h);
+  return ours;
+}
+
 static int make_private_dir(const wchar_t *path) {
   SECURITY_ATTRIBUTES sa;
   int r = shmbus__win_security(0700, SHMBUS__WIN_FILE, &sa);
@@ -300,7 +325,7 @@ static int make_private_dir(const wchar_t *path) {
   if (e != ERROR_ALREADY_EXISTS) return e == ERROR_ACCESS_DENIED ? SHMBUS_ERR_PERM : SHMBUS_ERR_IO;
   DWORD a = GetFileAttributesW(path);
   if (a == INVALID_FILE_ATTRIBUTES || !(a & FILE_ATTRIBUTE_DIRECTORY) ||
-      (a & FILE_ATTRIBUTE_REPARSE_POINT))
+      (a & FILE_ATTRIBUTE_REPARSE_POINT) || !owned_by_us(path))
     return SHMBUS_ERR_IO;
   return 0;
 }
@@ -392,6 +417,11 @@ int shmbus__root_prepare(shmbus__root *root) {
   /* Every object's owner ACE is full access: a mode that withholds read or
    * write from the owner cannot be expressed (and would lock us out). */
   if ((root->mode & 0600u) != 0600u) return SHMBUS_ERR_INVAL;
+  /* The default backend's tokens live in each user's own profile: a node
+   * of another user could not see ours and would take us for dead. A
+   * domain shared by several users needs the directory backend, in a
+   * directory they share. */
+  if (root->backend == SHMBUS_BACKEND_SHM && (root->mode & 0077u) != 0) return SHMBUS_ERR_INVAL;
   if (root->backend == SHMBUS_BACKEND_SHM) return prepare_state_dir();
   if (root->backend != SHMBUS_BACKEND_DIR) return SHMBUS_ERR_INVAL;
   return prepare_dir(root);

@@ -337,21 +337,21 @@ static void delete_if_buried(HANDLE f) {
   if (n == 0 || n >= SHMBUS__WIN_PATH_MAX) return;
   const wchar_t *base = wcsrchr(path, L'\\');
   base = base != NULL ? base + 1 : path;
-  /* "shmbus.<domain>.x.<random>": the domain holds no dot. */
+  /* "shmbus.<domain>.x.<random>": the domain holds no dot. The prefix
+   * first: a peer with DELETE access may have renamed the file to
+   * anything, even a name shorter than it. */
+  if (wcsncmp(base, L"shmbus.", 7) != 0) return;
   const wchar_t *dot = wcschr(base + 7, L'.');
-  if (wcsncmp(base, L"shmbus.", 7) == 0 && dot != NULL && wcsncmp(dot, L".x.", 3) == 0)
-    DeleteFileW(path);
+  if (dot != NULL && wcsncmp(dot, L".x.", 3) == 0) DeleteFileW(path);
 }
 
 void shmbus__segment_close(shmbus__segment *seg) {
-  /* Asked before the guard goes: its entry may be reused afterwards. */
-  int replaced = shmbus__win_guard_replaced(seg->guard);
-  int lost = !replaced && shmbus__guard_faulted(seg->guard);
-  shmbus__guard_remove(seg->guard); /* before the unmap: see fault.c */
+  /* The guard goes before the unmap, and says how the mapping ended. */
+  int ended = shmbus__win_guard_release(seg->guard);
   if (seg->base != NULL) {
-    if (replaced)
+    if (ended == SHMBUS__WIN_GUARD_REPLACED)
       VirtualFree(seg->base, 0, MEM_RELEASE); /* the repair's zero pages */
-    else if (!lost)
+    else if (ended == 0)
       UnmapViewOfFile(seg->base);
   }
   /* The view first: a section's name lives while a handle does. */

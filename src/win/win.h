@@ -63,12 +63,13 @@ enum { SHMBUS__WIN_SECTION = 0, SHMBUS__WIN_EVENT = 1, SHMBUS__WIN_FILE = 2 };
 int shmbus__win_security(unsigned mode, int kind, SECURITY_ATTRIBUTES *sa);
 void shmbus__win_security_free(SECURITY_ATTRIBUTES *sa);
 
-/* fault.c: 1 when the mapping of `guard` was replaced by private zero
- * pages after an EXCEPTION_IN_PAGE_ERROR (segment_close then releases them
- * with VirtualFree, not UnmapViewOfFile); 0 otherwise, also when the
- * replacement failed (the range may be somebody else's now: leave it).
- * Call it before shmbus__guard_remove. */
-int shmbus__win_guard_replaced(intptr_t guard);
+/* fault.c: removes the guard (as shmbus__guard_remove) and says how its
+ * mapping ended, atomically with respect to repairs: 0 intact (unmap it),
+ * SHMBUS__WIN_GUARD_REPLACED by private zero pages after a fault (release
+ * them with VirtualFree), SHMBUS__WIN_GUARD_LOST (the replacement failed:
+ * the range may be somebody else's now, leave it). */
+enum { SHMBUS__WIN_GUARD_REPLACED = 1, SHMBUS__WIN_GUARD_LOST = 2 };
+int shmbus__win_guard_release(intptr_t guard);
 
 /* Milliseconds for a Win32 wait, rounded up so that a wait never ends
  * early; INFINITE for a negative timeout. */
