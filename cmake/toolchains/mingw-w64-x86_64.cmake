@@ -26,7 +26,9 @@ set(SHMBUS_WIN_DEPS "${SHMBUS_WIN_DEPS}" CACHE PATH
   "Prefix of the cross-built Windows dependencies (cmocka), from scripts/win-deps.sh")
 list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES SHMBUS_WIN_DEPS)
 
-set(CMAKE_FIND_ROOT_PATH /usr/${_shmbus_mingw})
+# Appended, so that -DCMAKE_FIND_ROOT_PATH=<prefix> finds an installed
+# shmbus (find_package(shmbus) of a consumer project).
+list(APPEND CMAKE_FIND_ROOT_PATH /usr/${_shmbus_mingw})
 if(SHMBUS_WIN_DEPS)
   list(APPEND CMAKE_FIND_ROOT_PATH "${SHMBUS_WIN_DEPS}")
   list(APPEND CMAKE_PREFIX_PATH "${SHMBUS_WIN_DEPS}")
