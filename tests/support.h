@@ -280,19 +280,65 @@ int ts_threads_unavailable(void);
 
 /* Maps object `name` of a backend root (dir NULL: /dev/shm) read-write over
  * its whole current length. Returns the mapping and its length in *size, or
- * NULL (errno set) when it cannot be opened or is empty. */
+ * NULL (errno set) when it cannot be opened or is empty.
+ * Windows, dir NULL (the default backend): the paging-file section
+ * "Local\\<name>" (OpenFileMappingW, then MapViewOfFile of the whole
+ * section; *size is VirtualQuery's committed run from its start, a page
+ * multiple); a section whose first page is not committed (SEC_RESERVE) is
+ * refused (EINVAL), and so is an object of another type. The section
+ * handle is closed at once, as POSIX closes the descriptor: the view does
+ * not keep the section's name alive. With dir: the file <dir>\<name>. */
 void *ts_map_object(const char *dir, const char *name, size_t *size);
 void ts_unmap_object(void *base, size_t size);
 /* Creates object `name` exclusively (mode 0600), `size` bytes of zeros (0:
- * an empty object). 0, or -1 with errno. */
+ * an empty object). 0, or -1 with errno.
+ * Windows, dir NULL: a SEC_COMMIT paging-file section of `size` bytes
+ * (page-granular to its viewers; 0 is refused, EINVAL: a section cannot be
+ * empty), with the default security of the process. A section lives only
+ * while a handle to it is open, so the helper keeps the one it created in
+ * a registry of the process until ts_unlink_object closes it; ts_teardown
+ * closes any that a test left open and fails that test. (Children have
+ * registries of their own, which die with them.) */
 int ts_create_object(const char *dir, const char *name, uint64_t size);
-/* Removes object `name`. 0, or -1 with errno. */
+/* Removes object `name`. 0, or -1 with errno.
+ * Windows, dir NULL: closes the handle ts_create_object kept (the section
+ * goes with its last handle: once the library's ports have closed theirs
+ * too); else deletes a file of that name in the per-session state
+ * directory (liveness tokens). A section made by somebody else cannot be
+ * removed at all: -1 with EPERM. */
 int ts_unlink_object(const char *dir, const char *name);
 
-/* Anonymous shared memory that the parent and its forked children see
- * (stop flags, counters); zeroed. NULL on failure. */
+/* The permission bits of object `name` (dir NULL: /dev/shm): 0 and *mode;
+ * -1 (errno, ENOENT when it does not exist). POSIX: lstat's st_mode & 0777.
+ * Windows: read back from the object's DACL the way the library writes it
+ * (src/win/object.c): the owner's, the primary group's and Authenticated
+ * Users' allow ACEs become the owner, group and other triples (read: map
+ * read / read data; write: map write / write data); dir NULL: the section
+ * "Local\\<name>". 1 when the OS kept no security descriptor of ours to
+ * read (a file system that ignores file DACLs: wine's, for one). */
+int ts_object_mode(const char *dir, const char *name, unsigned *mode);
+
+/* setenv(name, value, 1) and unsetenv(name), for the library's getenv
+ * (Windows: _putenv_s, the CRT's table that getenv reads). 0 or -1. */
+int ts_setenv(const char *name, const char *value);
+int ts_unsetenv(const char *name);
+
+/* Shared memory that the parent and its children see (stop flags,
+ * counters); zeroed. NULL on failure. POSIX: anonymous MAP_SHARED, which
+ * fork shares. Windows: a named section mapped at a fixed address of a
+ * test arena (at most TS_SHARED_MAX regions at a time); ts_child_start
+ * tells every child the regions live at its start, and the child maps
+ * them at the same addresses before it runs its function, so pointers to
+ * them may be passed in a child's argument. */
+#define TS_SHARED_MAX 8
 void *ts_shared_alloc(size_t size);
 void ts_shared_free(void *p, size_t size);
+
+#ifdef _WIN32
+/* 1 when the program runs under wine (ntdll exports wine_get_version):
+ * for skips that name a wine limitation. */
+int ts_under_wine(void);
+#endif
 
 /* Scheduling controls for timing bounds, measured in the same run as the
  * case: how much longer than `ns` a plain nanosleep(ns) took (the wake-up

@@ -255,6 +255,19 @@ int ts_unlink_object(const char *dir, const char *name) {
   return unlink(path);
 }
 
+int ts_object_mode(const char *dir, const char *name, unsigned *mode) {
+  char path[2048];
+  ts_object_path(path, sizeof path, dir, name);
+  struct stat st;
+  if (lstat(path, &st) != 0) return -1;
+  *mode = (unsigned)(st.st_mode & 0777);
+  return 0;
+}
+
+int ts_setenv(const char *name, const char *value) { return setenv(name, value, 1); }
+
+int ts_unsetenv(const char *name) { return unsetenv(name); }
+
 void *ts_shared_alloc(size_t size) {
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   return p == MAP_FAILED ? NULL : p;

@@ -17,6 +17,8 @@
 #endif
 #include <windows.h>
 
+#include <aclapi.h> /* after <windows.h> */
+
 #include <errno.h>
 #include <fcntl.h>
 #include <io.h>
@@ -177,8 +179,13 @@ static void unregister_child(pid_t pid) {
   }
 }
 
+/* Also closes the sections of ts_create_object a test left open (counted
+ * in the result, so that ts_teardown fails the test; this is the OS half's
+ * one teardown hook): see close_sections below. */
+static int close_sections(void);
+
 int ts__reap_children(void) {
-  int n = 0;
+  int n = close_sections();
   for (int i = 0; i < TS_MAX_CHILDREN; i++) {
     if (live_children[i].pid == 0) continue;
     TerminateProcess(live_children[i].process, 137);
@@ -252,12 +259,89 @@ int ts_recv(int fd, uint64_t *value) {
 
 /* ---- children ------------------------------------------------------------------ */
 
-/* The start message, followed by `size` bytes of the argument. */
+/* The start message, followed by `size` bytes of the argument and then
+ * `shared` region descriptions (ts_shared_alloc). */
 typedef struct child_start {
-  uint64_t fn;   /* the function's address                         */
-  uint64_t arg;  /* the argument's address in the parent           */
-  uint64_t size; /* its size                                        */
+  uint64_t fn;     /* the function's address                         */
+  uint64_t arg;    /* the argument's address in the parent           */
+  uint64_t size;   /* its size                                        */
+  uint64_t shared; /* how many shared_region messages follow          */
 } child_start;
+
+/* ---- shared regions (ts_shared_alloc) ------------------------------------------ */
+
+/* A named section mapped at a fixed address of the arena, so that a
+ * pointer into it means the same in the parent and in its children (the
+ * programs are linked without ASLR, and nothing else maps there). */
+#define TS_SHARED_ARENA UINT64_C(0x3e0000000000)
+#define TS_SHARED_STRIDE (UINT64_C(1) << 32) /* 4 GiB per region at most */
+
+typedef struct shared_region {
+  uint64_t addr; /* 0: a free entry */
+  uint64_t size;
+  char name[64];
+} shared_region;
+
+static shared_region shared[TS_SHARED_MAX];
+static HANDLE shared_handle[TS_SHARED_MAX];
+
+static void shared_kernel_name(const char *name, wchar_t *out, size_t cap) {
+  swprintf(out, cap, L"Local\\%hs", name);
+}
+
+void *ts_shared_alloc(size_t size) {
+  if (size == 0 || (uint64_t)size > TS_SHARED_STRIDE) return NULL;
+  static unsigned counter;
+  for (int i = 0; i < TS_SHARED_MAX; i++) {
+    if (shared[i].addr != 0) continue;
+    snprintf(shared[i].name, sizeof shared[i].name, "shmbus-test.shared.%lu.%u",
+             (unsigned long)GetCurrentProcessId(), ++counter);
+    wchar_t wname[96];
+    shared_kernel_name(shared[i].name, wname, 96);
+    HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE | SEC_COMMIT,
+                                  (DWORD)((uint64_t)size >> 32), (DWORD)size, wname);
+    if (h == NULL) return NULL;
+    uint64_t addr = TS_SHARED_ARENA + (uint64_t)i * TS_SHARED_STRIDE;
+    void *p = MapViewOfFileEx(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, size, (void *)addr);
+    if (p == NULL) {
+      CloseHandle(h);
+      return NULL;
+    }
+    shared[i].addr = addr;
+    shared[i].size = size;
+    shared_handle[i] = h;
+    return p; /* paging-file pages read as zeros */
+  }
+  return NULL;
+}
+
+void ts_shared_free(void *p, size_t size) {
+  (void)size;
+  for (int i = 0; p != NULL && i < TS_SHARED_MAX; i++) {
+    if (shared[i].addr != (uint64_t)(uintptr_t)p) continue;
+    UnmapViewOfFile(p);
+    if (shared_handle[i] != NULL) CloseHandle(shared_handle[i]);
+    shared_handle[i] = NULL;
+    memset(&shared[i], 0, sizeof shared[i]);
+  }
+}
+
+/* In a child: maps the parent's regions at their addresses. 0 or -1. */
+static int map_shared(const shared_region *r) {
+  wchar_t wname[96];
+  shared_kernel_name(r->name, wname, 96);
+  HANDLE h = OpenFileMappingW(FILE_MAP_READ | FILE_MAP_WRITE, FALSE, wname);
+  if (h == NULL) return -1;
+  void *p =
+      MapViewOfFileEx(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, (SIZE_T)r->size, (void *)r->addr);
+  /* The view keeps the section; the parent's handle keeps its name. */
+  CloseHandle(h);
+  if (p != (void *)(uintptr_t)r->addr) return -1;
+  /* Taken here too: a region the child allocates goes elsewhere. */
+  uint64_t i = (r->addr - TS_SHARED_ARENA) / TS_SHARED_STRIDE;
+  if (r->addr >= TS_SHARED_ARENA && i < TS_SHARED_MAX) shared[i] = *r;
+  return 0;
+}
 
 /* A pipe whose `child_end` (0: read, 1: write) is inherited by children and
  * whose other end is the parent's CRT descriptor. */
@@ -296,9 +380,14 @@ void ts__child_start(ts_child *c, ts_child_fn fn, void *arg, size_t size) {
   CloseHandle(pi.hThread);
   c->pid = (pid_t)pi.dwProcessId;
   register_child(c->pid, pi.hProcess);
-  child_start m = {(uint64_t)(uintptr_t)fn, (uint64_t)(uintptr_t)arg, size};
+  uint64_t nshared = 0;
+  for (int i = 0; i < TS_SHARED_MAX; i++) nshared += shared[i].addr != 0;
+  child_start m = {(uint64_t)(uintptr_t)fn, (uint64_t)(uintptr_t)arg, size, nshared};
   assert_int_equal(write_all(c->down[1], &m, sizeof m), 0);
   if (size > 0) assert_int_equal(write_all(c->down[1], arg, size), 0);
+  for (int i = 0; i < TS_SHARED_MAX; i++)
+    if (shared[i].addr != 0)
+      assert_int_equal(write_all(c->down[1], &shared[i], sizeof shared[i]), 0);
 }
 
 /* Pointers of the copied argument that pointed into the parent's block
@@ -331,6 +420,18 @@ static void run_child(HANDLE up, HANDLE down) {
   uint8_t *arg = calloc(1, m.size ? (size_t)m.size : 1);
   if (arg == NULL || read_all(self.down[0], arg, (size_t)m.size, deadline) != 0)
     ExitProcess(TS_CHILD_FAILED);
+  if (m.shared > TS_SHARED_MAX) ExitProcess(TS_CHILD_FAILED);
+  for (uint64_t i = 0; i < m.shared; i++) {
+    shared_region r;
+    if (read_all(self.down[0], &r, sizeof r, deadline) != 0) ExitProcess(TS_CHILD_FAILED);
+    r.name[sizeof r.name - 1] = '\0';
+    if (map_shared(&r) != 0) {
+      fprintf(stderr, "child %lu: cannot map the shared region %s at %#llx (error %lu)\n",
+              (unsigned long)GetCurrentProcessId(), r.name, (unsigned long long)r.addr,
+              (unsigned long)GetLastError());
+      ExitProcess(TS_CHILD_FAILED);
+    }
+  }
   relocate(arg, m.arg, m.size);
   ts_alarm(TS_CHILD_ALARM_S);
   ts_child_fn fn = (ts_child_fn)(uintptr_t)m.fn;
@@ -379,4 +480,308 @@ int ts_child_poll(ts_child *c) {
 void ts_child_kill(ts_child *c) {
   HANDLE process = child_process(c->pid);
   if (process != NULL) TerminateProcess(process, TS_KILLED);
+}
+
+/* ---- hostile-peer helpers ------------------------------------------------------- */
+
+/* errno for a Win32 error of the helpers below. */
+static int errno_of(DWORD e) {
+  switch (e) {
+  case ERROR_FILE_NOT_FOUND:
+  case ERROR_PATH_NOT_FOUND: return ENOENT;
+  case ERROR_ACCESS_DENIED:
+  case ERROR_SHARING_VIOLATION: return EACCES;
+  case ERROR_ALREADY_EXISTS:
+  case ERROR_FILE_EXISTS: return EEXIST;
+  case ERROR_INVALID_HANDLE: return EINVAL; /* the name holds another kind of object */
+  case ERROR_NOT_ENOUGH_MEMORY:
+  case ERROR_OUTOFMEMORY:
+  case ERROR_COMMITMENT_LIMIT: return ENOMEM;
+  case ERROR_DISK_FULL: return ENOSPC;
+  default: return EIO;
+  }
+}
+
+/* L"Local\\<name>", the default backend's kernel name (src/win/object.c). */
+static void section_name(const char *name, wchar_t *out, size_t cap) {
+  swprintf(out, cap, L"Local\\%hs", name);
+}
+
+void *ts_map_object(const char *dir, const char *name, size_t *size) {
+  *size = 0;
+  const DWORD access = FILE_MAP_READ | FILE_MAP_WRITE;
+  HANDLE section = NULL;
+  uint64_t length = 0;
+  if (dir == NULL) {
+    wchar_t wname[160];
+    section_name(name, wname, 160);
+    section = OpenFileMappingW(access, FALSE, wname);
+    if (section == NULL) {
+      errno = errno_of(GetLastError());
+      return NULL;
+    }
+  } else {
+    char path[2048];
+    ts_object_path(path, sizeof path, dir, name);
+    /* Never through a link (O_NOFOLLOW); shared as the library shares. */
+    HANDLE f = CreateFileA(path, GENERIC_READ | GENERIC_WRITE,
+                           FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                           OPEN_EXISTING, FILE_FLAG_OPEN_REPARSE_POINT, NULL);
+    if (f == INVALID_HANDLE_VALUE) {
+      errno = errno_of(GetLastError());
+      return NULL;
+    }
+    LARGE_INTEGER n;
+    if (!GetFileSizeEx(f, &n) || n.QuadPart <= 0) {
+      CloseHandle(f);
+      errno = EINVAL; /* empty: nothing to map */
+      return NULL;
+    }
+    length = (uint64_t)n.QuadPart;
+    section = CreateFileMappingW(f, NULL, PAGE_READWRITE, 0, 0, NULL);
+    DWORD e = GetLastError();
+    CloseHandle(f); /* the section keeps the file */
+    if (section == NULL) {
+      errno = errno_of(e);
+      return NULL;
+    }
+  }
+  void *p = MapViewOfFile(section, access, 0, 0, 0);
+  DWORD e = GetLastError();
+  /* As POSIX closes the descriptor: the view keeps the object, and only
+   * the object (a section's name goes with its last handle). */
+  CloseHandle(section);
+  if (p == NULL) {
+    errno = errno_of(e);
+    return NULL;
+  }
+  if (dir == NULL) {
+    MEMORY_BASIC_INFORMATION mbi;
+    if (VirtualQuery(p, &mbi, sizeof mbi) == 0 || mbi.State != MEM_COMMIT) {
+      UnmapViewOfFile(p); /* a SEC_RESERVE section: its pages would fault */
+      errno = EINVAL;
+      return NULL;
+    }
+    length = (uint64_t)mbi.RegionSize;
+  }
+  *size = (size_t)length;
+  return p;
+}
+
+void ts_unmap_object(void *base, size_t size) {
+  (void)size;
+  if (base != NULL) UnmapViewOfFile(base);
+}
+
+/* The sections ts_create_object made (a section lives while a handle
+ * does): closed by ts_unlink_object, or by ts_teardown (ts__reap_children
+ * below) when a test forgot. */
+#define TS_MAX_SECTIONS 64
+static struct {
+  HANDLE handle; /* NULL: a free entry */
+  char name[128];
+} sections[TS_MAX_SECTIONS];
+
+int ts_create_object(const char *dir, const char *name, uint64_t size) {
+  if (dir == NULL) {
+    if (size == 0 || strlen(name) >= sizeof sections[0].name) {
+      errno = EINVAL; /* a section cannot be empty */
+      return -1;
+    }
+    int slot = -1;
+    for (int i = 0; i < TS_MAX_SECTIONS && slot < 0; i++)
+      if (sections[i].handle == NULL) slot = i;
+    if (slot < 0) {
+      errno = ENFILE;
+      return -1;
+    }
+    wchar_t wname[160];
+    section_name(name, wname, 160);
+    SetLastError(0);
+    HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, NULL, PAGE_READWRITE | SEC_COMMIT,
+                                  (DWORD)(size >> 32), (DWORD)size, wname);
+    DWORD e = GetLastError();
+    if (h == NULL) {
+      errno = e == ERROR_INVALID_HANDLE ? EEXIST : errno_of(e); /* another kind's name */
+      return -1;
+    }
+    if (e == ERROR_ALREADY_EXISTS) {
+      CloseHandle(h);
+      errno = EEXIST;
+      return -1;
+    }
+    sections[slot].handle = h;
+    snprintf(sections[slot].name, sizeof sections[slot].name, "%s", name);
+    return 0;
+  }
+  char path[2048];
+  ts_object_path(path, sizeof path, dir, name);
+  HANDLE f = CreateFileA(path, GENERIC_READ | GENERIC_WRITE,
+                         FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL, CREATE_NEW,
+                         FILE_ATTRIBUTE_NORMAL, NULL);
+  if (f == INVALID_HANDLE_VALUE) {
+    errno = errno_of(GetLastError());
+    return -1;
+  }
+  FILE_END_OF_FILE_INFO eof;
+  eof.EndOfFile.QuadPart = (LONGLONG)size;
+  if (size > 0 && !SetFileInformationByHandle(f, FileEndOfFileInfo, &eof, sizeof eof)) {
+    int err = errno_of(GetLastError());
+    CloseHandle(f);
+    DeleteFileA(path);
+    errno = err;
+    return -1;
+  }
+  CloseHandle(f);
+  return 0;
+}
+
+int ts_unlink_object(const char *dir, const char *name) {
+  char path[2048];
+  if (dir == NULL) {
+    for (int i = 0; i < TS_MAX_SECTIONS; i++) {
+      if (sections[i].handle != NULL && strcmp(sections[i].name, name) == 0) {
+        CloseHandle(sections[i].handle);
+        sections[i].handle = NULL;
+        sections[i].name[0] = '\0';
+        return 0;
+      }
+    }
+    wchar_t wname[160];
+    section_name(name, wname, 160);
+    HANDLE h = OpenFileMappingW(FILE_MAP_READ, FALSE, wname);
+    if (h != NULL) {
+      CloseHandle(h);
+      errno = EPERM; /* somebody else's section: it goes with their handles */
+      return -1;
+    }
+    /* A file of the state directory (a liveness token). */
+    ts_object_path(path, sizeof path, NULL, name);
+  } else {
+    ts_object_path(path, sizeof path, dir, name);
+  }
+  if (DeleteFileA(path)) return 0;
+  errno = errno_of(GetLastError());
+  return -1;
+}
+
+/* Closes the sections a test left in the registry; returns how many. */
+static int close_sections(void) {
+  int n = 0;
+  for (int i = 0; i < TS_MAX_SECTIONS; i++) {
+    if (sections[i].handle == NULL) continue;
+    print_error("teardown: closed section %s, made by ts_create_object and never removed\n",
+                sections[i].name);
+    CloseHandle(sections[i].handle);
+    sections[i].handle = NULL;
+    sections[i].name[0] = '\0';
+    n++;
+  }
+  return n;
+}
+
+/* ---- permission bits from a DACL -------------------------------------------------- */
+
+/* The process's user and primary group SIDs (as the library looks them up,
+ * src/win/object.c), copied into user[] and group[]. 0 or -1. */
+static int own_sids(unsigned char user[SECURITY_MAX_SID_SIZE],
+                    unsigned char group[SECURITY_MAX_SID_SIZE]) {
+  HANDLE token;
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token)) return -1;
+  union {
+    TOKEN_USER user;
+    TOKEN_PRIMARY_GROUP group;
+    unsigned char bytes[256];
+  } buf;
+  DWORD len;
+  int r = -1;
+  if (GetTokenInformation(token, TokenUser, &buf, sizeof buf, &len) &&
+      CopySid(SECURITY_MAX_SID_SIZE, user, buf.user.User.Sid) &&
+      GetTokenInformation(token, TokenPrimaryGroup, &buf, sizeof buf, &len) &&
+      CopySid(SECURITY_MAX_SID_SIZE, group, buf.group.PrimaryGroup))
+    r = 0;
+  CloseHandle(token);
+  return r;
+}
+
+/* The triples of a DACL: `read` and `write` are the access bits of the
+ * object's kind that mean reading and writing its contents. */
+static int dacl_mode(const ACL *dacl, DWORD read, DWORD write, unsigned *mode) {
+  unsigned char user[SECURITY_MAX_SID_SIZE], group[SECURITY_MAX_SID_SIZE];
+  unsigned char au[SECURITY_MAX_SID_SIZE];
+  DWORD au_len = sizeof au;
+  if (own_sids(user, group) != 0 || !CreateWellKnownSid(WinAuthenticatedUserSid, NULL, au, &au_len))
+    return -1;
+  unsigned m = 0;
+  for (DWORD i = 0; dacl != NULL && i < dacl->AceCount; i++) {
+    ACE_HEADER *ace;
+    if (!GetAce((PACL)dacl, i, (void **)&ace) || ace->AceType != ACCESS_ALLOWED_ACE_TYPE) continue;
+    ACCESS_ALLOWED_ACE *a = (ACCESS_ALLOWED_ACE *)ace;
+    PSID sid = (PSID)&a->SidStart;
+    unsigned bits = ((a->Mask & read) ? 4u : 0u) | ((a->Mask & write) ? 2u : 0u);
+    if (EqualSid(sid, (PSID)user)) m |= bits << 6;
+    if (EqualSid(sid, (PSID)group)) m |= bits << 3;
+    if (EqualSid(sid, (PSID)au)) m |= bits;
+  }
+  *mode = m;
+  return 0;
+}
+
+int ts_object_mode(const char *dir, const char *name, unsigned *mode) {
+  PSECURITY_DESCRIPTOR sd = NULL;
+  PACL dacl = NULL;
+  DWORD rc;
+  if (dir == NULL) {
+    wchar_t wname[160];
+    section_name(name, wname, 160);
+    HANDLE h = OpenFileMappingW(READ_CONTROL, FALSE, wname);
+    if (h == NULL) {
+      errno = errno_of(GetLastError());
+      return -1;
+    }
+    rc = GetSecurityInfo(h, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, &dacl, NULL,
+                         &sd);
+    CloseHandle(h);
+  } else {
+    char path[2048];
+    ts_object_path(path, sizeof path, dir, name);
+    if (GetFileAttributesA(path) == INVALID_FILE_ATTRIBUTES) {
+      errno = errno_of(GetLastError());
+      return -1;
+    }
+    rc = GetNamedSecurityInfoA(path, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, &dacl,
+                               NULL, &sd);
+  }
+  if (rc != ERROR_SUCCESS) {
+    errno = errno_of(rc);
+    return -1;
+  }
+  /* The library's descriptors are protected (P): one that is not was not
+   * kept (the file system made up its own). */
+  SECURITY_DESCRIPTOR_CONTROL control = 0;
+  DWORD revision;
+  int r;
+  if (!GetSecurityDescriptorControl(sd, &control, &revision))
+    r = -1;
+  else if (!(control & SE_DACL_PROTECTED))
+    r = 1;
+  else if (dir == NULL)
+    r = dacl_mode(dacl, SECTION_MAP_READ, SECTION_MAP_WRITE, mode);
+  else
+    r = dacl_mode(dacl, FILE_READ_DATA, FILE_WRITE_DATA, mode);
+  LocalFree(sd);
+  if (r < 0) errno = EIO;
+  return r;
+}
+
+/* ---- the environment, wine -------------------------------------------------------- */
+
+int ts_setenv(const char *name, const char *value) { return _putenv_s(name, value) == 0 ? 0 : -1; }
+
+/* An empty value removes the variable from the CRT's table. */
+int ts_unsetenv(const char *name) { return _putenv_s(name, "") == 0 ? 0 : -1; }
+
+int ts_under_wine(void) {
+  HMODULE ntdll = GetModuleHandleA("ntdll.dll");
+  return ntdll != NULL && GetProcAddress(ntdll, "wine_get_version") != NULL;
 }
