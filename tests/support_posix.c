@@ -152,12 +152,15 @@ void ts__child_start(ts_child *c, ts_child_fn fn, void *arg, size_t size) {
   close_fd(&c->down[0]);
 }
 
-int ts_child_wait(ts_child *c) {
+/* Waits for the child (flags: 0 or WNOHANG): -1 while it runs; else reaps
+ * it, closes its pipes and returns its exit code or 128 + signal. */
+static int reap_child(ts_child *c, int flags) {
   int status = 0;
   pid_t r;
   do {
-    r = waitpid(c->pid, &status, 0);
+    r = waitpid(c->pid, &status, flags);
   } while (r < 0 && errno == EINTR);
+  if (r == 0) return -1;
   unregister_child(c->pid);
   close_fd(&c->up[0]);
   close_fd(&c->down[1]);
@@ -166,6 +169,8 @@ int ts_child_wait(ts_child *c) {
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return 255;
 }
+
+int ts_child_wait(ts_child *c) { return reap_child(c, 0); }
 
 int ts_send(int fd, uint64_t value) {
   const char *p = (const char *)&value;
@@ -324,18 +329,4 @@ void ts_watchdog_stop(ts_watchdog *w) {
   w->fd = -1;
 }
 
-int ts_child_poll(ts_child *c) {
-  int status = 0;
-  pid_t r;
-  do {
-    r = waitpid(c->pid, &status, WNOHANG);
-  } while (r < 0 && errno == EINTR);
-  if (r == 0) return -1;
-  unregister_child(c->pid);
-  close_fd(&c->up[0]);
-  close_fd(&c->down[1]);
-  if (r != c->pid) return 255;
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return 255;
-}
+int ts_child_poll(ts_child *c) { return reap_child(c, WNOHANG); }

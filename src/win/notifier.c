@@ -70,22 +70,11 @@ intptr_t shmbus__notifier_os_handle(const shmbus__notifier *n) { return n->handl
 void shmbus__notifier_drain(shmbus__notifier *n) { ResetEvent((HANDLE)n->handle); }
 
 int shmbus__notifier_wait(shmbus__notifier *n, int64_t timeout_ns) {
-  HANDLE h = (HANDLE)n->handle;
-  uint64_t now = shmbus__now_ns();
-  uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : now + (uint64_t)timeout_ns;
-  for (;;) {
-    DWORD ms = timeout_ns < 0 ? INFINITE : shmbus__win_timeout_ms((int64_t)(deadline - now));
-    DWORD rc = WaitForSingleObject(h, ms);
-    if (rc == WAIT_OBJECT_0) return 0;
-    if (rc != WAIT_TIMEOUT) {
-      /* Never: our own handle. Do not let the caller spin. */
-      Sleep(1);
-      return 0;
-    }
-    /* The wait may end a little before its milliseconds: never early. */
-    now = shmbus__now_ns();
-    if (now >= deadline) return SHMBUS_ERR_TIMEDOUT;
-  }
+  int r = shmbus__win_wait((HANDLE)n->handle, timeout_ns);
+  if (r != SHMBUS_ERR_IO) return r;
+  /* Never: our own handle. Do not let the caller spin. */
+  Sleep(1);
+  return 0;
 }
 
 /* Nothing to make ahead: there are no signal handlers to serve, and the

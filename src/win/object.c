@@ -297,9 +297,9 @@ static uint64_t fnv1a64(const char *s) {
 static int owned_by_us(const wchar_t *path) {
   InitOnceExecuteOnce(&sid_once, find_sids, NULL, NULL);
   if (sid_error) return 0;
-  HANDLE h = CreateFileW(path, READ_CONTROL, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE,
-                         NULL, OPEN_EXISTING,
-                         FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT, NULL);
+  HANDLE h =
+      CreateFileW(path, READ_CONTROL, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                  OPEN_EXISTING, FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OPEN_REPARSE_POINT, NULL);
   if (h == INVALID_HANDLE_VALUE) return 0;
   PSID owner = NULL;
   PSECURITY_DESCRIPTOR sd = NULL;
@@ -425,6 +425,21 @@ int shmbus__root_prepare(shmbus__root *root) {
   if (root->backend == SHMBUS_BACKEND_SHM) return prepare_state_dir();
   if (root->backend != SHMBUS_BACKEND_DIR) return SHMBUS_ERR_INVAL;
   return prepare_dir(root);
+}
+
+/* ---- waits --------------------------------------------------------------- */
+
+int shmbus__win_wait(HANDLE h, int64_t timeout_ns) {
+  uint64_t now = shmbus__now_ns();
+  uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : now + (uint64_t)timeout_ns;
+  for (;;) {
+    DWORD ms = timeout_ns < 0 ? INFINITE : shmbus__win_timeout_ms((int64_t)(deadline - now));
+    DWORD rc = WaitForSingleObject(h, ms);
+    if (rc == WAIT_OBJECT_0) return 0;
+    if (rc != WAIT_TIMEOUT) return SHMBUS_ERR_IO;
+    now = shmbus__now_ns();
+    if (now >= deadline) return SHMBUS_ERR_TIMEDOUT;
+  }
 }
 
 /* ---- listing ------------------------------------------------------------ */

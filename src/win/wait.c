@@ -76,19 +76,9 @@ int shmbus__word_wait(shmbus__waitable *w, uint32_t *word, uint32_t expected, in
    * the event signalled. */
   if (!ResetEvent(h)) return slice(word, expected, timeout_ns);
   if (shmbus__load32_acquire(word) != expected) return 0;
-  uint64_t now = shmbus__now_ns();
-  uint64_t deadline = timeout_ns < 0 ? UINT64_MAX : now + (uint64_t)timeout_ns;
-  for (;;) {
-    DWORD ms = timeout_ns < 0 ? INFINITE : shmbus__win_timeout_ms((int64_t)(deadline - now));
-    DWORD rc = WaitForSingleObject(h, ms);
-    if (rc == WAIT_OBJECT_0) return 0;
-    /* A failed wait must not turn the caller's loop into a spin. */
-    if (rc != WAIT_TIMEOUT) return slice(word, expected, timeout_ns);
-    /* The wait may end a little before its milliseconds (the timer's
-     * resolution): never return TIMEDOUT early. */
-    now = shmbus__now_ns();
-    if (now >= deadline) return SHMBUS_ERR_TIMEDOUT;
-  }
+  int r = shmbus__win_wait(h, timeout_ns);
+  /* A failed wait must not turn the caller's loop into a spin. */
+  return r == SHMBUS_ERR_IO ? slice(word, expected, timeout_ns) : r;
 }
 
 /* The waker's first look: opens the sleeper's event if it exists. None

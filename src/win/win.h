@@ -71,6 +71,12 @@ void shmbus__win_security_free(SECURITY_ATTRIBUTES *sa);
 enum { SHMBUS__WIN_GUARD_REPLACED = 1, SHMBUS__WIN_GUARD_LOST = 2 };
 int shmbus__win_guard_release(intptr_t guard);
 
+/* Waits for `h` at most `timeout_ns` (negative: no limit), never ending
+ * early (a wait may end a little before its milliseconds, at the timer's
+ * resolution). 0 when signalled, SHMBUS_ERR_TIMEDOUT, or SHMBUS_ERR_IO
+ * when the wait itself failed (the caller must then not spin). */
+int shmbus__win_wait(HANDLE h, int64_t timeout_ns);
+
 /* Milliseconds for a Win32 wait, rounded up so that a wait never ends
  * early; INFINITE for a negative timeout. */
 static inline DWORD shmbus__win_timeout_ms(int64_t ns) {
