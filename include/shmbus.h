@@ -580,6 +580,196 @@ typedef intptr_t shmbus_os_handle;
  * Owned by the wait set: do not close it. Errors: INVAL. */
 SHMBUS_EXTERN int shmbus_waitset_os_handle(const shmbus_waitset *ws, shmbus_os_handle *out);
 
+/* ---- introspection -------------------------------------------------------
+ * What the services of a domain are and what their ports do, read from
+ * shared memory by a process that takes no part: the calls below map the
+ * segments read-only, never count as a user of a service, claim no slot,
+ * reap nothing and write no shared word, so the observed ports run exactly
+ * as they would unobserved (their next store to a line read here costs
+ * them one cache miss, nothing else). Everything read is a peer's and is
+ * treated as untrusted (docs/security.md): each word is loaded once and
+ * checked against limits computed privately from the validated
+ * configuration; a service whose configuration is corrupt is reported
+ * with an error, never read further. What is read is a snapshot of words
+ * that change while they are read: counts of a busy connection are
+ * consistent to within the samples that moved meanwhile.
+ *
+ * The structures are laid out the same in every ABI (fixed-width fields,
+ * no pointers, explicit padding), and every call fills whole entries:
+ * fields it cannot know are 0. */
+
+/* Longest name of a shared-memory object (bytes, without the NUL):
+ * "shmbus.<domain>.<16 hex digits>.s" for a service. */
+#define SHMBUS_OBJECT_NAME_MAX 95
+
+typedef struct shmbus_service_info {
+  char name[SHMBUS_SERVICE_NAME_MAX + 1];   /* the service ("" when error) */
+  char type_name[SHMBUS_TYPE_NAME_MAX + 1]; /* its type ("" when error)    */
+  char object[SHMBUS_OBJECT_NAME_MAX + 1];  /* the service's object name   */
+  /* 0, or why the service could not be read (every field below is then 0):
+   * NOT_READY (its creator has not finished it), CORRUPT (a configuration
+   * out of range, names not terminated or not printable, a name that does
+   * not hash to its object, a truncated or foreign object), VERSION
+   * (another layout version), INCOMPATIBLE (made with another page
+   * size), PERM (not readable by us), NOMEM, IO. */
+  int32_t error;
+  uint32_t type_size;       /* bytes per element                       */
+  uint32_t type_align;      /* alignment of an element                 */
+  uint32_t max_elements;    /* elements per sample                     */
+  uint32_t max_publishers;  /* the limits of shmbus_service_opts, as   */
+  uint32_t max_subscribers; /* the service has them (defaults applied) */
+  uint32_t queue_depth;
+  uint32_t history;
+  uint32_t max_loans;
+  uint32_t max_held;
+  uint32_t overflow; /* SHMBUS_OVERFLOW_DROP_OLDEST, _DROP_NEWEST, _BLOCK */
+  /* Registry slots of ready publishers and subscribers. Their nodes are
+   * not probed here: a dead port counts until it is reaped. */
+  uint32_t publishers;
+  uint32_t subscribers;
+  uint32_t removing;        /* 1 while its last user removes it              */
+  uint64_t users;           /* ports counted as its users (open or opening)  */
+  uint64_t creator_node_id; /* the node that created it                      */
+  uint64_t max_payload;     /* bytes per sample: type_size x max_elements    */
+  uint64_t chunks;          /* chunks per publisher (the pool's worst case)  */
+  uint64_t service_bytes;   /* the service segment                           */
+  uint64_t data_bytes;      /* each publisher's data segment (its chunks)    */
+  uint64_t control_bytes;   /* each publisher's control segment (its rings)  */
+  uint64_t reserved[4];     /* 0                                             */
+} shmbus_service_info;
+
+/* Lists the services of `node`'s domain, in no particular order, into
+ * out[0..cap) and sets *count to the number of service objects found
+ * (which may exceed cap: those beyond cap are counted, not opened, so a
+ * second call may find fewer). A service that cannot be read is listed
+ * with its `object` name and its `error`; one removed while the list is
+ * made is left out. The listing looks at no more than 65536 object names
+ * of the domain (a peer that makes more can hide services beyond them).
+ * Creates and changes nothing (see above).
+ * Windows: the default backend's sections cannot be enumerated by the OS,
+ * so there the list finds only services of SHMBUS_BACKEND_DIR nodes
+ * (shmbus_service_describe finds the others by name).
+ * Errors: INVAL (NULL node or count, NULL out with cap > 0), IO (the OS
+ * cannot enumerate its shared memory objects). Thread-safe. Allocates
+ * nothing; makes system calls (an open and a mapping per service). */
+SHMBUS_EXTERN int shmbus_service_list(shmbus_node *node, shmbus_service_info *out, size_t cap,
+                                      size_t *count);
+
+/* Kinds and states of a port in a service's registry. */
+enum { SHMBUS_PORT_PUBLISHER = 0, SHMBUS_PORT_SUBSCRIBER = 1 };
+enum {
+  /* Open and serving. */
+  SHMBUS_PORT_READY = 1,
+  /* Its slot is claimed, the port not ready yet, or closing (id may be 0). */
+  SHMBUS_PORT_OPENING = 2,
+  /* A reaper frees the slot of a dead port; node_id is the reaper's. */
+  SHMBUS_PORT_REAPING = 3,
+  /* A slot word without an owner: only a peer writes that; the next sweep
+   * clears it. */
+  SHMBUS_PORT_UNOWNED = 4
+};
+/* Flags of a subscriber (shmbus_port_info.flags). */
+#define SHMBUS_PORT_SLEEPING 1u /* it (or its wait set) may sleep now       */
+#define SHMBUS_PORT_WAITSET 2u  /* it is attached to a wait set             */
+
+typedef struct shmbus_port_info {
+  /* shmbus_publisher_id or shmbus_subscriber_id; 0 before the port wrote it. */
+  uint64_t id;
+  uint64_t node_id; /* the node that owns the slot (shmbus_node_id)            */
+  uint32_t kind;    /* SHMBUS_PORT_PUBLISHER or SHMBUS_PORT_SUBSCRIBER          */
+  uint32_t slot;    /* its registry slot: 0 to max_publishers (_subscribers) - 1 */
+  uint32_t state;   /* SHMBUS_PORT_*                                            */
+  /* 1 while node_id's liveness token is held; 0 when that node is dead (the
+   * port is not reaped yet) or the slot has no owner. */
+  int32_t alive;
+  /* Publishers: 0, or why its segments could not be read: NOT_READY (the
+   * port is not ready), NOT_FOUND (they were removed: it closed or was
+   * reaped), CORRUPT (wrong sizes or ids, or truncated while read), PERM,
+   * NOMEM (no address space for them), IO. Without its control segment
+   * it has no connections; without its data segment published is 0. */
+  int32_t error;
+  uint32_t flags; /* subscribers: SHMBUS_PORT_SLEEPING | SHMBUS_PORT_WAITSET */
+  /* Publishers: samples published so far, read from the chunk headers of
+   * its data segment: the sequence number + 1 of the newest sample (by
+   * timestamp), 0 before the first. Pools of more than 16384 chunks are
+   * not scanned whole (only the newest entry of each queue is looked at):
+   * there it may be less, and 0 while no subscriber is bound. */
+  uint64_t published;
+  uint64_t last_timestamp_ns; /* publishers: that sample's timestamp, or 0 */
+  uint64_t reserved[2];       /* 0                                         */
+} shmbus_port_info;
+
+/* States of a connection (publisher -> subscriber slot). */
+enum {
+  /* The publisher serves nobody on it: it has not seen the subscriber
+   * yet, or cut it off. Its counts are 0. */
+  SHMBUS_CONNECTION_UNBOUND = 0,
+  /* Bound by the publisher, not yet mapped by the subscriber. */
+  SHMBUS_CONNECTION_BINDING = 1,
+  /* Served: the subscriber mapped it. */
+  SHMBUS_CONNECTION_BOUND = 2,
+  /* Bound to a subscriber that left the slot; the publisher has not
+   * noticed yet (what is queued there is nobody's). */
+  SHMBUS_CONNECTION_STALE = 3,
+  /* Its shared words contradict each other or the limits (a peer wrote
+   * them): the counts are what could be read, clamped to the limits. */
+  SHMBUS_CONNECTION_CORRUPT = 4
+};
+
+/* One connection, as its shared words show it now. Counts start when the
+ * publisher bound the connection (a subscriber that reopens starts again). */
+typedef struct shmbus_connection_info {
+  uint64_t publisher_id;
+  /* The subscriber id the connection is bound to, else that of the
+   * subscriber in the slot (0: none). */
+  uint64_t subscriber_id;
+  /* The publisher's index in describe's ports[], and the index there of the
+   * subscriber in the slot (UINT32_MAX when the slot holds none). */
+  uint32_t publisher;
+  uint32_t subscriber;
+  uint32_t subscriber_slot;
+  uint32_t state; /* SHMBUS_CONNECTION_* */
+  /* Samples the publisher published to it (the history replayed at the
+   * bind included): those queued, plus with DROP_NEWEST those dropped. */
+  uint64_t published;
+  uint64_t delivered; /* taken by the subscriber (take, take_latest)       */
+  uint64_t lost;      /* lost to overflow (shmbus_subscriber_lost sums them) */
+  uint64_t released;  /* given back by the subscriber (released or skipped) */
+  uint32_t queued;    /* in its queue now, at most queue_depth             */
+  uint32_t held;      /* taken and not released, at most max_held          */
+  /* Chunks of the publisher's pool it keeps from reuse: queued, held, and
+   * released ones the publisher has not collected yet. */
+  uint32_t in_flight;
+  /* Overflow BLOCK: 1 while the publisher waits for room on it. */
+  uint32_t publisher_waiting;
+  uint64_t reserved[2]; /* 0 */
+} shmbus_connection_info;
+
+/* Describes service `service` of `node`'s domain: its configuration into
+ * *info; its ports into ports[0..port_cap), the publishers by slot, then
+ * the subscribers by slot, *port_count set to how many there are (which
+ * may exceed port_cap); and per publisher whose segments could be read,
+ * one entry per subscriber slot that holds a port or that the connection
+ * is bound to, into conns[0..conn_cap), *conn_count set to how many there
+ * are. Probes the liveness of every node owning a port. Creates and
+ * changes nothing (see above): a dead port is shown, not reaped.
+ *   node, service, info: must not be NULL (service: as for
+ *   shmbus_publisher_open). ports, conns: may be NULL with a cap of 0.
+ *   port_count, conn_count: may be NULL.
+ * Errors: INVAL, NAME, NOT_FOUND (no such service; also when its object
+ *   holds another service whose name has the same hash), NOT_READY,
+ *   CORRUPT, VERSION, INCOMPATIBLE, PERM, NOMEM, IO: as for an entry of
+ *   shmbus_service_list (*info, the counts and the arrays' entries are
+ *   then zeroed). A publisher whose segments cannot be read is no error:
+ *   see shmbus_port_info.error.
+ * Thread-safe. Allocates a little private memory; makes system calls
+ * (opens, mappings, liveness probes). */
+SHMBUS_EXTERN int shmbus_service_describe(shmbus_node *node, const char *service,
+                                          shmbus_service_info *info, shmbus_port_info *ports,
+                                          size_t port_cap, size_t *port_count,
+                                          shmbus_connection_info *conns, size_t conn_cap,
+                                          size_t *conn_count);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

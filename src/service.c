@@ -193,6 +193,13 @@ static int load_config(const shmbus__service *svc, shmbus__service_config *cfg,
   return 0;
 }
 
+uint64_t shmbus__service_size_max(void) { return service_size_max(); }
+
+int shmbus__service_load_config(const shmbus__service *svc, shmbus__service_config *cfg,
+                                shmbus__layout *layout) {
+  return load_config(svc, cfg, layout);
+}
+
 /* ---- confinement (layout.h) --------------------------------------------- */
 
 static void protect(shmbus__service *svc, uint64_t offset, uint64_t len, int writable) {

@@ -107,6 +107,14 @@ int shmbus__service_attach(shmbus_node *node, const char *name, const shmbus_ser
  * NOT_FOUND, CORRUPT, VERSION, NOT_READY, BUSY (being removed). */
 int shmbus__service_attach_object(shmbus_node *node, const char *object_name, uint64_t deadline_ns,
                                   shmbus__service *svc);
+/* For a reader that attaches nothing (introspect.c): the largest service
+ * segment any valid configuration lays out (map no more), and the checked
+ * private copy of the configuration of a mapped service segment (`svc`
+ * needs only seg and shm): CORRUPT unless the names are NUL-terminated,
+ * every limit is in range and the layout fits the mapping. */
+uint64_t shmbus__service_size_max(void);
+int shmbus__service_load_config(const shmbus__service *svc, shmbus__service_config *cfg,
+                                shmbus__layout *layout);
 /* Drops the caller's use; the last user removes the service (returns 1
  * then, else 0). */
 int shmbus__service_detach(shmbus__service *svc);

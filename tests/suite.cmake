@@ -53,3 +53,21 @@ shmbus_add_test(test_wait
   SOURCES "${_shmbus_suite_dir}/test_wait.c" ${_shmbus_support}
   LABELS wait threads
   TIMEOUT 300)
+
+# test_introspect  introspect  shmbus_service_list and _describe: services,
+#                  ports (a killed child's as dead), per-connection counts,
+#                  no trace left, forged configurations and words. Its
+#                  --serve modes keep services open for cli_introspect, the
+#                  `shmbus list|info --json` test (POSIX: the command is
+#                  built by bench/CMakeLists.txt; skipped without python3).
+shmbus_add_test(test_introspect
+  SOURCES "${_shmbus_suite_dir}/test_introspect.c" ${_shmbus_support}
+  LABELS introspect
+  TIMEOUT 120)
+if(UNIX AND SHMBUS_BUILD_BENCH)
+  add_test(NAME cli_introspect
+    COMMAND "${_shmbus_suite_dir}/cli_introspect.sh" $<TARGET_FILE:shmbus-cli>
+            $<TARGET_FILE:test_introspect>)
+  set_tests_properties(cli_introspect PROPERTIES
+    LABELS "introspect;cli" SKIP_RETURN_CODE 77 TIMEOUT 120)
+endif()
