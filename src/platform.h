@@ -176,7 +176,8 @@ typedef struct shmbus__token {
 } shmbus__token;
 
 /* Creates the token `name` exclusively and locks it. EXISTS, PERM, NO_SPACE,
- * IO. A child made by fork() does not hold its parent's tokens: they stay
+ * IO, BUSY (where a token is named before it is locked: a peer holds its
+ * lock; about 100 ms). A child made by fork() does not hold its parent's tokens: they stay
  * the parent's, and die with it. */
 int shmbus__token_create(const shmbus__root *root, const char *name, shmbus__token *out);
 /* Removes the token's name, then releases the lock. In a forked child it

@@ -58,13 +58,13 @@ shmbus_add_test(test_wait
 #                  ports (a killed child's as dead), per-connection counts,
 #                  no trace left, forged configurations and words. Its
 #                  --serve modes keep services open for cli_introspect, the
-#                  `shmbus list|info --json` test (POSIX: the command is
-#                  built by bench/CMakeLists.txt; skipped without python3).
+#                  `shmbus list|info --json` test (POSIX: a shell script
+#                  that kills with kill -9; skipped without python3).
 shmbus_add_test(test_introspect
   SOURCES "${_shmbus_suite_dir}/test_introspect.c" ${_shmbus_support}
   LABELS introspect
   TIMEOUT 120)
-if(UNIX AND SHMBUS_BUILD_BENCH)
+if(UNIX)
   add_test(NAME cli_introspect
     COMMAND "${_shmbus_suite_dir}/cli_introspect.sh" $<TARGET_FILE:shmbus-cli>
             $<TARGET_FILE:test_introspect>)

@@ -12,6 +12,10 @@
  * Errors go to stderr: exit status 1 for a failure, 2 for a usage error.
  * list, info and nodes only read: they change nothing in the domain.
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* nanosleep (--watch) */
+#endif
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>

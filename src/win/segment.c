@@ -403,8 +403,13 @@ static int unlink_file(const shmbus__root *root, const char *name) {
  * here (delete-on-close normally took it with its holder). */
 static int unlink_state_file(const shmbus__root *root, const char *name) {
   wchar_t path[SHMBUS__WIN_PATH_MAX];
-  if (shmbus__win_file_path(root, name, path, SHMBUS__WIN_PATH_MAX) == 0) DeleteFileW(path);
-  return 0;
+  int r = shmbus__win_file_path(root, name, path, SHMBUS__WIN_PATH_MAX);
+  if (r) return r;
+  /* No file: a section's name, which goes with its last handle (done, as
+   * far as an unlink can do it). A token's file that cannot be deleted is
+   * not counted as removed. */
+  if (GetFileAttributesW(path) == INVALID_FILE_ATTRIBUTES) return 0;
+  return DeleteFileW(path) ? 0 : shmbus__win_error(GetLastError());
 }
 
 int shmbus__segment_unlink(const shmbus__root *root, const char *name) {
