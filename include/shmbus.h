@@ -23,7 +23,7 @@
  *     shmbus_subscriber_take, _take_latest and _release make no heap
  *     allocation, take no lock and make no system call in steady state. They
  *     may map or unmap segments when a peer joins or leaves.
- *   - Time is CLOCK_MONOTONIC nanoseconds. Timeouts are int64_t
+ *   - Time is CLOCK_MONOTONIC nanoseconds (shmbus_now_ns). Timeouts are int64_t
  *     nanoseconds: 0 polls, a negative one waits forever.
  */
 #ifndef SHMBUS_H
@@ -119,6 +119,11 @@ SHMBUS_EXTERN const char *shmbus_error_detail(void);
 
 /* The library's version string, e.g. "0.1.0". */
 SHMBUS_EXTERN const char *shmbus_version_string(void);
+
+/* Now, in nanoseconds of the clock that stamps samples
+ * (shmbus_sample.timestamp_ns): CLOCK_MONOTONIC on POSIX,
+ * QueryPerformanceCounter on Windows. Thread-safe; no allocation. */
+SHMBUS_EXTERN uint64_t shmbus_now_ns(void);
 
 /* ------------------------------------------------------------------------ */
 /* Nodes                                                                    */
@@ -686,17 +691,18 @@ typedef struct shmbus_port_info {
    * port is not ready), NOT_FOUND (they were removed: it closed or was
    * reaped), CORRUPT (wrong sizes or ids, or truncated while read), PERM,
    * NOMEM (no address space for them), IO. Without its control segment
-   * it has no connections; without its data segment published is 0. */
+   * it has no connections and its counts are 0. */
   int32_t error;
   uint32_t flags; /* subscribers: SHMBUS_PORT_SLEEPING | SHMBUS_PORT_WAITSET */
-  /* Publishers: samples published so far, read from the chunk headers of
-   * its data segment: the sequence number + 1 of the newest sample (by
-   * timestamp), 0 before the first. Pools of more than 16384 chunks are
-   * not scanned whole (only the newest entry of each queue is looked at):
-   * there it may be less, and 0 while no subscriber is bound. */
+  /* Publishers: samples published so far (its next sequence number), the
+   * newest one's timestamp (0 before the first) and the payloads loaned
+   * now (at most max_loans), as the publisher keeps them for onlookers in
+   * its control segment. */
   uint64_t published;
-  uint64_t last_timestamp_ns; /* publishers: that sample's timestamp, or 0 */
-  uint64_t reserved[2];       /* 0                                         */
+  uint64_t last_timestamp_ns;
+  uint32_t loans;
+  uint32_t reserved0;   /* 0 */
+  uint64_t reserved[1]; /* 0 */
 } shmbus_port_info;
 
 /* States of a connection (publisher -> subscriber slot). */

@@ -34,7 +34,8 @@ _Static_assert(sizeof(shmbus_service_info) == 624, "shmbus_service_info changed 
 LAYOUT_ASSERT(shmbus_port_info, kind, 16);
 LAYOUT_ASSERT(shmbus_port_info, error, 32);
 LAYOUT_ASSERT(shmbus_port_info, published, 40);
-LAYOUT_ASSERT(shmbus_port_info, reserved, 56);
+LAYOUT_ASSERT(shmbus_port_info, loans, 56);
+LAYOUT_ASSERT(shmbus_port_info, reserved, 64);
 _Static_assert(sizeof(shmbus_port_info) == 72, "shmbus_port_info changed size");
 LAYOUT_ASSERT(shmbus_connection_info, publisher, 16);
 LAYOUT_ASSERT(shmbus_connection_info, published, 32);
@@ -50,11 +51,6 @@ _Static_assert(sizeof(((shmbus__service_config *)0)->name) == SHMBUS_SERVICE_NAM
 /* A peer can create any number of objects under the domain's prefix: a
  * listing looks at no more names than this (liveness.c has the same). */
 enum { LIST_MAX = 1 << 16 };
-
-/* Publishers of at most this many chunks have every chunk header looked at
- * for their newest sample; larger pools only the newest entry of each
- * queue (a bounded cost per describe, whatever the configuration). */
-enum { SCAN_CHUNKS_MAX = 1 << 14 };
 
 /* ---- a service segment, read-only ---------------------------------------- */
 
@@ -338,11 +334,9 @@ static int map_publisher_segment(const describer *d, uint64_t pub_id, int data,
 
 /* What a connection's shared words say, each loaded once. The order makes
  * an honest connection's snapshot err on the low side: head before the
- * loss count (an eviction moves both), before the completions. Sets
- * *newest to the chunk of the newest entry still in the ring, or
- * UINT32_MAX. */
-static void read_connection(const describer *d, const shmbus__conn *conn, shmbus_connection_info *c,
-                            uint32_t *newest) {
+ * loss count (an eviction moves both), before the completions. */
+static void read_connection(const describer *d, const shmbus__conn *conn,
+                            shmbus_connection_info *c) {
   const shmbus__layout *l = &d->v.layout;
   const shmbus__service_config *cfg = &d->v.cfg;
   const uint64_t *slots = (const uint64_t *)((const uint8_t *)conn + l->sub_ring_offset);
@@ -358,19 +352,12 @@ static void read_connection(const describer *d, const shmbus__conn *conn, shmbus
   /* The filled entries from head on: position p is filled when its slot's
    * tag is p + 1 (ring.h). No more than the ring's capacity is looked at. */
   uint32_t queued = 0;
-  *newest = UINT32_MAX;
   for (uint32_t i = 0; i < l->queue_cap; i++) {
     uint64_t pos = head + i;
     /* Pairs with the store-release in shmbus__ring_put. */
     uint64_t w = shmbus__load64_acquire(&slots[pos & mask]);
     if ((uint32_t)(w >> 32) != (uint32_t)(pos + 1)) break;
-    *newest = (uint32_t)w;
     queued++;
-  }
-  if (queued == 0 && head != 0) {
-    /* The entry taken last, unless overwritten since: the newest delivered. */
-    uint64_t w = shmbus__load64_acquire(&slots[(head - 1) & mask]);
-    if ((uint32_t)(w >> 32) == (uint32_t)head) *newest = (uint32_t)w;
   }
   if (queued > cfg->queue_depth) {
     corrupt = 1;
@@ -402,29 +389,11 @@ static void read_connection(const describer *d, const shmbus__conn *conn, shmbus
   if (corrupt) c->state = SHMBUS_CONNECTION_CORRUPT;
 }
 
-/* A publisher's mapped segments and the newest of its samples seen. */
+/* A publisher's mapped segments. */
 typedef struct pub_view {
   shmbus__segment data, ctl;
   uint64_t id;
-  int found;
-  uint64_t timestamp, sequence;
 } pub_view;
-
-static void consider_chunk(const describer *d, pub_view *pv, uint32_t chunk) {
-  if (pv->data.base == NULL || chunk >= d->v.layout.chunks) return;
-  const shmbus__chunk_header *h =
-      (const shmbus__chunk_header *)((const uint8_t *)pv->data.base +
-                                     shmbus__layout_chunk_offset(&d->v.layout, chunk));
-  /* A chunk never published has no publisher id in its header. */
-  if (shmbus__load64_relaxed(&h->publisher_id) != pv->id) return;
-  uint64_t ts = shmbus__load64_relaxed(&h->timestamp_ns);
-  uint64_t seq = shmbus__load64_relaxed(&h->sequence);
-  if (!pv->found || ts > pv->timestamp) {
-    pv->found = 1;
-    pv->timestamp = ts;
-    pv->sequence = seq;
-  }
-}
 
 static void emit_connections(describer *d, pub_view *pv, uint32_t pub_index) {
   const shmbus__layout *l = &d->v.layout;
@@ -450,16 +419,28 @@ static void emit_connections(describer *d, pub_view *pv, uint32_t pub_index) {
       else /* Pairs with the subscriber's store-release of sub_ack. */
         c.state = shmbus__load64_acquire(&conn->sub_ack) == bound ? SHMBUS_CONNECTION_BOUND
                                                                   : SHMBUS_CONNECTION_BINDING;
-      uint32_t chunk;
-      read_connection(d, conn, &c, &chunk);
-      consider_chunk(d, pv, chunk);
+      read_connection(d, conn, &c);
     }
     if (d->nconns < d->conn_cap) d->conns[d->nconns] = c;
     d->nconns++;
   }
 }
 
-/* A ready publisher's segments: its connections and its newest sample. */
+/* What the publisher shows onlookers (layout.h), each word loaded once. */
+static void read_pub_stats(const describer *d, const pub_view *pv, shmbus_port_info *p) {
+  const shmbus__pub_stats *st =
+      (const shmbus__pub_stats *)((const uint8_t *)pv->ctl.base + SHMBUS__PUB_STATS_OFFSET);
+  p->published = shmbus__load64_relaxed(&st->published);
+  p->last_timestamp_ns = shmbus__load64_relaxed(&st->last_timestamp_ns);
+  uint32_t loans = shmbus__load32_relaxed(&st->loans);
+  if (loans > d->v.cfg.max_loans) {
+    p->error = SHMBUS_ERR_CORRUPT;
+    loans = d->v.cfg.max_loans;
+  }
+  p->loans = loans;
+}
+
+/* A ready publisher's segments: its counters and its connections. */
 static void describe_publisher(describer *d, shmbus_port_info *p, uint32_t index) {
   if (p->state != SHMBUS_PORT_READY) {
     p->error = SHMBUS_ERR_NOT_READY;
@@ -471,17 +452,15 @@ static void describe_publisher(describer *d, shmbus_port_info *p, uint32_t index
   p->error = map_publisher_segment(d, p->id, 0, &pv.ctl);
   int r = map_publisher_segment(d, p->id, 1, &pv.data);
   if (p->error == 0) p->error = r;
-  if (pv.ctl.base) emit_connections(d, &pv, index);
-  if (d->v.layout.chunks <= SCAN_CHUNKS_MAX)
-    for (uint32_t c = 0; c < d->v.layout.chunks; c++) consider_chunk(d, &pv, c);
+  if (pv.ctl.base) {
+    read_pub_stats(d, &pv, p);
+    emit_connections(d, &pv, index);
+  }
   /* Zero pages replaced a mapping while we read it: nothing read is true. */
   if (shmbus__segment_faulted(&pv.ctl) || shmbus__segment_faulted(&pv.data)) {
     p->error = SHMBUS_ERR_CORRUPT;
-    pv.found = 0;
-  }
-  if (pv.found) {
-    p->published = pv.sequence + 1;
-    p->last_timestamp_ns = pv.timestamp;
+    p->published = p->last_timestamp_ns = 0;
+    p->loans = 0;
   }
   shmbus__segment_close(&pv.ctl);
   shmbus__segment_close(&pv.data);

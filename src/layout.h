@@ -27,8 +27,9 @@
  *            the segment is writable whole only inside them); then one
  *            page per subscriber slot with its wait state (its own); then
  *            the wake words (publishers write them);
- *   control  page 0: header; then one page-aligned block per connection,
- *            the only part its subscriber maps writable.
+ *   control  page 0: header and the publisher's counters for onlookers
+ *            (shmbus__pub_stats); then one page-aligned block per
+ *            connection, the only part its subscriber maps writable.
  */
 #ifndef SHMBUS_LAYOUT_H
 #define SHMBUS_LAYOUT_H
@@ -247,5 +248,25 @@ SHMBUS__LAYOUT_ASSERT(shmbus__conn, sub_ack, 136);
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, room_event, 144);
 SHMBUS__LAYOUT_ASSERT(shmbus__conn, done_head, 192);
 SHMBUS__SIZE_ASSERT(shmbus__conn, 256);
+
+/* Control page 0, after the header: what the publisher shows onlookers
+ * (introspection.c), on a line only it writes, in steady state with plain
+ * relaxed stores to a line it owns (nobody else writes it; a reader costs
+ * it one miss per read). No delivery depends on these words: they are
+ * reported, never followed. Processes of layout 4 that predate them leave
+ * them 0, which reads as "nothing published, nothing loaned". */
+typedef struct shmbus__pub_stats {
+  uint64_t published;         /* samples published: the next sequence number */
+  uint64_t last_timestamp_ns; /* the newest sample's stamp, 0 before it       */
+  uint32_t loans;             /* payloads loaned now, at most max_loans       */
+  uint32_t reserved0;
+  uint64_t pad[5];
+} shmbus__pub_stats;
+#define SHMBUS__PUB_STATS_OFFSET 64
+SHMBUS__LAYOUT_ASSERT(shmbus__pub_stats, last_timestamp_ns, 8);
+SHMBUS__LAYOUT_ASSERT(shmbus__pub_stats, loans, 16);
+SHMBUS__SIZE_ASSERT(shmbus__pub_stats, 64);
+_Static_assert(SHMBUS__PUB_STATS_OFFSET >= sizeof(shmbus__seg_header),
+               "the counters follow the header");
 
 #endif /* SHMBUS_LAYOUT_H */

@@ -82,3 +82,5 @@ void shmbus_node_close(shmbus_node *node) {
 const char *shmbus_node_domain(const shmbus_node *node) { return node ? node->domain : NULL; }
 
 uint64_t shmbus_node_id(const shmbus_node *node) { return node ? node->id : 0; }
+
+uint64_t shmbus_now_ns(void) { return shmbus__now_ns(); }

@@ -44,7 +44,8 @@ struct shmbus_publisher {
   int64_t block_timeout_ns; /* overflow BLOCK; negative: no limit     */
   shmbus__segment data;
   shmbus__segment ctl;
-  uint8_t *chunks; /* first chunk in the data segment        */
+  uint8_t *chunks;          /* first chunk in the data segment        */
+  shmbus__pub_stats *stats; /* in the control segment (layout.h)    */
   shmbus__pool pool;
   uint32_t *loan_bytes; /* [chunks] bytes loaned, 0 when not on loan
                                  (never read back from the shared
@@ -381,6 +382,7 @@ static int create_segments(shmbus_publisher *pub) {
   shmbus__seg_header_init(pub->data.base, SHMBUS__SEG_DATA, l->data_size, node->id, pub->id);
   shmbus__seg_header_init(pub->ctl.base, SHMBUS__SEG_CONTROL, l->control_size, node->id, pub->id);
   pub->chunks = (uint8_t *)pub->data.base + l->chunks_offset;
+  pub->stats = (shmbus__pub_stats *)((uint8_t *)pub->ctl.base + SHMBUS__PUB_STATS_OFFSET);
   shmbus__seg_header_publish(pub->data.base);
   shmbus__seg_header_publish(pub->ctl.base);
   shmbus__publisher_object_name(name, node->domain, pub->svc.hash, pub->id, 1);
@@ -556,7 +558,7 @@ int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload
      * max_loans out, a chunk is free once completions are collected. */
     if (!shmbus__pool_get(&pub->pool, &chunk)) return SHMBUS_ERR_CORRUPT;
   }
-  pub->loans++;
+  shmbus__store32_relaxed(&pub->stats->loans, ++pub->loans);
   pub->loan_bytes[chunk] = (uint32_t)(elements * pub->svc.cfg.element_size);
   *payload = chunk_payload(pub, chunk);
   pub->last_loan = chunk;
@@ -566,7 +568,7 @@ int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload
 
 static void end_loan(shmbus_publisher *pub, uint32_t chunk) {
   pub->loan_bytes[chunk] = 0;
-  pub->loans--;
+  shmbus__store32_relaxed(&pub->stats->loans, --pub->loans);
   shmbus__pool_unref(&pub->pool, chunk);
 }
 
@@ -690,10 +692,13 @@ static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int
   /* Written, never read back (a subscriber's view of the chunk is its own
    * problem; ours is private). */
   shmbus__store32_relaxed(&hdr->payload_bytes, whole ? pub->loan_bytes[chunk] : (uint32_t)bytes);
+  uint64_t now = shmbus__now_ns();
   shmbus__store64_relaxed(&hdr->sequence, pub->sequence++);
-  shmbus__store64_relaxed(&hdr->timestamp_ns, shmbus__now_ns());
+  shmbus__store64_relaxed(&hdr->timestamp_ns, now);
   shmbus__store64_relaxed(&hdr->publisher_id, pub->id);
   for (uint32_t i = 0; i < pub->nserving; i++) deliver(pub, pub->serving[i], chunk);
+  shmbus__store64_relaxed(&pub->stats->published, pub->sequence);
+  shmbus__store64_relaxed(&pub->stats->last_timestamp_ns, now);
   wake_sleepers(pub);
   if (pub->svc.cfg.history) history_push(pub, chunk);
   end_loan(pub, chunk);
