@@ -70,4 +70,12 @@ if(UNIX)
             $<TARGET_FILE:test_introspect>)
   set_tests_properties(cli_introspect PROPERTIES
     LABELS "introspect;cli" SKIP_RETURN_CODE 77 TIMEOUT 120)
+  # cli_stream     cli  shmbus echo, hz and pub against each other: what
+  #                     echo prints (JSON, hex, --format), hz within 5% of a
+  #                     200 Hz publisher, pub's errors, a corrupt and a
+  #                     truncated service object (a shell script; python3)
+  add_test(NAME cli_stream
+    COMMAND "${_shmbus_suite_dir}/cli_stream.sh" $<TARGET_FILE:shmbus-cli>)
+  set_tests_properties(cli_stream PROPERTIES
+    LABELS "cli" SKIP_RETURN_CODE 77 TIMEOUT 120)
 endif()
