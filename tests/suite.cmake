@@ -78,4 +78,12 @@ if(UNIX)
     COMMAND "${_shmbus_suite_dir}/cli_stream.sh" $<TARGET_FILE:shmbus-cli>)
   set_tests_properties(cli_stream PROPERTIES
     LABELS "cli" SKIP_RETURN_CODE 77 TIMEOUT 120)
+elseif(WIN32 AND CMAKE_CROSSCOMPILING_EMULATOR)
+  # The same under the emulator (wine): bash runs on the host.
+  list(GET CMAKE_CROSSCOMPILING_EMULATOR 0 _shmbus_cli_emulator)
+  add_test(NAME cli_stream
+    COMMAND bash "${_shmbus_suite_dir}/cli_stream.sh" $<TARGET_FILE:shmbus-cli>)
+  set_tests_properties(cli_stream PROPERTIES
+    LABELS "cli" SKIP_RETURN_CODE 77 TIMEOUT 300
+    ENVIRONMENT "SHMBUS_EMULATOR=${_shmbus_cli_emulator}")
 endif()

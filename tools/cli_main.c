@@ -16,6 +16,10 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#endif
 
 #include "cli.h"
 
@@ -244,6 +248,11 @@ static const command *find_command(const char *name) {
 }
 
 int main(int argc, char **argv) {
+#ifdef _WIN32
+  /* Lines end in \n on every OS: the output is for scripts too (and
+   * record -o - writes a binary file to stdout). */
+  _setmode(_fileno(stdout), _O_BINARY);
+#endif
   if (argc < 2) {
     print_usage(stderr);
     return 2;
