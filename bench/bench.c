@@ -241,11 +241,17 @@ static void verdict(const char *what, double value, double limit, int at_most) {
 static void summary(void) {
   printf("\nRatios from this run (p50 unless named):\n");
   const row *s64 = find("shmbus", "busy", 64), *fl = find("floor", "busy", 64);
+  const row *fl2 = find("floor2", "busy", 64), *f2m = find("floor2", "busy", 4u << 20);
   const row *s4m = find("shmbus", "busy", 4u << 20), *iox = find("iceoryx", "busy", 64);
   const row *st = find("shmbus", "throughput", 64), *sp = find("spsc_floor", "throughput", 64);
   const row *b64 = find("shmbus", "blocking", 64), *ffl = find("futex_floor", "blocking", 64);
   const row *cpp64 = find("shmbus-cpp", "busy", 64);
+  if (s64 && fl2)
+    verdict("shmbus 64 B / floor2 (payload + signal line)", s64->p50 / fl2->p50, 1.25, 1);
   if (s64 && fl) verdict("shmbus 64 B / floor", s64->p50 / fl->p50, 1.5, 1);
+  if (fl2 && fl)
+    printf("  %-52s %8.3f\n", "floor2 64 B / floor (what the second line costs)",
+           fl2->p50 / fl->p50);
   /* The C++ API adds nothing measurable: within the run-to-run noise. */
   if (s64 && cpp64)
     verdict("shmbus-cpp 64 B / shmbus 64 B (C++ API)", cpp64->p50 / s64->p50, 1.1, 1);
@@ -254,6 +260,7 @@ static void summary(void) {
   else if (b64 || ffl)
     printf("  (shmbus blocking / futex_floor: a 64 B row is missing, see above)\n");
   if (s64 && s4m) verdict("shmbus 4 MiB / shmbus 64 B", s4m->p50 / s64->p50, 1.1, 1);
+  if (fl2 && f2m) printf("  %-52s %8.3f\n", "floor2 4 MiB / floor2 64 B", f2m->p50 / fl2->p50);
   if (s64 && iox) verdict("shmbus 64 B / iceoryx 64 B", s64->p50 / iox->p50, 0.15, 1);
   if (s64) verdict("shmbus 64 B p99.9 / p50", s64->p999 / s64->p50, 5.0, 1);
   if (st && sp)
@@ -285,8 +292,10 @@ const bench_transport bench_shmbus_cpp = {"shmbus-cpp", "busy", 0,   cpp_unavail
 
 /* Busy and blocking rows alike; a name selects all of its modes. */
 static const bench_transport *const transports[] = {
-    &bench_shmbus, &bench_shmbus_cpp, &bench_shmbus_blocking, &bench_floor,   &bench_futex_floor,
-    &bench_pipe,   &bench_uds,        &bench_mqueue,          &bench_iceoryx, &bench_zmq,
+    &bench_shmbus,  &bench_shmbus_cpp, &bench_shmbus_blocking,
+    &bench_floor,   &bench_floor2,     &bench_futex_floor,
+    &bench_pipe,    &bench_uds,        &bench_mqueue,
+    &bench_iceoryx, &bench_zmq,
 };
 
 static void usage(void) {
@@ -294,9 +303,11 @@ static void usage(void) {
       "usage: shmbus-bench [--quick | --full] [--mode latency|throughput|fanout|all]\n"
       "                    [--transports a,b,...] [--payloads 64,1024,...] [--touch first|all]\n"
       "                    [--iterations N] [--cpus A,B] [--csv FILE]\n"
-      "transports: shmbus (busy and blocking) shmbus-cpp floor futex_floor pipe uds mqueue\n"
+      "transports: shmbus (busy and blocking) shmbus-cpp floor floor2 futex_floor pipe uds\n"
+      "            mqueue\n"
       "            iceoryx zmq\n"
-      "  busy (poll):         shmbus shmbus-cpp (the same through shmbus.hpp) floor iceoryx\n"
+      "  busy (poll):         shmbus shmbus-cpp (the same through shmbus.hpp) floor floor2\n"
+      "                       iceoryx\n"
       "  blocking (sleep):    shmbus futex_floor pipe uds mqueue zmq\n"
       "  throughput:          shmbus spsc_floor; fan-out: shmbus\n"
       "Quick mode (the default) runs the whole comparison in about half a minute.");
@@ -387,7 +398,8 @@ int main(int argc, char **argv) {
       const char *why = tr->unavailable ? tr->unavailable() : NULL;
       for (int k = 0; k < npayloads; k++) {
         p.payload = payloads[k];
-        /* The floors move one cache line (one word) whatever the payload. */
+        /* The floors move one cache line (one word) whatever the payload;
+         * floor2 is measured at every payload (its chunks span it). */
         if ((tr == &bench_floor || tr == &bench_futex_floor) && k > 0) break;
         int blocking = strcmp(tr->mode, "blocking") == 0;
         p.iterations = iterations ? iterations : full ? 1000000 : blocking ? 20000 : 200000;

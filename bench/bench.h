@@ -129,12 +129,18 @@ extern const bench_transport bench_shmbus;          /* busy: polls take         
 extern const bench_transport bench_shmbus_blocking; /* sleeps in subscriber_wait */
 extern const bench_transport bench_shmbus_cpp;      /* busy, through shmbus.hpp  */
 extern const bench_transport bench_floor;           /* busy: one cache line      */
+extern const bench_transport bench_floor2;          /* busy: payload + signal    */
 extern const bench_transport bench_futex_floor;     /* blocking: one futex word  */
 extern const bench_transport bench_pipe;
 extern const bench_transport bench_uds;
 extern const bench_transport bench_mqueue;
 extern const bench_transport bench_iceoryx;
 extern const bench_transport bench_zmq;
+
+/* The pool of the shmbus busy row for p->payload: its chunks (asked of
+ * shmbus itself, through shmbus_service_describe) and their stride. 0 or
+ * -1. */
+int bench_shmbus_pool(const bench_params *p, uint32_t *chunks, size_t *stride);
 
 /* Throughput: one publisher process, one subscriber process. */
 int bench_shmbus_throughput(const bench_params *p, int role, bench_shared *sh);

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The floors: one cache line ping-ponged between the two cores (busy
- * latency), a futex word ping-ponged with both sides asleep in the kernel
+ * latency), two lines per trip (floor2: a payload line in a rotating pool
+ * of chunks, then a signal line: what a zero-copy delivery cannot do
+ * without), a futex word ping-ponged with both sides asleep in the kernel
  * (blocking latency; Linux only), and an SPSC ring of 64-byte records
  * (throughput). Shared memory is made by the parent before the peers start
  * (bench_os_share: an anonymous shared mapping inherited across fork on
@@ -68,6 +70,116 @@ static int floor_run(const bench_params *p, int role, bench_shared *sh) {
 }
 
 const bench_transport bench_floor = {"floor", "busy", 0, NULL, floor_prepare, floor_run, NULL};
+
+/* ---- floor2: a payload line and a signal line per trip ----
+ * Each direction has a pool of as many chunks as shmbus's pool holds for
+ * the same payload in the busy row (bench_shmbus_pool), of shmbus's chunk
+ * stride, and a signal line. The sender fills chunk i % N's first line (or
+ * the whole payload with --touch all) at shmbus's payload offset, then
+ * stores i + 1 in the signal line; the receiver spins on the signal, then
+ * reads the stamp from the chunk. Two line transfers per one-way trip and
+ * the same memory footprint (lines, pages, TLB entries) as shmbus. */
+
+enum { FLOOR2_PAYLOAD_OFFSET = 32 }; /* shmbus's chunk header, alignment 8 */
+
+typedef struct floor2_region {
+  void *base;
+  size_t bytes, stride;
+  uint32_t chunks;
+} floor2_region;
+
+static floor2_region f2;
+
+static void floor2_tag(const bench_params *p, char *tag, size_t size) {
+  snprintf(tag, size, "floor2-%u", p->run);
+}
+
+/* Two signal pages, then the two pools. */
+static size_t floor2_bytes(size_t stride, uint32_t chunks) {
+  return 2 * 4096 + 2 * (size_t)chunks * stride;
+}
+
+/* Maps the region (the parent makes it, a Windows peer opens it). */
+static int floor2_map(const bench_params *p, char *why, size_t why_size) {
+  uint32_t chunks;
+  size_t stride;
+  if (bench_shmbus_pool(p, &chunks, &stride)) {
+    if (why) snprintf(why, why_size, "no shmbus pool to size the chunks by");
+    return -1;
+  }
+  char tag[32];
+  floor2_tag(p, tag, sizeof tag);
+  size_t bytes = floor2_bytes(stride, chunks);
+  void *m = bench_os_share(p, tag, bytes, why, why_size);
+  if (m == NULL) return -1;
+  f2 = (floor2_region){m, bytes, stride, chunks};
+  return 0;
+}
+
+static int floor2_prepare(const bench_params *p) { return floor2_map(p, NULL, 0); }
+
+static void floor2_cleanup(const bench_params *p) {
+  (void)p;
+  bench_os_unshare(f2.base, f2.bytes);
+  memset(&f2, 0, sizeof f2);
+}
+
+static uint64_t *floor2_signal(int to_b) {
+  return (uint64_t *)((char *)f2.base + (to_b ? 0 : 4096));
+}
+
+static unsigned char *floor2_chunk(int to_b, uint64_t i) {
+  size_t pool = (size_t)f2.chunks * f2.stride;
+  return (unsigned char *)f2.base + 2 * 4096 + (to_b ? 0 : pool) +
+         (size_t)(i % f2.chunks) * f2.stride + FLOOR2_PAYLOAD_OFFSET;
+}
+
+static void floor2_send(const bench_params *p, int to_b, uint64_t i, uint64_t stamp) {
+  bench_touch(floor2_chunk(to_b, i), p->payload, stamp, p->touch_all);
+  __atomic_store_n(floor2_signal(to_b), i + 1, __ATOMIC_RELEASE);
+}
+
+/* Spins until trip i arrived; its stamp, or STOP (stopped or failed). */
+static uint64_t floor2_receive(bench_shared *sh, int to_b, uint64_t i) {
+  uint64_t v;
+  while ((v = __atomic_load_n(floor2_signal(to_b), __ATOMIC_ACQUIRE)) != i + 1) {
+    if (v == STOP || sh->failed) return STOP;
+  }
+  return bench_stamp(floor2_chunk(to_b, i));
+}
+
+static int floor2_run(const bench_params *p, int role, bench_shared *sh) {
+  char why[128];
+  if (f2.base == NULL && floor2_map(p, why, sizeof why)) {
+    bench_fail(sh, "floor2: %s", why);
+    return -1;
+  }
+  if (bench_handshake(sh, role)) return -1;
+  uint64_t start = bench_now_ns();
+  for (uint64_t i = 0;; i++) {
+    if (role == ROLE_A) {
+      uint64_t t0 = bench_now_ns();
+      floor2_send(p, 1, i, i);
+      uint64_t got = floor2_receive(sh, 0, i);
+      if (got != i) {
+        bench_fail(sh, "floor2: stamp %llu, expected %llu", (unsigned long long)got,
+                   (unsigned long long)i);
+        return -1;
+      }
+      if (!bench_record(p, sh, i, t0, bench_now_ns(), start)) {
+        __atomic_store_n(floor2_signal(1), STOP, __ATOMIC_RELEASE);
+        return 0;
+      }
+    } else {
+      uint64_t stamp = floor2_receive(sh, 1, i);
+      if (stamp == STOP) return sh->failed ? -1 : 0;
+      floor2_send(p, 0, i, stamp);
+    }
+  }
+}
+
+const bench_transport bench_floor2 = {"floor2",   "busy",        0, NULL, floor2_prepare,
+                                      floor2_run, floor2_cleanup};
 
 #ifndef _WIN32
 

@@ -8,6 +8,7 @@
 #include "bench.h"
 
 #define CONNECT_TIMEOUT_NS (UINT64_C(10) * 1000000000u)
+#define LATENCY_DEPTH 16 /* queue depth of the latency rows */
 
 typedef struct ends {
   shmbus_node *node;
@@ -118,7 +119,7 @@ static int latency(const bench_params *p, int role, bench_shared *sh, int blocki
   ends e;
   const char *out = role == ROLE_A ? "bench/ping" : "bench/pong";
   const char *in = role == ROLE_A ? "bench/pong" : "bench/ping";
-  if (open_ends(p, sh, out, in, 16, &e)) return -1;
+  if (open_ends(p, sh, out, in, LATENCY_DEPTH, &e)) return -1;
   int r = bench_handshake(sh, role);
   uint64_t start = bench_now_ns();
   for (uint64_t i = 0; r == 0; i++) {
@@ -151,6 +152,26 @@ static int latency_busy(const bench_params *p, int role, bench_shared *sh) {
 
 static int latency_blocking(const bench_params *p, int role, bench_shared *sh) {
   return latency(p, role, sh, 1);
+}
+
+int bench_shmbus_pool(const bench_params *p, uint32_t *chunks, size_t *stride) {
+  shmbus_node_opts no = SHMBUS_NODE_OPTS_INIT;
+  no.domain = p->domain;
+  shmbus_service_opts so = service_opts(p->payload, 1, LATENCY_DEPTH);
+  shmbus_node *node = NULL;
+  shmbus_publisher *pub = NULL;
+  shmbus_service_info info;
+  int r = shmbus_node_open(&no, &node);
+  if (r == 0) r = shmbus_publisher_open(node, "bench/pool", &so, &pub);
+  if (r == 0) r = shmbus_service_describe(node, "bench/pool", &info, NULL, 0, NULL, NULL, 0, NULL);
+  shmbus_publisher_close(pub);
+  shmbus_node_close(node);
+  if (r || info.chunks == 0 || info.chunks > UINT32_MAX) return -1;
+  *chunks = (uint32_t)info.chunks;
+  /* Alignment 8: the payload follows the 32-byte chunk header; chunks are
+   * whole cache lines (src/service.c, shmbus__layout_compute). */
+  *stride = (32 + p->payload + 63) / 64 * 64;
+  return 0;
 }
 
 const bench_transport bench_shmbus = {"shmbus", "busy", 0, NULL, NULL, latency_busy, NULL};
