@@ -246,6 +246,7 @@ static void summary(void) {
   const row *st = find("shmbus", "throughput", 64), *sp = find("spsc_floor", "throughput", 64);
   const row *b64 = find("shmbus", "blocking", 64), *ffl = find("futex_floor", "blocking", 64);
   const row *cpp64 = find("shmbus-cpp", "busy", 64);
+  const row *obs64 = find("shmbus-observed", "busy", 64);
   if (s64 && fl2)
     verdict("shmbus 64 B / floor2 (payload + signal line)", s64->p50 / fl2->p50, 1.25, 1);
   if (s64 && fl) verdict("shmbus 64 B / floor", s64->p50 / fl->p50, 1.5, 1);
@@ -255,6 +256,9 @@ static void summary(void) {
   /* The C++ API adds nothing measurable: within the run-to-run noise. */
   if (s64 && cpp64)
     verdict("shmbus-cpp 64 B / shmbus 64 B (C++ API)", cpp64->p50 / s64->p50, 1.1, 1);
+  /* Introspection costs the observed ports nothing: within the noise. */
+  if (s64 && obs64)
+    verdict("shmbus-observed 64 B / shmbus 64 B (described)", obs64->p50 / s64->p50, 1.1, 1);
   if (b64 && ffl)
     verdict("shmbus blocking / futex_floor p50 at 64 B", b64->p50 / ffl->p50, 1.15, 1);
   else if (b64 || ffl)
@@ -292,10 +296,9 @@ const bench_transport bench_shmbus_cpp = {"shmbus-cpp", "busy", 0,   cpp_unavail
 
 /* Busy and blocking rows alike; a name selects all of its modes. */
 static const bench_transport *const transports[] = {
-    &bench_shmbus,  &bench_shmbus_cpp, &bench_shmbus_blocking,
-    &bench_floor,   &bench_floor2,     &bench_futex_floor,
-    &bench_pipe,    &bench_uds,        &bench_mqueue,
-    &bench_iceoryx, &bench_zmq,
+    &bench_shmbus, &bench_shmbus_cpp, &bench_shmbus_observed, &bench_shmbus_blocking,
+    &bench_floor,  &bench_floor2,     &bench_futex_floor,     &bench_pipe,
+    &bench_uds,    &bench_mqueue,     &bench_iceoryx,         &bench_zmq,
 };
 
 static void usage(void) {
@@ -306,7 +309,8 @@ static void usage(void) {
       "transports: shmbus (busy and blocking) shmbus-cpp floor floor2 futex_floor pipe uds\n"
       "            mqueue\n"
       "            iceoryx zmq\n"
-      "  busy (poll):         shmbus shmbus-cpp (the same through shmbus.hpp) floor floor2\n"
+      "  busy (poll):         shmbus shmbus-cpp (the same through shmbus.hpp)\n"
+      "                       shmbus-observed (the same, described every 10 ms) floor floor2\n"
       "                       iceoryx\n"
       "  blocking (sleep):    shmbus futex_floor pipe uds mqueue zmq\n"
       "  throughput:          shmbus spsc_floor; fan-out: shmbus\n"
@@ -400,7 +404,9 @@ int main(int argc, char **argv) {
         p.payload = payloads[k];
         /* The floors move one cache line (one word) whatever the payload;
          * floor2 is measured at every payload (its chunks span it). */
-        if ((tr == &bench_floor || tr == &bench_futex_floor) && k > 0) break;
+        if ((tr == &bench_floor || tr == &bench_futex_floor || tr == &bench_shmbus_observed) &&
+            k > 0)
+          break;
         int blocking = strcmp(tr->mode, "blocking") == 0;
         p.iterations = iterations ? iterations : full ? 1000000 : blocking ? 20000 : 200000;
         p.warmup = p.iterations / 10 < 1000 ? p.iterations / 10 : 1000;

@@ -128,6 +128,7 @@ int bench_peer_run(const bench_peer *peer);
 extern const bench_transport bench_shmbus;          /* busy: polls take          */
 extern const bench_transport bench_shmbus_blocking; /* sleeps in subscriber_wait */
 extern const bench_transport bench_shmbus_cpp;      /* busy, through shmbus.hpp  */
+extern const bench_transport bench_shmbus_observed; /* busy, while described     */
 extern const bench_transport bench_floor;           /* busy: one cache line      */
 extern const bench_transport bench_floor2;          /* busy: payload + signal    */
 extern const bench_transport bench_futex_floor;     /* blocking: one futex word  */

@@ -178,6 +178,72 @@ const bench_transport bench_shmbus = {"shmbus", "busy", 0, NULL, NULL, latency_b
 const bench_transport bench_shmbus_blocking = {"shmbus", "blocking",       0,   NULL,
                                                NULL,     latency_blocking, NULL};
 
+/* ---- shmbus-observed: the busy ping-pong while a third party reads it ----
+ * The introspection API costs the observed ports nothing on their path
+ * (shmbus.h, "introspection"): this row is the busy row while a third
+ * process, on no core of its own, describes the ping service every 10 ms
+ * (a hundred times as often as `shmbus info --watch`), to be read beside
+ * the shmbus row of the same run. A process, not a thread of the parent:
+ * the parent forks the peers afterwards. */
+#ifndef _WIN32
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { OBSERVE_EVERY_NS = 10 * 1000 * 1000 };
+
+static pid_t observer = -1;
+static volatile sig_atomic_t observer_stop;
+
+static void on_stop(int sig) {
+  (void)sig;
+  observer_stop = 1;
+}
+
+static void observe(const bench_params *p) {
+  signal(SIGTERM, on_stop);
+  shmbus_node_opts no = SHMBUS_NODE_OPTS_INIT;
+  no.domain = p->domain;
+  shmbus_node *node;
+  if (shmbus_node_open(&no, &node)) _exit(1);
+  shmbus_port_info ports[4];
+  shmbus_connection_info conns[4];
+  /* Until the parent stops it (cleanup) or dies; then it closes its node
+   * (a killed one would leave its liveness token behind). */
+  while (!observer_stop && getppid() != 1) {
+    shmbus_service_info info;
+    size_t np, nc;
+    shmbus_service_describe(node, "bench/ping", &info, ports, 4, &np, conns, 4, &nc);
+    struct timespec ts = {0, OBSERVE_EVERY_NS};
+    nanosleep(&ts, NULL);
+  }
+  shmbus_node_close(node);
+  _exit(0);
+}
+
+static int observed_prepare(const bench_params *p) {
+  observer = fork();
+  if (observer == 0) observe(p);
+  return observer > 0 ? 0 : -1;
+}
+
+static void observed_cleanup(const bench_params *p) {
+  (void)p;
+  if (observer <= 0) return;
+  kill(observer, SIGTERM);
+  waitpid(observer, NULL, 0);
+  observer = -1;
+}
+
+const bench_transport bench_shmbus_observed = {
+    "shmbus-observed", "busy", 0, NULL, observed_prepare, latency_busy, observed_cleanup};
+#else
+static const char *observed_unavailable(void) { return "POSIX only (the observer thread)"; }
+const bench_transport bench_shmbus_observed = {
+    "shmbus-observed", "busy", 0, observed_unavailable, NULL, NULL, NULL};
+#endif
+
 /* ---- throughput ---- */
 
 enum { TP_DEPTH = 1024, TP_WINDOW = 512, TP_ACK_EVERY = 64 };
