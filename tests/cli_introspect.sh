@@ -7,8 +7,9 @@
 # (test_introspect --serve, in a directory backend of its own): `list
 # --json` and `info --json` are parsed with python3 and checked against
 # what the program did (3 published, 1 taken and held, 5 more into a queue
-# of 4 with drop-oldest: 3 lost), a killed subscriber's node shows as dead,
-# the text output, --help and the errors (stderr, exit status 1 or 2).
+# of 4 with drop-oldest: 3 lost; 1 loan out), a killed subscriber's node
+# shows as dead, the text output, --help and the errors (stderr, exit
+# status 1 or 2).
 # Exit 0 pass, 1 fail, 77 skipped (no python3).
 set -euo pipefail
 cli=${1:?usage: cli_introspect.sh SHMBUS_CLI TEST_INTROSPECT}
@@ -96,7 +97,7 @@ pubs, subs, conns = info["publishers"], info["subscribers"], info["connections"]
 check(len(pubs) == 1 and len(subs) == 2, "ports %r %r" % (pubs, subs))
 p = pubs[0]
 check(p["node"] == server_node and p["alive"] and p["state"] == "ready", "publisher %r" % p)
-check(p["published"] == 8 and p["error"] is None and p["last_timestamp_ns"] > 0, "published %r" % p)
+check(p["published"] == 8 and p["loans"] == 1 and p["error"] is None and p["last_timestamp_ns"] > 0, "published %r" % p)
 by_node = {x["node"]: x for x in subs}
 check(by_node[server_node]["alive"] is True, "server's subscriber alive")
 check(by_node[victim_node]["alive"] is False, "victim's subscriber dead")
@@ -126,7 +127,7 @@ if command -v timeout >/dev/null; then
   python3 -c 'import json,sys; [json.loads(l) for l in open(sys.argv[1])]' "$work/watch.json" ||
     fail "info --watch --json prints one document per line"
 fi
-for cmd in list info nodes cleanup; do
+for cmd in list info echo hz pub record replay nodes cleanup; do
   text=$("$cli" "$cmd" --help) || fail "$cmd --help exited with an error"
   grep -q "^usage: shmbus $cmd" <<<"$text" || fail "$cmd --help"
 done

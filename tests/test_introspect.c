@@ -879,7 +879,7 @@ static int write_ready(const char *path, shmbus_node *node) {
 
 /* --serve DIR DOMAIN READY STOP: a publisher and a subscriber of
  * CLI_SERVICE (depth 4, drop-oldest, max_held 2): 3 published, 1 taken and
- * held, 5 more published (3 evicted). Writes its node id and the sample
+ * held, 5 more published (3 evicted), 1 loaned. Writes its node id and the sample
  * type's alignment to READY, then
  * waits for STOP to exist, closes everything and exits 0. */
 static int serve(char **argv) {
@@ -911,6 +911,8 @@ static int serve(char **argv) {
     if ((r = shmbus_publisher_send_copy(pub, &x, sizeof x)) != 0) return serve_fail("send", r);
     if (i == 2 && (r = shmbus_subscriber_take(sub, &held)) != 0) return serve_fail("take", r);
   }
+  void *loan; /* one loan out, for `info` to show */
+  if ((r = shmbus_publisher_loan(pub, 1, &loan)) != 0) return serve_fail("loan", r);
   if (!write_ready(ready, node)) return serve_fail("ready file", SHMBUS_ERR_IO);
   while (!file_exists(stop)) ts_sleep_ns(10 * 1000 * 1000);
   shmbus_subscriber_release(sub, &held);
