@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/*
+/**
+ * @file
  * shmbus: zero-copy publish/subscribe over shared memory, for C and C++.
  *
  * This header is the whole public API and its specification. Names that
@@ -7,8 +8,10 @@
  * may change at any time; nothing else is exported.
  *
  * The protocol is visible in the names:
+ * @code{.unparsed}
  *   publisher:  loan -> fill -> publish   (or discard)
  *   subscriber: take -> read -> release
+ * @endcode
  *
  * Conventions that hold for every function below:
  *   - 0 is success; failures are negative SHMBUS_ERR_* codes.
@@ -38,6 +41,10 @@
 extern "C" {
 #endif
 
+/** @def SHMBUS_EXTERN
+ * Marks what the library exports: dllexport or dllimport on Windows (neither
+ * with SHMBUS_STATIC, for the static library), default visibility with GCC
+ * and clang. */
 #if defined(_WIN32) && !defined(SHMBUS_STATIC)
 #if defined(SHMBUS_BUILDING)
 #define SHMBUS_EXTERN __declspec(dllexport)
@@ -53,8 +60,10 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 /* Errors                                                                   */
 /* ------------------------------------------------------------------------ */
+/** @defgroup errors Errors
+ * @{ */
 
-/* The one error table: XX(NAME, message). Codes are -1, -2, ... in order. */
+/** The one error table: XX(NAME, message). Codes are -1, -2, ... in order. */
 #define SHMBUS_ERRNO_MAP(XX)                                                  \
   XX(INVAL, "invalid argument")                                               \
   XX(NAME, "invalid name (empty, too long or with a forbidden character)")    \
@@ -81,6 +90,7 @@ extern "C" {
   XX(PEER_DEAD, "a subscriber the publish waited for died; nothing was sent") \
   XX(UNSUPPORTED, "not supported on this system")
 
+/** @cond internal */
 enum {
   SHMBUS__ERR_IDX_OK_ = 0,
 /* clang-format off */
@@ -90,37 +100,42 @@ enum {
   SHMBUS__ERR_COUNT_
   /* clang-format on */
 };
+/** @endcond */
 
-/* The codes: SHMBUS_ERR_INVAL == -1, SHMBUS_ERR_NAME == -2, ... */
+/** The codes: SHMBUS_ERR_INVAL == -1, SHMBUS_ERR_NAME == -2, ... */
 typedef enum shmbus_errno {
-  SHMBUS_OK = 0,
+  SHMBUS_OK = 0, /**< success */
 /* clang-format off */
 #define SHMBUS__ERR_DEF(name, msg) SHMBUS_ERR_##name = -SHMBUS__ERR_IDX_##name,
   SHMBUS_ERRNO_MAP(SHMBUS__ERR_DEF)
 #undef SHMBUS__ERR_DEF
+  /** @cond internal */
   SHMBUS__ERR_LAST_ = -SHMBUS__ERR_COUNT_
+  /** @endcond */
   /* clang-format on */
 } shmbus_errno;
 
-/* A static, human readable message for an error code. Never NULL: an unknown
+/** A static, human readable message for an error code. Never NULL: an unknown
  * code gives "unknown error". Thread-safe, no allocation. */
 SHMBUS_EXTERN const char *shmbus_strerror(int err);
 
-/* The code's name without the SHMBUS_ERR_ prefix ("EMPTY"); "OK" for 0 and
+/** The code's name without the SHMBUS_ERR_ prefix ("EMPTY"); "OK" for 0 and
  * "UNKNOWN" for anything else. Thread-safe, no allocation. */
 SHMBUS_EXTERN const char *shmbus_err_name(int err);
 
-/* What this thread's last failed open of a publisher or subscriber found,
+/** What this thread's last failed open of a publisher or subscriber found,
  * in one sentence, where the code alone does not say it: for
  * SHMBUS_ERR_INCOMPATIBLE, which setting differs and both values (type
  * name, size and alignment, a limit, the overflow policy). "" when there is
  * nothing to add. Overwritten by the thread's next open; never NULL. */
 SHMBUS_EXTERN const char *shmbus_error_detail(void);
 
-/* The library's version string, e.g. "0.1.0". */
+/** @} */
+
+/** The library's version string, e.g. "0.1.0". */
 SHMBUS_EXTERN const char *shmbus_version_string(void);
 
-/* Now, in nanoseconds of the clock that stamps samples
+/** Now, in nanoseconds of the clock that stamps samples
  * (shmbus_sample.timestamp_ns): CLOCK_MONOTONIC on POSIX,
  * QueryPerformanceCounter on Windows. Thread-safe; no allocation. */
 SHMBUS_EXTERN uint64_t shmbus_now_ns(void);
@@ -128,40 +143,48 @@ SHMBUS_EXTERN uint64_t shmbus_now_ns(void);
 /* ------------------------------------------------------------------------ */
 /* Nodes                                                                    */
 /* ------------------------------------------------------------------------ */
+/** @defgroup nodes Nodes
+ * @{ */
 
+/** A node: a participant with a domain and a backend (shmbus_node_open). */
 typedef struct shmbus_node shmbus_node;
+/** A publisher on one service (shmbus_publisher_open). @ingroup publisher */
 typedef struct shmbus_publisher shmbus_publisher;
+/** A subscriber on one service (shmbus_subscriber_open). @ingroup subscriber */
 typedef struct shmbus_subscriber shmbus_subscriber;
 
-/* Where segments live. */
+/** Where segments live. */
 enum {
-  SHMBUS_BACKEND_SHM = 0, /* POSIX shared memory (shm_open), the default   */
-  SHMBUS_BACKEND_DIR = 1  /* memory-mapped files in the directory `root`   */
+  SHMBUS_BACKEND_SHM = 0, /**< POSIX shared memory (shm_open), the default */
+  SHMBUS_BACKEND_DIR = 1  /**< memory-mapped files in the directory `root` */
 };
 
-/* Limits of names (bytes, without the terminating NUL). */
+/** Limits of names (bytes, without the terminating NUL). @{ */
 #define SHMBUS_DOMAIN_MAX 32
 #define SHMBUS_SERVICE_NAME_MAX 255
 #define SHMBUS_TYPE_NAME_MAX 127
+/** @} */
 
+/** The options of shmbus_node_open. */
 typedef struct shmbus_node_opts {
-  /* The namespace of every object. NULL: the environment variable
+  /** The namespace of every object. NULL: the environment variable
    * SHMBUS_DOMAIN, else "default". 1 to SHMBUS_DOMAIN_MAX characters of
    * [A-Za-z0-9_-]. */
   const char *domain;
-  /* SHMBUS_BACKEND_SHM or SHMBUS_BACKEND_DIR. */
+  /** SHMBUS_BACKEND_SHM or SHMBUS_BACKEND_DIR. */
   int backend;
-  /* For SHMBUS_BACKEND_DIR: an existing directory (absolute or relative).
+  /** For SHMBUS_BACKEND_DIR: an existing directory (absolute or relative).
    * Must be NULL for SHMBUS_BACKEND_SHM. */
   const char *root;
-  /* Permission bits of the objects this node creates; 0 means 0600. */
+  /** Permission bits of the objects this node creates; 0 means 0600. */
   unsigned mode;
 } shmbus_node_opts;
 
+/** The initialiser of shmbus_node_opts: every default. */
 #define SHMBUS_NODE_OPTS_INIT \
   { NULL, SHMBUS_BACKEND_SHM, NULL, 0u }
 
-/* Opens a node: a participant with a domain and a backend.
+/** Opens a node: a participant with a domain and a backend.
  *   opts: may be NULL (all defaults); copied, not kept.
  *   out:  receives the node; must not be NULL.
  * Errors: INVAL (bad backend, root missing or not a directory, NULL out),
@@ -172,47 +195,55 @@ typedef struct shmbus_node_opts {
  * Thread-safe. Allocates; makes system calls. */
 SHMBUS_EXTERN int shmbus_node_open(const shmbus_node_opts *opts, shmbus_node **out);
 
-/* Drops the caller's reference to the node. Ports opened through it stay
+/** Drops the caller's reference to the node. Ports opened through it stay
  * usable; the node's memory is freed when the last of them is closed.
  * NULL is a no-op. Thread-safe. */
 SHMBUS_EXTERN void shmbus_node_close(shmbus_node *node);
 
-/* The node's domain (valid while the node is open). NULL for a NULL node. */
+/** The node's domain (valid while the node is open). NULL for a NULL node. */
 SHMBUS_EXTERN const char *shmbus_node_domain(const shmbus_node *node);
 
-/* The node's id: 64 random bits, unique in the domain and never reused
+/** The node's id: 64 random bits, unique in the domain and never reused
  * (unlike a process id). 0 for NULL. */
 SHMBUS_EXTERN uint64_t shmbus_node_id(const shmbus_node *node);
 
-/* ---- liveness and cleanup ------------------------------------------------
+/** @} */
+
+/* ---- liveness and cleanup ------------------------------------------------ */
+/** @defgroup liveness Liveness and cleanup
  * Every node holds a liveness token (a locked file or shared memory object
- * named shmbus.<domain>.n.<id>) that the operating system unlocks when the
+ * named "shmbus.<domain>.n.<id>") that the operating system unlocks when the
  * process dies, however it dies: no heartbeats, no process ids. A stopped
  * (SIGSTOP) process is alive. Ports of dead nodes are reclaimed by whoever
  * notices them: a port opening on the service, shmbus_publisher_update,
  * shmbus_subscriber_publishers, a publisher whose subscriber stops
- * consuming, and shmbus_domain_cleanup. */
+ * consuming, and shmbus_domain_cleanup.
+ * @{ */
 
+/** A node as shmbus_node_list finds it. */
 typedef struct shmbus_node_info {
-  uint64_t id;
-  int alive; /* 1 alive, 0 dead */
+  uint64_t id; /**< shmbus_node_id */
+  int alive;   /**< 1 alive, 0 dead */
 } shmbus_node_info;
 
-/* Lists the nodes of `node`'s domain (this one included) into out[0..cap)
+/** Lists the nodes of `node`'s domain (this one included) into out[0..cap)
  * and sets *count to the number found (which may exceed cap).
  * Errors: INVAL (NULL node or count, NULL out with cap > 0), IO (the OS
  * cannot enumerate its shared memory objects). Makes system calls. */
 SHMBUS_EXTERN int shmbus_node_list(shmbus_node *node, shmbus_node_info *out, size_t cap,
                                    size_t *count);
 
-/* Removes what dead participants of `node`'s domain left behind: their
+/** Removes what dead participants of `node`'s domain left behind: their
  * liveness tokens, their ports' registry slots (their chunks then return to
  * the publishers), dead publishers' segments, and services nobody uses any
  * more. Never touches anything of a live node. Returns the number of objects
  * removed and ports reclaimed, or INVAL / IO. Thread-safe; system calls. */
 SHMBUS_EXTERN int shmbus_domain_cleanup(shmbus_node *node);
 
-/* ---- peers that truncate shared memory ------------------------------------
+/** @} */
+
+/* ---- peers that truncate shared memory ------------------------------------ */
+/** @defgroup sigbus Peers that truncate shared memory
  * Any process of the same user can shrink a segment that others have mapped;
  * on POSIX, touching a page past its new end raises SIGBUS. shmbus installs
  * a SIGBUS handler with its first mapping (as Wayland compositors do for
@@ -220,9 +251,10 @@ SHMBUS_EXTERN int shmbus_domain_cleanup(shmbus_node *node);
  * mapping, so the access completes (reading zeros) and the port that used it
  * reports SHMBUS_ERR_CORRUPT; a fault anywhere else goes to the handler that
  * was installed before (or kills the process, as without shmbus). See
- * docs/security.md. */
+ * docs/security.md.
+ * @{ */
 
-/* Installs (1) or removes (0) shmbus's SIGBUS handler. An application that
+/** Installs (1) or removes (0) shmbus's SIGBUS handler. An application that
  * owns SIGBUS calls shmbus_set_sigbus_handler(0) before opening anything
  * (or sets SHMBUS_SIGBUS=0 in the environment) and calls
  * shmbus_sigbus_repair() from its own handler. Removing restores the handler
@@ -230,24 +262,31 @@ SHMBUS_EXTERN int shmbus_domain_cleanup(shmbus_node *node);
  * Errors: IO (sigaction failed). Thread-safe; a system call. */
 SHMBUS_EXTERN int shmbus_set_sigbus_handler(int enable);
 
-/* For an application's own SIGBUS handler: if `fault_address` (siginfo's
+/** For an application's own SIGBUS handler: if `fault_address` (siginfo's
  * si_addr) lies in a shmbus mapping, replaces that mapping by zero pages and
  * returns 1 (return from the handler: the access then completes); else 0.
  * Async-signal-safe. */
 SHMBUS_EXTERN int shmbus_sigbus_repair(void *fault_address);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Services                                                                 */
 /* ------------------------------------------------------------------------ */
+/** @defgroup services Services
+ * @{ */
 
-/* What one element of a sample is. A sample holds 1 to max_elements of them. */
+/** What one element of a sample is. A sample holds 1 to max_elements of them. */
 typedef struct shmbus_type {
-  const char *name; /* 1 to SHMBUS_TYPE_NAME_MAX printable characters */
-  size_t size;      /* bytes per element, > 0                          */
-  size_t align;     /* power of two, 1 to 4096                         */
+  const char *name; /**< 1 to SHMBUS_TYPE_NAME_MAX printable characters */
+  size_t size;      /**< bytes per element, > 0                          */
+  size_t align;     /**< power of two, 1 to 4096                         */
 } shmbus_type;
 
-/* ---- Sample types that every process lays out the same ----
+/** @} */
+
+/* ---- Sample types that every process lays out the same ---- */
+/** @defgroup sample_types Sample types that every process lays out the same
  *
  * Subscribers read a sample in the publisher's memory, in place, so every
  * process of a service must lay its type out byte for byte the same: C and
@@ -270,6 +309,7 @@ typedef struct shmbus_type {
  *      SHMBUS_ASSERT_LAYOUT(T, size, align) after the type, and
  *      SHMBUS_ASSERT_OFFSET(T, field, offset) for fields that matter.
  *
+ * @code
  *   typedef struct imu {
  *     SHMBUS_ALIGNAS(8) uint64_t timestamp_ns;
  *     uint64_t counter;
@@ -279,8 +319,13 @@ typedef struct shmbus_type {
  *   } imu;
  *   SHMBUS_ASSERT_LAYOUT(imu, 40, 8);
  *   SHMBUS_ASSERT_OFFSET(imu, accel, 24);
+ * @endcode
  *
- * In C++ (<shmbus.hpp>) the same macros work at namespace scope. */
+ * In C++ (<shmbus.hpp>) the same macros work at namespace scope.
+ * @{ */
+
+/** @def SHMBUS_ALIGNAS(n)
+ * The alignment of a field, n bytes (rule 3): alignas in C++, _Alignas in C. */
 #if defined(__cplusplus)
 #define SHMBUS_ALIGNAS(n) alignas(n)
 #define SHMBUS__STATIC_ASSERT(cond, msg) static_assert(cond, msg)
@@ -290,6 +335,8 @@ typedef struct shmbus_type {
 #define SHMBUS__STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
 #define SHMBUS__ALIGNOF(T) _Alignof(T)
 #endif
+/** Fails to compile unless T has this size and alignment in this build (rule 4).
+ * @hideinitializer */
 #define SHMBUS_ASSERT_LAYOUT(T, size, align)                                   \
   SHMBUS__STATIC_ASSERT(sizeof(T) == (size),                                   \
                         #T " is not " #size                                    \
@@ -299,20 +346,27 @@ typedef struct shmbus_type {
   SHMBUS__STATIC_ASSERT(SHMBUS__ALIGNOF(T) == (align),                         \
                         #T " is not aligned to " #align                        \
                            " in this build: put SHMBUS_ALIGNAS(" #align ") on its first field")
+/** Fails to compile unless T's field is at this offset in this build (rule 4).
+ * @hideinitializer */
 #define SHMBUS_ASSERT_OFFSET(T, field, offset)          \
   SHMBUS__STATIC_ASSERT(offsetof(T, field) == (offset), \
                         #T "." #field " is not at offset " #offset " in this build")
 
-/* What a publisher does when a subscriber's queue is full. */
+/** @} */
+
+/** @addtogroup services
+ * @{ */
+
+/** What a publisher does when a subscriber's queue is full. */
 enum {
-  SHMBUS_OVERFLOW_DEFAULT = 0,     /* DROP_OLDEST when creating, any when opening */
-  SHMBUS_OVERFLOW_DROP_OLDEST = 1, /* evict the oldest queued sample             */
-  SHMBUS_OVERFLOW_DROP_NEWEST = 2, /* do not deliver the new sample              */
-  SHMBUS_OVERFLOW_BLOCK = 3        /* publish waits for room (backpressure):
-                                      see shmbus_publisher_set_block_timeout */
+  SHMBUS_OVERFLOW_DEFAULT = 0,     /**< DROP_OLDEST when creating, any when opening */
+  SHMBUS_OVERFLOW_DROP_OLDEST = 1, /**< evict the oldest queued sample             */
+  SHMBUS_OVERFLOW_DROP_NEWEST = 2, /**< do not deliver the new sample              */
+  SHMBUS_OVERFLOW_BLOCK = 3        /**< publish waits for room (backpressure):
+                                        see shmbus_publisher_set_block_timeout */
 };
 
-/* A service is a name plus a type plus limits. The first port to open a
+/** A service is a name plus a type plus limits. The first port to open a
  * service creates it with these settings; the static configuration is then
  * immutable and every later open is checked against it.
  *
@@ -321,33 +375,39 @@ enum {
  * service's (SHMBUS_ERR_INCOMPATIBLE otherwise). The type must always match
  * exactly: name, size and alignment. */
 typedef struct shmbus_service_opts {
-  shmbus_type type;
-  uint32_t max_elements;    /* elements per sample, default 1             */
-  uint32_t max_publishers;  /* default 4                                  */
-  uint32_t max_subscribers; /* default 8                                  */
-  uint32_t queue_depth;     /* per subscriber and publisher, default 16   */
-  uint32_t history;         /* samples replayed to late joiners, default 0 */
-  uint32_t max_loans;       /* outstanding loans per publisher, default 4 */
-  uint32_t max_held;        /* samples held per subscriber, default 4     */
-  int overflow;             /* SHMBUS_OVERFLOW_*                          */
+  shmbus_type type;         /**< required; must match exactly             */
+  uint32_t max_elements;    /**< elements per sample, default 1             */
+  uint32_t max_publishers;  /**< default 4                                  */
+  uint32_t max_subscribers; /**< default 8                                  */
+  uint32_t queue_depth;     /**< per subscriber and publisher, default 16   */
+  uint32_t history;         /**< samples replayed to late joiners, default 0 */
+  uint32_t max_loans;       /**< outstanding loans per publisher, default 4 */
+  uint32_t max_held;        /**< samples held per subscriber, default 4     */
+  int overflow;             /**< SHMBUS_OVERFLOW_*                          */
 } shmbus_service_opts;
 
+/** The initialiser of shmbus_service_opts: no type yet, every limit 0. */
 #define SHMBUS_SERVICE_OPTS_INIT \
   { {NULL, 0u, 0u}, 0u, 0u, 0u, 0u, 0u, 0u, 0u, SHMBUS_OVERFLOW_DEFAULT }
 
-/* Upper bounds of the limits (SHMBUS_ERR_INVAL above them). */
-#define SHMBUS_MAX_PORTS 256 /* publishers, subscribers        */
+/** Upper bounds of the limits (SHMBUS_ERR_INVAL above them). @{ */
+#define SHMBUS_MAX_PORTS 256 /**< publishers, subscribers        */
 #define SHMBUS_MAX_QUEUE_DEPTH 65536
 #define SHMBUS_MAX_HISTORY 65536
 #define SHMBUS_MAX_LOANS 65536
 #define SHMBUS_MAX_HELD 65536
-#define SHMBUS_MAX_PAYLOAD (UINT32_C(1) << 30) /* bytes per sample       */
+#define SHMBUS_MAX_PAYLOAD (UINT32_C(1) << 30) /**< bytes per sample       */
+/** @} */
+
+/** @} */
 
 /* ------------------------------------------------------------------------ */
 /* Publisher                                                                */
 /* ------------------------------------------------------------------------ */
+/** @defgroup publisher Publisher
+ * @{ */
 
-/* Opens a publisher on `service`, creating the service if it does not exist.
+/** Opens a publisher on `service`, creating the service if it does not exist.
  *   node:    an open node. service: 1 to SHMBUS_SERVICE_NAME_MAX printable
  *   ASCII characters (0x21-0x7e). opts: must not be NULL (the type is
  *   required). out: receives the publisher.
@@ -358,13 +418,13 @@ typedef struct shmbus_service_opts {
 SHMBUS_EXTERN int shmbus_publisher_open(shmbus_node *node, const char *service,
                                         const shmbus_service_opts *opts, shmbus_publisher **out);
 
-/* Closes the publisher: outstanding loans are discarded. Subscribers that
+/** Closes the publisher: outstanding loans are discarded. Subscribers that
  * had mapped it (see shmbus_publisher_update) keep the samples they hold
  * and still take what is queued; a subscriber that had not looked for new
  * publishers since this one opened never sees it. NULL is a no-op. */
 SHMBUS_EXTERN void shmbus_publisher_close(shmbus_publisher *pub);
 
-/* Loans an uninitialised payload of `elements` elements (1..max_elements),
+/** Loans an uninitialised payload of `elements` elements (1..max_elements),
  * aligned to the type's alignment, in shared memory.
  *   payload: receives the pointer; owned by the publisher until it is passed
  *   to shmbus_publisher_publish or shmbus_publisher_discard.
@@ -373,7 +433,7 @@ SHMBUS_EXTERN void shmbus_publisher_close(shmbus_publisher *pub);
  * Hot path: no allocation, no system call, no lock. */
 SHMBUS_EXTERN int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, void **payload);
 
-/* Publishes a loaned payload to every connected subscriber and to the
+/** Publishes a loaned payload to every connected subscriber and to the
  * history; the payload then belongs to the subscribers. Stamps the sample
  * with the next sequence number (per publisher, from 0) and the time.
  * A subscriber sleeping in shmbus_subscriber_wait or a wait set is woken
@@ -388,23 +448,23 @@ SHMBUS_EXTERN int shmbus_publisher_loan(shmbus_publisher *pub, size_t elements, 
  *   loaned to the caller. Hot path unless it has to wait. */
 SHMBUS_EXTERN int shmbus_publisher_publish(shmbus_publisher *pub, void *payload);
 
-/* Publishes only the first `bytes` bytes of a loaned payload (variable
+/** Publishes only the first `bytes` bytes of a loaned payload (variable
  * length samples). `bytes` may not exceed the loaned size.
  * Errors: as shmbus_publisher_publish, plus TOO_LARGE. Hot path. */
 SHMBUS_EXTERN int shmbus_publisher_publish_bytes(shmbus_publisher *pub, void *payload,
                                                  size_t bytes);
 
-/* Gives a loan back unpublished. Errors: INVAL, NOT_LOANED. Hot path. */
+/** Gives a loan back unpublished. Errors: INVAL, NOT_LOANED. Hot path. */
 SHMBUS_EXTERN int shmbus_publisher_discard(shmbus_publisher *pub, void *payload);
 
-/* Loans, copies `bytes` bytes (1..element size x max_elements, a multiple of
+/** Loans, copies `bytes` bytes (1..element size x max_elements, a multiple of
  * the element size is not required) and publishes.
  * Errors: INVAL, TOO_LARGE, LOAN_LIMIT; with SHMBUS_OVERFLOW_BLOCK also
  * TIMEDOUT and PEER_DEAD (nothing was sent; the internal loan is given
  * back). Hot path (plus the copy). */
 SHMBUS_EXTERN int shmbus_publisher_send_copy(shmbus_publisher *pub, const void *data, size_t bytes);
 
-/* Connects subscribers that joined since the last call (replaying the
+/** Connects subscribers that joined since the last call (replaying the
  * history to them), disconnects those that left and collects released
  * samples. Publish does this on its own when the set of
  * subscribers changes; call it to serve history to a late joiner before the
@@ -416,39 +476,43 @@ SHMBUS_EXTERN int shmbus_publisher_send_copy(shmbus_publisher *pub, const void *
  * No allocation or lock; makes system calls (liveness probes). */
 SHMBUS_EXTERN int shmbus_publisher_update(shmbus_publisher *pub);
 
-/* The publisher's id (unique within its service), or 0 for NULL. */
+/** The publisher's id (unique within its service), or 0 for NULL. */
 SHMBUS_EXTERN uint64_t shmbus_publisher_id(const shmbus_publisher *pub);
 
-/* How long a publish of a SHMBUS_OVERFLOW_BLOCK service waits for a full
+/** How long a publish of a SHMBUS_OVERFLOW_BLOCK service waits for a full
  * subscriber: 0 never waits (TIMEDOUT at once), negative waits as long as
  * the subscriber lives (the default). Errors: INVAL (NULL). */
 SHMBUS_EXTERN int shmbus_publisher_set_block_timeout(shmbus_publisher *pub, int64_t timeout_ns);
 
+/** @} */
+
 /* ------------------------------------------------------------------------ */
 /* Subscriber                                                               */
 /* ------------------------------------------------------------------------ */
+/** @defgroup subscriber Subscriber
+ * @{ */
 
-/* A received sample. The payload is read-only shared memory, valid until the
+/** A received sample. The payload is read-only shared memory, valid until the
  * sample is released or the subscriber closed. */
 typedef struct shmbus_sample {
-  const void *payload;
-  size_t bytes;          /* payload length in bytes                 */
-  uint64_t sequence;     /* per publisher, from 0, +1 per publish   */
-  uint64_t timestamp_ns; /* CLOCK_MONOTONIC at publish              */
-  uint64_t publisher_id;
-  uint64_t internal_; /* the subscriber's handle; do not touch   */
+  const void *payload;   /**< the bytes, in the publisher's memory    */
+  size_t bytes;          /**< payload length in bytes                 */
+  uint64_t sequence;     /**< per publisher, from 0, +1 per publish   */
+  uint64_t timestamp_ns; /**< CLOCK_MONOTONIC at publish              */
+  uint64_t publisher_id; /**< shmbus_publisher_id of its publisher    */
+  uint64_t internal_;    /**< the subscriber's handle; do not touch   */
 } shmbus_sample;
 
-/* Opens a subscriber on `service`, creating the service if it does not
+/** Opens a subscriber on `service`, creating the service if it does not
  * exist (publishers and subscribers may start in any order).
  * Arguments and errors as shmbus_publisher_open. */
 SHMBUS_EXTERN int shmbus_subscriber_open(shmbus_node *node, const char *service,
                                          const shmbus_service_opts *opts, shmbus_subscriber **out);
 
-/* Closes the subscriber; held samples are released. NULL is a no-op. */
+/** Closes the subscriber; held samples are released. NULL is a no-op. */
 SHMBUS_EXTERN void shmbus_subscriber_close(shmbus_subscriber *sub);
 
-/* Takes the next queued sample (publishers are served round-robin; each
+/** Takes the next queued sample (publishers are served round-robin; each
  * publisher's samples arrive in order).
  * Errors: INVAL, EMPTY (nothing queued; *out is zeroed), HOLD_LIMIT
  *   (max_held samples held: release one first), CORRUPT (a publisher wrote
@@ -456,12 +520,12 @@ SHMBUS_EXTERN void shmbus_subscriber_close(shmbus_subscriber *sub);
  * Hot path. */
 SHMBUS_EXTERN int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out);
 
-/* Takes the newest queued sample of all publishers (by timestamp) and
+/** Takes the newest queued sample of all publishers (by timestamp) and
  * releases every older queued one (they count as taken, not as lost).
  * Errors: as shmbus_subscriber_take. Hot path. */
 SHMBUS_EXTERN int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out);
 
-/* Releases a taken sample; its payload must not be used afterwards.
+/** Releases a taken sample; its payload must not be used afterwards.
  * Errors: INVAL (NULL), NOT_HELD (already released, or not from this
  *   subscriber: nothing happens), CORRUPT (the sample is released, but a
  *   peer truncated its publisher's segment while it was held: what was read
@@ -469,24 +533,28 @@ SHMBUS_EXTERN int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_s
  * Hot path. */
 SHMBUS_EXTERN int shmbus_subscriber_release(shmbus_subscriber *sub, const shmbus_sample *sample);
 
-/* Samples lost to overflow (queue full) since the subscriber opened, over
+/** Samples lost to overflow (queue full) since the subscriber opened, over
  * all publishers. 0 for NULL. No system call. */
 SHMBUS_EXTERN uint64_t shmbus_subscriber_lost(const shmbus_subscriber *sub);
 
-/* Number of live publishers this subscriber is connected to, after looking
+/** Number of live publishers this subscriber is connected to, after looking
  * for new ones and freeing the slots of ports whose nodes died (a dead
  * publisher's queued samples can still be taken). Errors: INVAL. May map
  * memory; makes system calls (liveness probes). */
 SHMBUS_EXTERN int shmbus_subscriber_publishers(shmbus_subscriber *sub);
 
-/* The subscriber's id (unique within its service), or 0 for NULL. */
+/** The subscriber's id (unique within its service), or 0 for NULL. */
 SHMBUS_EXTERN uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub);
+
+/** @} */
 
 /* ------------------------------------------------------------------------ */
 /* Waiting                                                                  */
 /* ------------------------------------------------------------------------ */
+/** @defgroup waiting Waiting
+ * @{ */
 
-/* Waits until a sample can be taken, spinning first for the subscriber's
+/** Waits until a sample can be taken, spinning first for the subscriber's
  * spin time (shmbus_subscriber_set_spin), then sleeping (Linux: a futex on
  * a word of the service; a publisher makes the wake-up system call only
  * while a waiter sleeps). The sample stays queued: take it.
@@ -503,53 +571,60 @@ SHMBUS_EXTERN uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub);
  * dead publishers. Not a hot-path function. */
 SHMBUS_EXTERN int shmbus_subscriber_wait(shmbus_subscriber *sub, int64_t timeout_ns);
 
-/* How long shmbus_subscriber_wait (and a wait set holding the subscriber)
+/** How long shmbus_subscriber_wait (and a wait set holding the subscriber)
  * polls before it sleeps: 0 (the default) sleeps at once, trading latency
  * for CPU. Errors: INVAL (NULL, negative). */
 SHMBUS_EXTERN int shmbus_subscriber_set_spin(shmbus_subscriber *sub, int64_t spin_ns);
 
-/* A wait set: one thread waits on many subscribers (of any services) and a
+/** @} */
+
+/** @defgroup waitsets Wait sets
+ * @{ */
+
+/** A wait set: one thread waits on many subscribers (of any services) and a
  * user trigger at once. It owns a Unix datagram socket in the abstract
  * namespace (Linux), named after a random id, to which publishers send a
  * one-byte wake-up only while the wait set sleeps: processes need not share
  * descriptors. Not thread-safe except shmbus_waitset_trigger. */
 typedef struct shmbus_waitset shmbus_waitset;
 
-/* Opens a wait set. Errors: INVAL, NOMEM, UNSUPPORTED (no abstract Unix
+/** Opens a wait set. Errors: INVAL, NOMEM, UNSUPPORTED (no abstract Unix
  * sockets: not Linux), IO. */
 SHMBUS_EXTERN int shmbus_waitset_open(shmbus_node *node, shmbus_waitset **out);
 
-/* Detaches every subscriber and closes. NULL is a no-op. */
+/** Detaches every subscriber and closes. NULL is a no-op. */
 SHMBUS_EXTERN void shmbus_waitset_close(shmbus_waitset *ws);
 
-/* Adds a subscriber; `user` is reported with its events. A subscriber is in
+/** Adds a subscriber; `user` is reported with its events. A subscriber is in
  * at most one wait set, and then shmbus_subscriber_wait refuses it (BUSY).
  * Closing the subscriber detaches it.
  * Errors: INVAL (also: the subscriber's node has another domain than the
  *   wait set's), BUSY (in a wait set already), NOMEM. */
 SHMBUS_EXTERN int shmbus_waitset_attach(shmbus_waitset *ws, shmbus_subscriber *sub, void *user);
 
-/* Removes a subscriber. Errors: INVAL, NOT_FOUND (not in this wait set). */
+/** Removes a subscriber. Errors: INVAL, NOT_FOUND (not in this wait set). */
 SHMBUS_EXTERN int shmbus_waitset_detach(shmbus_waitset *ws, shmbus_subscriber *sub);
 
-/* Wakes the wait set's waiter, which reports a SHMBUS_WAIT_TRIGGER event
+/** Wakes the wait set's waiter, which reports a SHMBUS_WAIT_TRIGGER event
  * (for shutdown). Thread-safe and async-signal-safe. Errors: INVAL. */
 SHMBUS_EXTERN int shmbus_waitset_trigger(shmbus_waitset *ws);
 
+/** What an event is about (shmbus_wait_event.what). */
 enum {
-  SHMBUS_WAIT_DATA = 1,         /* samples can be taken from `sub` (or its take
-                                   reports an error, e.g. CORRUPT)           */
-  SHMBUS_WAIT_NO_PUBLISHER = 2, /* `sub` lost its last publisher (once)     */
-  SHMBUS_WAIT_TRIGGER = 3       /* shmbus_waitset_trigger; `sub` is NULL     */
+  SHMBUS_WAIT_DATA = 1,         /**< samples can be taken from `sub` (or its take
+                                     reports an error, e.g. CORRUPT)           */
+  SHMBUS_WAIT_NO_PUBLISHER = 2, /**< `sub` lost its last publisher (once)     */
+  SHMBUS_WAIT_TRIGGER = 3       /**< shmbus_waitset_trigger; `sub` is NULL     */
 };
 
+/** One event of shmbus_waitset_wait. */
 typedef struct shmbus_wait_event {
-  int what; /* SHMBUS_WAIT_*                               */
-  shmbus_subscriber *sub;
-  void *user; /* as given to shmbus_waitset_attach            */
+  int what;               /**< SHMBUS_WAIT_*                               */
+  shmbus_subscriber *sub; /**< the subscriber it is about                  */
+  void *user;             /**< as given to shmbus_waitset_attach            */
 } shmbus_wait_event;
 
-/* Waits until a subscriber of the set has data or lost its publishers, or
+/** Waits until a subscriber of the set has data or lost its publishers, or
  * the set is triggered, then reports up to `cap` events in out[] (a
  * subscriber that holds max_held samples is not reported: release first). The
  * scan starts after the subscriber reported first last time, so one that
@@ -560,7 +635,7 @@ typedef struct shmbus_wait_event {
 SHMBUS_EXTERN int shmbus_waitset_wait(shmbus_waitset *ws, int64_t timeout_ns,
                                       shmbus_wait_event *out, size_t cap);
 
-/* A descriptor for poll/epoll/libuv: readable when the wait set may have
+/** A descriptor for poll/epoll/libuv: readable when the wait set may have
  * events. Protocol: call shmbus_waitset_wait(ws, 0, ...) when it is readable
  * and until it returns TIMEDOUT; then sleep on the descriptor again (a wait
  * that found nothing arms the publishers' wake-up before returning). A
@@ -572,11 +647,11 @@ SHMBUS_EXTERN int shmbus_waitset_wait(shmbus_waitset *ws, int64_t timeout_ns,
  * descriptor (shmbus_waitset_os_handle). */
 SHMBUS_EXTERN int shmbus_waitset_fd(const shmbus_waitset *ws);
 
-/* An operating-system handle: a POSIX file descriptor, or a Win32 HANDLE
+/** An operating-system handle: a POSIX file descriptor, or a Win32 HANDLE
  * (cast it with (HANDLE)). */
 typedef intptr_t shmbus_os_handle;
 
-/* The wait set's waitable OS object, with the descriptor's protocol above:
+/** The wait set's waitable OS object, with the descriptor's protocol above:
  * on POSIX the descriptor of shmbus_waitset_fd; on Windows an event HANDLE
  * for WaitForSingleObject / WaitForMultipleObjects (or
  * RegisterWaitForSingleObject), signalled while the set may have events
@@ -585,7 +660,10 @@ typedef intptr_t shmbus_os_handle;
  * Owned by the wait set: do not close it. Errors: INVAL. */
 SHMBUS_EXTERN int shmbus_waitset_os_handle(const shmbus_waitset *ws, shmbus_os_handle *out);
 
-/* ---- introspection -------------------------------------------------------
+/** @} */
+
+/* ---- introspection ------------------------------------------------------- */
+/** @defgroup introspection Introspection
  * What the services of a domain are and what their ports do, read from
  * shared memory by a process that takes no part: the calls below map the
  * segments read-only, never count as a user of a service, claim no slot,
@@ -601,49 +679,55 @@ SHMBUS_EXTERN int shmbus_waitset_os_handle(const shmbus_waitset *ws, shmbus_os_h
  *
  * The structures are laid out the same in every ABI (fixed-width fields,
  * no pointers, explicit padding), and every call fills whole entries:
- * fields it cannot know are 0. */
+ * fields it cannot know are 0.
+ * @{ */
 
-/* Longest name of a shared-memory object (bytes, without the NUL):
+/** Longest name of a shared-memory object (bytes, without the NUL):
  * "shmbus.<domain>.<16 hex digits>.s" for a service. */
 #define SHMBUS_OBJECT_NAME_MAX 95
 
+/** A service, as shmbus_service_list and shmbus_service_describe read it. */
 typedef struct shmbus_service_info {
-  char name[SHMBUS_SERVICE_NAME_MAX + 1];   /* the service ("" when error) */
-  char type_name[SHMBUS_TYPE_NAME_MAX + 1]; /* its type ("" when error)    */
-  char object[SHMBUS_OBJECT_NAME_MAX + 1];  /* the service's object name   */
-  /* 0, or why the service could not be read (every field below is then 0):
+  char name[SHMBUS_SERVICE_NAME_MAX + 1];   /**< the service ("" when error) */
+  char type_name[SHMBUS_TYPE_NAME_MAX + 1]; /**< its type ("" when error)    */
+  char object[SHMBUS_OBJECT_NAME_MAX + 1];  /**< the service's object name   */
+  /** 0, or why the service could not be read (every field below is then 0):
    * NOT_READY (its creator has not finished it), CORRUPT (a configuration
    * out of range, names not terminated or not printable, a name that does
    * not hash to its object, a truncated or foreign object), VERSION
    * (another layout version), INCOMPATIBLE (made with another page
    * size), PERM (not readable by us), NOMEM, IO. */
   int32_t error;
-  uint32_t type_size;       /* bytes per element                       */
-  uint32_t type_align;      /* alignment of an element                 */
-  uint32_t max_elements;    /* elements per sample                     */
-  uint32_t max_publishers;  /* the limits of shmbus_service_opts, as   */
-  uint32_t max_subscribers; /* the service has them (defaults applied) */
+  uint32_t type_size;    /**< bytes per element                       */
+  uint32_t type_align;   /**< alignment of an element                 */
+  uint32_t max_elements; /**< elements per sample                     */
+  /** The limits of shmbus_service_opts, as the service has them (defaults
+   * applied). @{ */
+  uint32_t max_publishers;
+  uint32_t max_subscribers;
   uint32_t queue_depth;
   uint32_t history;
   uint32_t max_loans;
   uint32_t max_held;
-  uint32_t overflow; /* SHMBUS_OVERFLOW_DROP_OLDEST, _DROP_NEWEST, _BLOCK */
-  /* Registry slots of ready publishers and subscribers. Their nodes are
-   * not probed here: a dead port counts until it is reaped. */
+  /** @} */
+  uint32_t overflow; /**< SHMBUS_OVERFLOW_DROP_OLDEST, _DROP_NEWEST, _BLOCK */
+  /** Registry slots of ready publishers and subscribers. Their nodes are
+   * not probed here: a dead port counts until it is reaped. @{ */
   uint32_t publishers;
   uint32_t subscribers;
-  uint32_t removing;        /* 1 while its last user removes it              */
-  uint64_t users;           /* ports counted as its users (open or opening)  */
-  uint64_t creator_node_id; /* the node that created it                      */
-  uint64_t max_payload;     /* bytes per sample: type_size x max_elements    */
-  uint64_t chunks;          /* chunks per publisher (the pool's worst case)  */
-  uint64_t service_bytes;   /* the service segment                           */
-  uint64_t data_bytes;      /* each publisher's data segment (its chunks)    */
-  uint64_t control_bytes;   /* each publisher's control segment (its rings)  */
-  uint64_t reserved[4];     /* 0                                             */
+  /** @} */
+  uint32_t removing;        /**< 1 while its last user removes it              */
+  uint64_t users;           /**< ports counted as its users (open or opening)  */
+  uint64_t creator_node_id; /**< the node that created it                      */
+  uint64_t max_payload;     /**< bytes per sample: type_size x max_elements    */
+  uint64_t chunks;          /**< chunks per publisher (the pool's worst case)  */
+  uint64_t service_bytes;   /**< the service segment                           */
+  uint64_t data_bytes;      /**< each publisher's data segment (its chunks)    */
+  uint64_t control_bytes;   /**< each publisher's control segment (its rings)  */
+  uint64_t reserved[4];     /**< 0                                             */
 } shmbus_service_info;
 
-/* Lists the services of `node`'s domain, in no particular order, into
+/** Lists the services of `node`'s domain, in no particular order, into
  * out[0..cap) and sets *count to the number of service objects found
  * (which may exceed cap: those beyond cap are counted, not opened, so a
  * second call may find fewer). A service that cannot be read is listed
@@ -660,98 +744,106 @@ typedef struct shmbus_service_info {
 SHMBUS_EXTERN int shmbus_service_list(shmbus_node *node, shmbus_service_info *out, size_t cap,
                                       size_t *count);
 
-/* Kinds and states of a port in a service's registry. */
-enum { SHMBUS_PORT_PUBLISHER = 0, SHMBUS_PORT_SUBSCRIBER = 1 };
+/** Kinds and states of a port in a service's registry. @{ */
 enum {
-  /* Open and serving. */
+  SHMBUS_PORT_PUBLISHER = 0, /**< a publisher  */
+  SHMBUS_PORT_SUBSCRIBER = 1 /**< a subscriber */
+};
+enum {
+  /** Open and serving. */
   SHMBUS_PORT_READY = 1,
-  /* Its slot is claimed, the port not ready yet, or closing (id may be 0). */
+  /** Its slot is claimed, the port not ready yet, or closing (id may be 0). */
   SHMBUS_PORT_OPENING = 2,
-  /* A reaper frees the slot of a dead port; node_id is the reaper's. */
+  /** A reaper frees the slot of a dead port; node_id is the reaper's. */
   SHMBUS_PORT_REAPING = 3,
-  /* A slot word without an owner: only a peer writes that; the next sweep
+  /** A slot word without an owner: only a peer writes that; the next sweep
    * clears it. */
   SHMBUS_PORT_UNOWNED = 4
 };
-/* Flags of a subscriber (shmbus_port_info.flags). */
-#define SHMBUS_PORT_SLEEPING 1u /* it (or its wait set) may sleep now       */
-#define SHMBUS_PORT_WAITSET 2u  /* it is attached to a wait set             */
+/** @} */
+/** Flags of a subscriber (shmbus_port_info.flags). @{ */
+#define SHMBUS_PORT_SLEEPING 1u /**< it (or its wait set) may sleep now     */
+#define SHMBUS_PORT_WAITSET 2u  /**< it is attached to a wait set           */
+/** @} */
 
+/** A port in a service's registry, as shmbus_service_describe reads it. */
 typedef struct shmbus_port_info {
-  /* shmbus_publisher_id or shmbus_subscriber_id; 0 before the port wrote it. */
+  /** shmbus_publisher_id or shmbus_subscriber_id; 0 before the port wrote it. */
   uint64_t id;
-  uint64_t node_id; /* the node that owns the slot (shmbus_node_id)            */
-  uint32_t kind;    /* SHMBUS_PORT_PUBLISHER or SHMBUS_PORT_SUBSCRIBER          */
-  uint32_t slot;    /* its registry slot: 0 to max_publishers (_subscribers) - 1 */
-  uint32_t state;   /* SHMBUS_PORT_*                                            */
-  /* 1 while node_id's liveness token is held; 0 when that node is dead (the
+  uint64_t node_id; /**< the node that owns the slot (shmbus_node_id)            */
+  uint32_t kind;    /**< SHMBUS_PORT_PUBLISHER or SHMBUS_PORT_SUBSCRIBER          */
+  uint32_t slot;    /**< its registry slot: 0 to max_publishers (_subscribers) - 1 */
+  uint32_t state;   /**< SHMBUS_PORT_*                                            */
+  /** 1 while node_id's liveness token is held; 0 when that node is dead (the
    * port is not reaped yet) or the slot has no owner. */
   int32_t alive;
-  /* Publishers: 0, or why its segments could not be read: NOT_READY (the
+  /** Publishers: 0, or why its segments could not be read: NOT_READY (the
    * port is not ready), NOT_FOUND (they were removed: it closed or was
    * reaped), CORRUPT (wrong sizes or ids, or truncated while read), PERM,
    * NOMEM (no address space for them), IO. Without its control segment
    * it has no connections and its counts are 0. */
   int32_t error;
-  uint32_t flags; /* subscribers: SHMBUS_PORT_SLEEPING | SHMBUS_PORT_WAITSET */
-  /* Publishers: samples published so far (its next sequence number), the
+  uint32_t flags; /**< subscribers: SHMBUS_PORT_SLEEPING | SHMBUS_PORT_WAITSET */
+  /** Publishers: samples published so far (its next sequence number), the
    * newest one's timestamp (0 before the first) and the payloads loaned
    * now (at most max_loans), as the publisher keeps them for onlookers in
-   * its control segment. */
+   * its control segment. @{ */
   uint64_t published;
   uint64_t last_timestamp_ns;
   uint32_t loans;
-  uint32_t reserved0;   /* 0 */
-  uint64_t reserved[1]; /* 0 */
+  /** @} */
+  uint32_t reserved0;   /**< 0 */
+  uint64_t reserved[1]; /**< 0 */
 } shmbus_port_info;
 
-/* States of a connection (publisher -> subscriber slot). */
+/** States of a connection (publisher -> subscriber slot). */
 enum {
-  /* The publisher serves nobody on it: it has not seen the subscriber
+  /** The publisher serves nobody on it: it has not seen the subscriber
    * yet, or cut it off. Its counts are 0. */
   SHMBUS_CONNECTION_UNBOUND = 0,
-  /* Bound by the publisher, not yet mapped by the subscriber. */
+  /** Bound by the publisher, not yet mapped by the subscriber. */
   SHMBUS_CONNECTION_BINDING = 1,
-  /* Served: the subscriber mapped it. */
+  /** Served: the subscriber mapped it. */
   SHMBUS_CONNECTION_BOUND = 2,
-  /* Bound to a subscriber that left the slot; the publisher has not
+  /** Bound to a subscriber that left the slot; the publisher has not
    * noticed yet (what is queued there is nobody's). */
   SHMBUS_CONNECTION_STALE = 3,
-  /* Its shared words contradict each other or the limits (a peer wrote
+  /** Its shared words contradict each other or the limits (a peer wrote
    * them): the counts are what could be read, clamped to the limits. */
   SHMBUS_CONNECTION_CORRUPT = 4
 };
 
-/* One connection, as its shared words show it now. Counts start when the
+/** One connection, as its shared words show it now. Counts start when the
  * publisher bound the connection (a subscriber that reopens starts again). */
 typedef struct shmbus_connection_info {
-  uint64_t publisher_id;
-  /* The subscriber id the connection is bound to, else that of the
+  uint64_t publisher_id; /**< shmbus_publisher_id of the publisher */
+  /** The subscriber id the connection is bound to, else that of the
    * subscriber in the slot (0: none). */
   uint64_t subscriber_id;
-  /* The publisher's index in describe's ports[], and the index there of the
-   * subscriber in the slot (UINT32_MAX when the slot holds none). */
+  /** The publisher's index in describe's ports[], and the index there of the
+   * subscriber in the slot (UINT32_MAX when the slot holds none). @{ */
   uint32_t publisher;
   uint32_t subscriber;
-  uint32_t subscriber_slot;
-  uint32_t state; /* SHMBUS_CONNECTION_* */
-  /* Samples the publisher published to it (the history replayed at the
+  /** @} */
+  uint32_t subscriber_slot; /**< the subscriber slot: 0 to max_subscribers - 1 */
+  uint32_t state;           /**< SHMBUS_CONNECTION_* */
+  /** Samples the publisher published to it (the history replayed at the
    * bind included): those queued, plus with DROP_NEWEST those dropped. */
   uint64_t published;
-  uint64_t delivered; /* taken by the subscriber (take, take_latest)       */
-  uint64_t lost;      /* lost to overflow (shmbus_subscriber_lost sums them) */
-  uint64_t released;  /* given back by the subscriber (released or skipped) */
-  uint32_t queued;    /* in its queue now, at most queue_depth             */
-  uint32_t held;      /* taken and not released, at most max_held          */
-  /* Chunks of the publisher's pool it keeps from reuse: queued, held, and
+  uint64_t delivered; /**< taken by the subscriber (take, take_latest)       */
+  uint64_t lost;      /**< lost to overflow (shmbus_subscriber_lost sums them) */
+  uint64_t released;  /**< given back by the subscriber (released or skipped) */
+  uint32_t queued;    /**< in its queue now, at most queue_depth             */
+  uint32_t held;      /**< taken and not released, at most max_held          */
+  /** Chunks of the publisher's pool it keeps from reuse: queued, held, and
    * released ones the publisher has not collected yet. */
   uint32_t in_flight;
-  /* Overflow BLOCK: 1 while the publisher waits for room on it. */
+  /** Overflow BLOCK: 1 while the publisher waits for room on it. */
   uint32_t publisher_waiting;
-  uint64_t reserved[2]; /* 0 */
+  uint64_t reserved[2]; /**< 0 */
 } shmbus_connection_info;
 
-/* Describes service `service` of `node`'s domain: its configuration into
+/** Describes service `service` of `node`'s domain: its configuration into
  * *info; its ports into ports[0..port_cap), the publishers by slot, then
  * the subscribers by slot, *port_count set to how many there are (which
  * may exceed port_cap); and per publisher whose segments could be read,
@@ -775,6 +867,8 @@ SHMBUS_EXTERN int shmbus_service_describe(shmbus_node *node, const char *service
                                           size_t port_cap, size_t *port_count,
                                           shmbus_connection_info *conns, size_t conn_cap,
                                           size_t *conn_count);
+
+/** @} */
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-/*
+/**
+ * @file
  * shmbus.hpp: the C++ API of shmbus. Header-only, over the C API of
  * <shmbus.h> (link shmbus::shmbus or shmbus::shmbus_static, as from C).
  * C++11 or later; C++17 and C++20 add a little (see "Standards" below).
@@ -8,6 +9,7 @@
  * specification of what happens underneath (every error code named here is
  * explained there, function by function).
  *
+ * @code{.unparsed}
  *   shmbus::Node                 a participant: domain, backend, id, node list,
  *                                cleanup (NodeOptions builds its options)
  *   shmbus::Publisher<T>         publishes samples of one T
@@ -23,9 +25,11 @@
  *   shmbus::Error                the one exception type (code, name, message)
  *   shmbus::Result<T>, Status    the non-throwing form (try_* functions)
  *   shmbus::Clock, Timestamp     CLOCK_MONOTONIC as a std::chrono clock
+ * @endcode
  *
  * A first program (the README's "From C++" has the whole of it):
  *
+ * @code
  *   struct Imu { std::uint64_t counter; float accel[3]; float gyro[3]; };
  *   SHMBUS_TYPE_NAME(Imu, "demo/Imu");          // once per type, global scope
  *
@@ -39,6 +43,7 @@
  *   if (shmbus::Sample<Imu> s = sub.take())      // empty: nothing queued
  *     use(s->counter, s.sequence(), s.timestamp());
  *                                                // released at the end of scope
+ * @endcode
  *
  * ---- Sample types -----------------------------------------------------------
  * T must be trivially copyable and standard layout (checked by static_assert):
@@ -86,6 +91,7 @@
  *     unit) only the try_ forms exist: a throwing call does not compile.
  *     Result::value() of a failure throws the Error, or without exceptions
  *     prints it and aborts.
+ *
  * Conditions that are not failures are values, never exceptions: "nothing
  * queued" is an empty Sample from take() and take_latest(); a wait that
  * timed out or whose publishers left returns WaitStatus::timed_out or
@@ -189,7 +195,7 @@
 #error "shmbus.hpp needs C++11 or later"
 #endif
 
-/* 1 when the throwing forms exist. Defaults to whether the compiler has
+/** 1 when the throwing forms exist. Defaults to whether the compiler has
  * exceptions on; define it to 0 to use only the try_ forms anyway. */
 #ifndef SHMBUS_CPP_EXCEPTIONS
 #if defined(__cpp_exceptions) || defined(__EXCEPTIONS) || defined(_CPPUNWIND)
@@ -203,6 +209,10 @@
 #include <exception>
 #endif
 
+/** @def SHMBUS_CPP17
+ * 1 from C++17 on, else 0 (see "Standards"). */
+/** @def SHMBUS_NODISCARD
+ * [[nodiscard]] from C++17 on, else nothing. */
 #if SHMBUS__CPLUSPLUS >= 201703L
 #define SHMBUS_CPP17 1
 #define SHMBUS_NODISCARD [[nodiscard]]
@@ -218,6 +228,7 @@
 #endif
 #endif
 
+/** The C++ API: this file's description says what is where. */
 namespace shmbus {
 
 template <class T>
@@ -235,6 +246,7 @@ class WaitEvent;
 // Contract failures and errors
 // ===========================================================================
 
+/** @cond internal */
 namespace detail {
 
 // A use that no error code can describe (an empty Sample dereferenced):
@@ -277,19 +289,24 @@ inline const char *kTruncated() noexcept {
 }
 
 } // namespace detail
+/** @endcond */
 
 #define SHMBUS__EXPECT(cond, what) \
   ((cond) ? static_cast<void>(0) : ::shmbus::detail::contract_failure(what))
 
-// The code's name without the prefix ("EMPTY") and its message.
+/// The code's name without the prefix ("EMPTY") and its message.
+/// @{
 inline const char *error_name(int code) noexcept { return shmbus_err_name(code); }
 inline const char *error_message(int code) noexcept { return shmbus_strerror(code); }
+/// @}
 
 #if SHMBUS_CPP_EXCEPTIONS
-// The one exception type. Its text is formatted when it is made, into the
-// object itself: throwing allocates nothing beyond the exception object.
+/// The one exception type. Its text is formatted when it is made, into the
+/// object itself: throwing allocates nothing beyond the exception object.
 class Error : public std::exception {
  public:
+  /// The failure `code` of the C++ function `where`, with a static
+  /// explanation beyond the code's message, or nullptr.
   Error(int code, const char *where, const char *detail = nullptr) noexcept
       : code_(code), where_(where != nullptr ? where : "shmbus") {
     if (detail != nullptr)
@@ -300,14 +317,15 @@ class Error : public std::exception {
                     shmbus_err_name(code));
   }
 
+  /// The code, a SHMBUS_ERR_*.
   shmbus_errno code() const noexcept { return static_cast<shmbus_errno>(code_); }
-  // "LOAN_LIMIT", without the SHMBUS_ERR_ prefix.
+  /// "LOAN_LIMIT", without the SHMBUS_ERR_ prefix.
   const char *name() const noexcept { return shmbus_err_name(code_); }
-  // The C library's message for the code.
+  /// The C library's message for the code.
   const char *message() const noexcept { return shmbus_strerror(code_); }
-  // The C++ function that failed, e.g. "shmbus::Publisher::loan".
+  /// The C++ function that failed, e.g. "shmbus::Publisher::loan".
   const char *where() const noexcept { return where_; }
-  // "where: [detail: ]message (SHMBUS_ERR_NAME)".
+  /// "where: [detail: ]message (SHMBUS_ERR_NAME)".
   const char *what() const noexcept override { return what_; }
 
  private:
@@ -317,6 +335,7 @@ class Error : public std::exception {
 };
 #endif
 
+/** @cond internal */
 namespace detail {
 
 // What a failed Result does when its value is asked for.
@@ -333,16 +352,21 @@ namespace detail {
 }
 
 } // namespace detail
+/** @endcond */
 
-// A value or an error code: what the try_ forms return. Move-only when T
-// is. value() of a failure throws Error (aborts without exceptions).
+/// A value or an error code: what the try_ forms return. Move-only when T
+/// is. value() of a failure throws Error (aborts without exceptions).
 template <class T>
 class Result {
  public:
+  /// A success that holds `value`.
   Result(T &&value) noexcept : code_(0), where_(nullptr), detail_(nullptr) {
     ::new (static_cast<void *>(&value_)) T(std::move(value));
   }
+  /// A failure, as the try_ forms make it.
   Result(detail::Failure f) noexcept : code_(f.code), where_(f.where), detail_(f.detail) {}
+  /// Moves the value or the failure.
+  /// @{
   Result(Result &&other) noexcept
       : code_(other.code_), where_(other.where_), detail_(other.detail_) {
     if (code_ == 0) ::new (static_cast<void *>(&value_)) T(std::move(other.value_));
@@ -357,21 +381,30 @@ class Result {
     }
     return *this;
   }
+  /// @}
   Result(const Result &) = delete;
   Result &operator=(const Result &) = delete;
   ~Result() { destroy(); }
 
+  /// Whether it holds a value.
+  /// @{
   bool ok() const noexcept { return code_ == 0; }
   explicit operator bool() const noexcept { return code_ == 0; }
-  // SHMBUS_OK, or the failure's code.
+  /// @}
+  /// SHMBUS_OK, or the failure's code.
   shmbus_errno error() const noexcept { return static_cast<shmbus_errno>(code_); }
+  /// The code's name and message, as shmbus::error_name and error_message.
+  /// @{
   const char *error_name() const noexcept { return shmbus_err_name(code_); }
   const char *error_message() const noexcept { return shmbus_strerror(code_); }
-  // The C++ function that failed (nullptr on success).
+  /// @}
+  /// The C++ function that failed (nullptr on success).
   const char *where() const noexcept { return where_; }
-  // A static explanation beyond the code's message, or nullptr.
+  /// A static explanation beyond the code's message, or nullptr.
   const char *detail() const noexcept { return detail_; }
 
+  /// The value; of a failure, throws its Error (aborts without exceptions).
+  /// @{
   T &value() & {
     require();
     return value_;
@@ -384,11 +417,15 @@ class Result {
     require();
     return std::move(value_);
   }
+  /// @}
+  /// value(), as through a pointer.
+  /// @{
   T &operator*() & { return value(); }
   const T &operator*() const & { return value(); }
   T &&operator*() && { return std::move(*this).value(); }
   T *operator->() { return &value(); }
   const T *operator->() const { return &value(); }
+  /// @}
 
  private:
   void require() const {
@@ -407,13 +444,17 @@ class Result {
   const char *detail_;
 };
 
-// Success or an error code.
+/// Success or an error code.
 template <>
 class Result<void> {
  public:
+  /// Success.
   Result() noexcept : code_(0), where_(nullptr), detail_(nullptr) {}
+  /// A failure, as the try_ forms make it.
   Result(detail::Failure f) noexcept : code_(f.code), where_(f.where), detail_(f.detail) {}
 
+  /// As in Result<T>.
+  /// @{
   bool ok() const noexcept { return code_ == 0; }
   explicit operator bool() const noexcept { return code_ == 0; }
   shmbus_errno error() const noexcept { return static_cast<shmbus_errno>(code_); }
@@ -421,7 +462,8 @@ class Result<void> {
   const char *error_message() const noexcept { return shmbus_strerror(code_); }
   const char *where() const noexcept { return where_; }
   const char *detail() const noexcept { return detail_; }
-  // Throws the Error (aborts without exceptions) unless ok().
+  /// @}
+  /// Throws the Error (aborts without exceptions) unless ok().
   void value() const {
     if (code_ != 0) detail::raise(code_, where_, detail_);
   }
@@ -432,8 +474,10 @@ class Result<void> {
   const char *detail_;
 };
 
+/// Success or an error code: what the try_ forms without a value return.
 using Status = Result<void>;
 
+/** @cond internal */
 namespace detail {
 // What the C library found on a failed open (shmbus_error_detail(): which
 // setting of an INCOMPATIBLE service differs), or nullptr. The text is the
@@ -458,23 +502,32 @@ inline int check(int code, const char *where, const char *detail = nullptr) {
   return code;
 }
 } // namespace detail
+/** @endcond */
 
 // ===========================================================================
 // Time
 // ===========================================================================
 
+/// Not for direct use: the clock behind Clock, and the bases that hold what
+/// the public classes of one kind share whatever their T (their members are
+/// those classes' own). The rest of it is internal.
 namespace detail {
 
-// CLOCK_MONOTONIC as a std::chrono clock (a template only so that the
-// static member has its definition in this header before C++17).
+/// CLOCK_MONOTONIC as a std::chrono clock (a template only so that the
+/// static member has its definition in this header before C++17).
 template <class Unused = void>
 struct MonotonicClock {
+  /// What the std::chrono Clock requirements ask for: nanoseconds in an
+  /// int64_t, steady.
+  /// @{
   using rep = std::int64_t;
   using period = std::nano;
   using duration = std::chrono::nanoseconds;
   using time_point = std::chrono::time_point<MonotonicClock, duration>;
   static constexpr bool is_steady = true;
+  /// @}
 
+  /// The current time.
   static time_point now() noexcept {
 #if defined(CLOCK_MONOTONIC)
     timespec ts;
@@ -486,8 +539,8 @@ struct MonotonicClock {
 #endif
   }
 
-  // The same instant on std::chrono::steady_clock (the same clock on Linux
-  // with libstdc++ and libc++; computed from both clocks' now() in any case).
+  /// The same instant on std::chrono::steady_clock (the same clock on Linux
+  /// with libstdc++ and libc++; computed from both clocks' now() in any case).
   static std::chrono::steady_clock::time_point to_steady(time_point t) noexcept {
     const auto steady_now = std::chrono::steady_clock::now();
     const time_point mono_now = now();
@@ -500,6 +553,7 @@ template <class Unused>
 constexpr bool MonotonicClock<Unused>::is_steady;
 #endif
 
+/** @cond internal */
 // A std::chrono duration as the C API's timeout: <= 0 polls (0), longer
 // than 292 years saturates, a fraction of a nanosecond rounds up.
 template <class Rep, class Period>
@@ -510,26 +564,31 @@ std::int64_t timeout_ns(std::chrono::duration<Rep, Period> d) noexcept {
   const std::int64_t n = std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
   return n > 0 ? n : 1;
 }
+/** @endcond */
 
 } // namespace detail
 
-// The clock of every sample's timestamp and of every timeout here:
-// CLOCK_MONOTONIC, in nanoseconds (satisfies the std::chrono Clock
-// requirements; is_steady).
+/// The clock of every sample's timestamp and of every timeout here:
+/// CLOCK_MONOTONIC, in nanoseconds (satisfies the std::chrono Clock
+/// requirements; is_steady).
+/// @{
 using Clock = detail::MonotonicClock<>;
 using Timestamp = Clock::time_point;
+/// @}
 
 // ===========================================================================
 // Names
 // ===========================================================================
 
-// A NUL-terminated name for the C API: from a const char *, a std::string
-// or (C++17) a std::string_view, which is copied (names are short). Used
-// only for the duration of the call it is passed to. A std::string or
-// std::string_view with a NUL inside cannot be given (the C API would see
-// another name, the part before the NUL).
+/// A NUL-terminated name for the C API: from a const char *, a std::string
+/// or (C++17) a std::string_view, which is copied (names are short). Used
+/// only for the duration of the call it is passed to. A std::string or
+/// std::string_view with a NUL inside cannot be given (the C API would see
+/// another name, the part before the NUL).
 class Name {
  public:
+  /// The name `s`: implicit, so that a Name parameter takes each of these.
+  /// @{
   Name(const char *s) noexcept : p_(s), ok_(s != nullptr) {}
   Name(const std::string &s) noexcept : p_(s.c_str()), ok_(s.find('\0') == std::string::npos) {}
 #if SHMBUS_CPP17
@@ -541,6 +600,8 @@ class Name {
     buf_[n] = '\0';
   }
 #endif
+  /// @}
+  /// A copy (of a copied std::string_view, too).
   Name(const Name &other) noexcept : p_(other.p_), ok_(other.ok_) {
 #if SHMBUS_CPP17
     if (other.p_ == other.buf_) {
@@ -551,8 +612,8 @@ class Name {
   }
   Name &operator=(const Name &) = delete;
 
-  // nullptr when the name could not be given (NULL, too long to copy, or
-  // with a NUL inside).
+  /// nullptr when the name could not be given (NULL, too long to copy, or
+  /// with a NUL inside).
   const char *c_str() const noexcept { return ok_ ? p_ : nullptr; }
 
  private:
@@ -567,19 +628,23 @@ class Name {
 // Sample types
 // ===========================================================================
 
-// The name of a sample type, given once per type: SHMBUS_TYPE_NAME below,
-// or a specialisation of this template with `static constexpr bool defined
-// = true;` and `static const char *get() noexcept`.
+/// The name of a sample type, given once per type: SHMBUS_TYPE_NAME below,
+/// or a specialisation of this template with `static constexpr bool defined
+/// = true;` and `static const char *get() noexcept`.
 template <class T>
 struct type_name {
+  /// Whether T has a name: not unless a specialisation says so.
   static constexpr bool defined = false;
 };
 
-// At global scope, once per type, in a header both sides include:
-//   SHMBUS_TYPE_NAME(Imu, "demo/Imu");
-// Name: a string literal of 1 to SHMBUS_TYPE_NAME_MAX printable characters,
-// the same as a C peer's shmbus_type.name. (A type whose name has a comma,
-// such as a template specialisation, needs a typedef or the trait.)
+/// At global scope, once per type, in a header both sides include:
+/// @code
+///   SHMBUS_TYPE_NAME(Imu, "demo/Imu");
+/// @endcode
+/// Name: a string literal of 1 to SHMBUS_TYPE_NAME_MAX printable characters,
+/// the same as a C peer's shmbus_type.name. (A type whose name has a comma,
+/// such as a template specialisation, needs a typedef or the trait.)
+/// @hideinitializer
 #define SHMBUS_TYPE_NAME(Type, Name)                                                     \
   namespace shmbus {                                                                     \
   template <>                                                                            \
@@ -592,6 +657,7 @@ struct type_name {
   }                                                                                      \
   static_assert(::shmbus::type_name<Type>::defined, "shmbus: SHMBUS_TYPE_NAME")
 
+/** @cond internal */
 namespace detail {
 
 template <class T>
@@ -676,6 +742,7 @@ void begin_lifetime(void *raw, std::size_t n) noexcept(nothrow_lifetime<E>::valu
 }
 
 } // namespace detail
+/** @endcond */
 
 // Predefined names, usable from C as the same strings.
 #define SHMBUS__BUILTIN_TYPE(Type, Text)               \
@@ -701,32 +768,45 @@ SHMBUS__BUILTIN_TYPE(double, "double")
 // Span: a view of n contiguous elements (a slice's payload)
 // ===========================================================================
 
+/// A view of n contiguous elements (a slice's payload).
 template <class T>
 class Span {
  public:
+  /// As std::span's.
+  /// @{
   using element_type = T;
   using value_type = typename std::remove_cv<T>::type;
   using size_type = std::size_t;
   using iterator = T *;
+  /// @}
 
+  /// No elements.
   Span() noexcept : data_(nullptr), size_(0) {}
+  /// The `size` elements at `data`.
   Span(T *data, std::size_t size) noexcept : data_(data), size_(size) {}
+  /// The elements of an array.
   template <std::size_t N>
   Span(T (&array)[N]) noexcept : data_(array), size_(N) {}
-  // Span<T> converts to Span<const T>.
+  /// Span<T> converts to Span<const T>.
   template <class U, typename std::enable_if<std::is_same<const U, T>::value, int>::type = 0>
   Span(const Span<U> &other) noexcept : data_(other.data()), size_(other.size()) {}
 
+  /// The first element, the number of elements, their bytes, whether there
+  /// are none.
+  /// @{
   T *data() const noexcept { return data_; }
   std::size_t size() const noexcept { return size_; }
   std::size_t size_bytes() const noexcept { return size_ * sizeof(T); }
   bool empty() const noexcept { return size_ == 0; }
-  // Unchecked, as std::span's.
+  /// @}
+  /// Unchecked, as std::span's.
+  /// @{
   T &operator[](std::size_t i) const noexcept { return data_[i]; }
   T &front() const noexcept { return data_[0]; }
   T &back() const noexcept { return data_[size_ - 1]; }
   T *begin() const noexcept { return data_; }
   T *end() const noexcept { return data_ + size_; }
+  /// @}
 #if defined(__cpp_lib_span)
   operator std::span<T>() const noexcept { return std::span<T>(data_, size_); }
 #endif
@@ -737,39 +817,48 @@ class Span {
 };
 
 #if SHMBUS_CPP17
+/// Class template argument deduction (C++17): Span(p, n), Span(array).
+/// @{
 template <class T>
 Span(T *, std::size_t) -> Span<T>;
 template <class T, std::size_t N>
 Span(T (&)[N]) -> Span<T>;
+/// @}
 #endif
 
 // ===========================================================================
 // Options
 // ===========================================================================
 
-// What a publisher does when a subscriber's queue is full (SHMBUS_OVERFLOW_*).
+/// What a publisher does when a subscriber's queue is full (SHMBUS_OVERFLOW_*).
 enum class Overflow : int {
-  default_policy = SHMBUS_OVERFLOW_DEFAULT, // drop_oldest when creating, any when opening
-  drop_oldest = SHMBUS_OVERFLOW_DROP_OLDEST,
-  drop_newest = SHMBUS_OVERFLOW_DROP_NEWEST,
-  block = SHMBUS_OVERFLOW_BLOCK // backpressure: see Publisher::set_block_timeout
+  default_policy = SHMBUS_OVERFLOW_DEFAULT,  ///< drop_oldest when creating, any when opening
+  drop_oldest = SHMBUS_OVERFLOW_DROP_OLDEST, ///< evict the oldest queued sample
+  drop_newest = SHMBUS_OVERFLOW_DROP_NEWEST, ///< do not deliver the new sample
+  block = SHMBUS_OVERFLOW_BLOCK              ///< backpressure: see Publisher::set_block_timeout
 };
 
-// A service's limits, starting from SHMBUS_SERVICE_OPTS_INIT: every limit 0
-// means "the default" when the port creates the service and "whatever the
-// service has" when it opens an existing one (<shmbus.h>, "Services"; the
-// defaults are max_elements 1, max_publishers 4, max_subscribers 8,
-// queue_depth 16, history 0, max_loans 4, max_held 4, drop_oldest). The type
-// is not set here: the port takes it from T. Give both sides the same options.
-//   shmbus::ServiceOptions().queue_depth(256).history(1)
+/// A service's limits, starting from SHMBUS_SERVICE_OPTS_INIT: every limit 0
+/// means "the default" when the port creates the service and "whatever the
+/// service has" when it opens an existing one (<shmbus.h>, "Services"; the
+/// defaults are max_elements 1, max_publishers 4, max_subscribers 8,
+/// queue_depth 16, history 0, max_loans 4, max_held 4, drop_oldest). The type
+/// is not set here: the port takes it from T. Give both sides the same options.
+/// @code
+///   shmbus::ServiceOptions().queue_depth(256).history(1)
+/// @endcode
 class ServiceOptions {
  public:
+  /// The options of SHMBUS_SERVICE_OPTS_INIT.
   ServiceOptions() noexcept : o_(init()) {}
-  // From C options (e.g. a header shared with C programs). A type in them
-  // must be the port's: name, size and alignment, or the open fails with
-  // SHMBUS_ERR_INCOMPATIBLE.
+  /// From C options (e.g. a header shared with C programs). A type in them
+  /// must be the port's: name, size and alignment, or the open fails with
+  /// SHMBUS_ERR_INCOMPATIBLE.
   ServiceOptions(const shmbus_service_opts &c) noexcept : o_(c) {}
 
+  /// Sets the field of the same name of shmbus_service_opts (a limit of 0:
+  /// see above); returns *this.
+  /// @{
   ServiceOptions &max_elements(std::uint32_t v) noexcept { return set(o_.max_elements, v); }
   ServiceOptions &max_publishers(std::uint32_t v) noexcept { return set(o_.max_publishers, v); }
   ServiceOptions &max_subscribers(std::uint32_t v) noexcept { return set(o_.max_subscribers, v); }
@@ -781,7 +870,10 @@ class ServiceOptions {
     o_.overflow = static_cast<int>(v);
     return *this;
   }
+  /// @}
 
+  /// The field of the same name as set here (a limit of 0: not set).
+  /// @{
   std::uint32_t max_elements() const noexcept { return o_.max_elements; }
   std::uint32_t max_publishers() const noexcept { return o_.max_publishers; }
   std::uint32_t max_subscribers() const noexcept { return o_.max_subscribers; }
@@ -790,8 +882,9 @@ class ServiceOptions {
   std::uint32_t max_loans() const noexcept { return o_.max_loans; }
   std::uint32_t max_held() const noexcept { return o_.max_held; }
   Overflow overflow() const noexcept { return static_cast<Overflow>(o_.overflow); }
+  /// @}
 
-  // The C options (type as given, usually unset).
+  /// The C options (type as given, usually unset).
   const shmbus_service_opts &c_opts() const noexcept { return o_; }
 
  private:
@@ -807,28 +900,31 @@ class ServiceOptions {
   shmbus_service_opts o_;
 };
 
-// A node's options, starting from SHMBUS_NODE_OPTS_INIT (domain from
-// $SHMBUS_DOMAIN or "default", POSIX shared memory, mode 0600).
-//   shmbus::NodeOptions().domain("test-42").directory("/var/lib/bus")
+/// A node's options, starting from SHMBUS_NODE_OPTS_INIT (domain from
+/// $SHMBUS_DOMAIN or "default", POSIX shared memory, mode 0600).
+/// @code
+///   shmbus::NodeOptions().domain("test-42").directory("/var/lib/bus")
+/// @endcode
 class NodeOptions {
  public:
+  /// The options of SHMBUS_NODE_OPTS_INIT.
   NodeOptions() : backend_(SHMBUS_BACKEND_SHM), mode_(0), has_domain_(false), has_root_(false) {}
 
-  // 1 to SHMBUS_DOMAIN_MAX characters of [A-Za-z0-9_-].
+  /// 1 to SHMBUS_DOMAIN_MAX characters of [A-Za-z0-9_-].
   NodeOptions &domain(const Name &d) {
     const char *s = d.c_str();
     domain_ = s != nullptr ? s : "";
     has_domain_ = true;
     return *this;
   }
-  // POSIX shared memory (the default).
+  /// POSIX shared memory (the default).
   NodeOptions &shared_memory() {
     backend_ = SHMBUS_BACKEND_SHM;
     has_root_ = false;
     root_.clear();
     return *this;
   }
-  // Memory-mapped files in an existing directory.
+  /// Memory-mapped files in an existing directory.
   NodeOptions &directory(const Name &root) {
     const char *s = root.c_str();
     backend_ = SHMBUS_BACKEND_DIR;
@@ -836,13 +932,13 @@ class NodeOptions {
     has_root_ = true;
     return *this;
   }
-  // Permission bits of the objects this node creates; 0 means 0600.
+  /// Permission bits of the objects this node creates; 0 means 0600.
   NodeOptions &mode(unsigned bits) {
     mode_ = bits;
     return *this;
   }
 
-  // The C options; their strings point into this object.
+  /// The C options; their strings point into this object.
   shmbus_node_opts c_opts() const noexcept {
     shmbus_node_opts o = SHMBUS_NODE_OPTS_INIT;
     o.domain = has_domain_ ? domain_.c_str() : nullptr;
@@ -865,21 +961,25 @@ class NodeOptions {
 // Node
 // ===========================================================================
 
+/// A node of the domain, as Node::nodes lists it (shmbus_node_info).
 struct NodeInfo {
-  std::uint64_t id;
-  bool alive;
+  std::uint64_t id; ///< shmbus_node_id
+  bool alive;       ///< alive or dead
 };
 
-// A participant (one per process is typical). Move-only. Ports keep what
-// they need of it: a Node may be destroyed before its ports. Thread-safe.
+/// A participant (one per process is typical). Move-only. Ports keep what
+/// they need of it: a Node may be destroyed before its ports. Thread-safe.
 class Node {
  public:
 #if SHMBUS_CPP_EXCEPTIONS
-  // Opens a node with the default options / with `opts`. Throws Error:
-  // INVAL, NAME, PERM, BUSY, NOMEM, IO (shmbus_node_open).
+  /// Opens a node with the default options / with `opts`. Throws Error:
+  /// INVAL, NAME, PERM, BUSY, NOMEM, IO (shmbus_node_open).
+  /// @{
   Node() : node_(open_or_throw(NodeOptions())) {}
   explicit Node(const NodeOptions &opts) : node_(open_or_throw(opts)) {}
+  /// @}
 #endif
+  /// The try_ form of the constructors.
   SHMBUS_NODISCARD static Result<Node> try_open(const NodeOptions &opts = NodeOptions()) noexcept {
     const shmbus_node_opts o = opts.c_opts();
     shmbus_node *n = nullptr;
@@ -888,6 +988,9 @@ class Node {
     return Result<Node>(Node(n));
   }
 
+  /// Moves the handle: the source is left empty (a node moved over is
+  /// closed first).
+  /// @{
   Node(Node &&other) noexcept : node_(other.node_) { other.node_ = nullptr; }
   Node &operator=(Node &&other) noexcept {
     if (this != &other) {
@@ -897,35 +1000,39 @@ class Node {
     }
     return *this;
   }
+  /// @}
   Node(const Node &) = delete;
   Node &operator=(const Node &) = delete;
   ~Node() { close(); }
 
-  // Drops this handle now (the ports opened through it stay usable).
+  /// Drops this handle now (the ports opened through it stay usable).
   void close() noexcept {
     shmbus_node_close(node_);
     node_ = nullptr;
   }
+  /// Whether the handle is open (not closed, not moved from).
+  /// @{
   bool is_open() const noexcept { return node_ != nullptr; }
   explicit operator bool() const noexcept { return node_ != nullptr; }
+  /// @}
 
-  // The domain (valid while the node is open), nullptr when empty.
+  /// The domain (valid while the node is open), nullptr when empty.
   const char *domain() const noexcept { return shmbus_node_domain(node_); }
-  // 64 random bits, unique in the domain and never reused; 0 when empty.
+  /// 64 random bits, unique in the domain and never reused; 0 when empty.
   std::uint64_t id() const noexcept { return shmbus_node_id(node_); }
 
 #if SHMBUS_CPP_EXCEPTIONS
-  // The nodes of the domain, this one included. Throws Error (INVAL, IO).
+  /// The nodes of the domain, this one included. Throws Error (INVAL, IO).
   std::vector<NodeInfo> nodes() const {
     Result<std::vector<NodeInfo>> r = try_nodes();
     return std::move(r).value();
   }
-  // Removes what dead participants of the domain left behind; returns the
-  // number of objects removed and ports reclaimed. Throws Error (INVAL, IO).
+  /// Removes what dead participants of the domain left behind; returns the
+  /// number of objects removed and ports reclaimed. Throws Error (INVAL, IO).
   int cleanup() const { return detail::check(try_cleanup_raw(), "shmbus::Node::cleanup"); }
 #endif
-  // Allocates the vector (std::bad_alloc as any container when exceptions
-  // are on); makes system calls.
+  /// The try_ form of nodes(). Allocates the vector (std::bad_alloc as any
+  /// container when exceptions are on); makes system calls.
   SHMBUS_NODISCARD Result<std::vector<NodeInfo>> try_nodes() const {
     const char *where = "shmbus::Node::nodes";
     if (node_ == nullptr) return detail::failure(SHMBUS_ERR_INVAL, where, detail::kEmptyPort());
@@ -947,12 +1054,14 @@ class Node {
     }
     return detail::failure(SHMBUS_ERR_BUSY, where, "the domain's nodes kept changing");
   }
+  /// The try_ form of cleanup().
   SHMBUS_NODISCARD Result<int> try_cleanup() const noexcept {
     const int r = try_cleanup_raw();
     if (r < 0) return detail::failure(r, "shmbus::Node::cleanup");
     return Result<int>(int(r));
   }
 
+  /// The C node, still owned by this handle; nullptr when empty.
   shmbus_node *native_handle() const noexcept { return node_; }
 
  private:
@@ -976,6 +1085,7 @@ class Node {
 // Port control blocks (internal)
 // ===========================================================================
 
+/** @cond internal */
 namespace detail {
 
 struct WaitSetCore;
@@ -1035,6 +1145,7 @@ inline void unref(SubscriberCore *core) noexcept {
 inline void detach(SubscriberCore *core) noexcept; // WaitSet, below
 
 } // namespace detail
+/** @endcond */
 
 // ===========================================================================
 // Loan<T>: a loaned sample that is not published yet
@@ -1042,11 +1153,15 @@ inline void detach(SubscriberCore *core) noexcept; // WaitSet, below
 
 namespace detail {
 
-// What every Loan holds: its publisher's control block, the payload and the
-// number of elements loaned. Discarded unless published.
+/// What every Loan holds: its publisher's control block, the payload and the
+/// number of elements loaned. Discarded unless published.
 class LoanBase {
  public:
+  /// An empty Loan.
   LoanBase() noexcept : core_(nullptr), payload_(nullptr), elements_(0) {}
+  /// Moves the loan: the source is left empty (a loan moved over is
+  /// discarded first).
+  /// @{
   LoanBase(LoanBase &&other) noexcept
       : core_(other.core_), payload_(other.payload_), elements_(other.elements_) {
     other.forget();
@@ -1061,11 +1176,13 @@ class LoanBase {
     }
     return *this;
   }
+  /// @}
   LoanBase(const LoanBase &) = delete;
   LoanBase &operator=(const LoanBase &) = delete;
+  /// Discards the loan unless it was published.
   ~LoanBase() { discard(); }
 
-  // Gives the sample back unpublished now; nothing on an empty Loan.
+  /// Gives the sample back unpublished now; nothing on an empty Loan.
   void discard() noexcept {
     if (payload_ != nullptr) {
       (void)shmbus_publisher_discard(core_->pub, payload_); // fails only for a non-loan
@@ -1073,9 +1190,13 @@ class LoanBase {
     }
     forget();
   }
+  /// Whether it holds a loan (not moved from, published or discarded).
+  /// @{
   bool has_value() const noexcept { return payload_ != nullptr; }
   explicit operator bool() const noexcept { return payload_ != nullptr; }
+  /// @}
 
+  /** @cond internal */
  protected:
   LoanBase(PublisherCore *core, void *payload, std::size_t elements) noexcept
       : core_(core), payload_(payload), elements_(elements) {}
@@ -1100,35 +1221,43 @@ class LoanBase {
   std::size_t elements_;
 
   friend class PublisherBase;
+  /** @endcond */
 };
 
 } // namespace detail
 
-// A loaned T in shared memory: fill it, then pub.publish(std::move(loan)).
-// The memory is uninitialised; for plain structs assign the fields through
-// ->, or construct the whole value with emplace() or write(). Destroyed
-// unpublished, it is discarded. Move-only; empty after a move.
+/// A loaned T in shared memory: fill it, then pub.publish(std::move(loan)).
+/// The memory is uninitialised; for plain structs assign the fields through
+/// ->, or construct the whole value with emplace() or write(). Destroyed
+/// unpublished, it is discarded. Move-only; empty after a move.
 template <class T>
 class Loan : public detail::LoanBase {
   static_assert(detail::check_sample_type<T>::ok, "");
 
  public:
+  /// An empty Loan (Publisher::loan makes full ones).
   Loan() noexcept = default;
+  /// As LoanBase's.
+  /// @{
   Loan(Loan &&) noexcept = default;
   Loan &operator=(Loan &&) noexcept = default;
+  /// @}
 
-  // Constructs the T in place from `args` (T(args...), or T{args...} for an
-  // aggregate) and returns it.
+  /// Constructs the T in place from `args` (T(args...), or T{args...} for an
+  /// aggregate) and returns it.
   template <class... Args>
   T &emplace(Args &&...args) {
     return *construct(std::is_constructible<T, Args...>(), std::forward<Args>(args)...);
   }
-  // Copies `value` into the loan and returns it.
+  /// Copies `value` into the loan and returns it.
   T &write(const T &value) noexcept { return *::new (checked()) T(value); }
 
+  /// The T in shared memory; an empty Loan aborts (see "Errors").
+  /// @{
   T *get() const noexcept { return static_cast<T *>(checked()); }
   T &operator*() const noexcept { return *get(); }
   T *operator->() const noexcept { return get(); }
+  /// @}
 
  private:
   template <class... Args>
@@ -1144,31 +1273,45 @@ class Loan : public detail::LoanBase {
   friend class Publisher<T>;
 };
 
-// A loaned slice of 1 to max_elements E: size() elements, uninitialised
-// unless E's default initialisation does something. Publish all of them, or
-// the first n with pub.publish(std::move(loan), n).
+/// A loaned slice of 1 to max_elements E: size() elements, uninitialised
+/// unless E's default initialisation does something. Publish all of them, or
+/// the first n with pub.publish(std::move(loan), n).
 template <class E>
 class Loan<E[]> : public detail::LoanBase {
   static_assert(detail::check_sample_type<E[]>::ok, "");
 
  public:
+  /// An empty Loan (Publisher::loan makes full ones).
   Loan() noexcept = default;
+  /// As LoanBase's.
+  /// @{
   Loan(Loan &&) noexcept = default;
   Loan &operator=(Loan &&) noexcept = default;
+  /// @}
 
+  /// The number of elements loaned; 0 when empty.
   std::size_t size() const noexcept { return elements_; }
+  /// The first element, and all of them as a Span; an empty Loan aborts
+  /// (see "Errors").
+  /// @{
   E *data() const noexcept { return static_cast<E *>(checked()); }
   Span<E> span() const noexcept { return Span<E>(data(), elements_); }
-  // Unchecked, as std::span's.
+  /// @}
+  /// Unchecked, as std::span's.
   E &operator[](std::size_t i) const noexcept { return data()[i]; }
+  /// The elements as a range; an empty Loan aborts.
+  /// @{
   E *begin() const noexcept { return data(); }
   E *end() const noexcept { return data() + elements_; }
-  // Copies n elements (n <= size()) to the start of the slice.
+  /// @}
+  /// Copies n elements (n <= size()) to the start of the slice.
+  /// @{
   void write(const E *src, std::size_t n) noexcept {
     SHMBUS__EXPECT(n <= elements_, "Loan<T[]>::write: more elements than were loaned");
     if (n > 0) std::memcpy(static_cast<void *>(data()), src, n * sizeof(E));
   }
   void write(Span<const E> src) noexcept { write(src.data(), src.size()); }
+  /// @}
 
  private:
   Loan(detail::PublisherCore *core, void *payload, std::size_t n) noexcept
@@ -1182,6 +1325,7 @@ class Loan<E[]> : public detail::LoanBase {
 
 namespace detail {
 
+/** @cond internal */
 // The C options of a port of type T from the user's options.
 template <class T>
 int port_options(const ServiceOptions &opts, shmbus_service_opts *out) noexcept {
@@ -1197,11 +1341,16 @@ int port_options(const ServiceOptions &opts, shmbus_service_opts *out) noexcept 
   return 0;
 }
 inline const char *kOtherType() noexcept { return "the options name another type than the port's"; }
+/** @endcond */
 
-// Everything of a publisher that does not depend on T.
+/// Everything of a publisher that does not depend on T.
 class PublisherBase {
  public:
+  /// An empty publisher.
   PublisherBase() noexcept : core_(nullptr) {}
+  /// Moves the handle: the source is left empty (a publisher moved over is
+  /// closed first).
+  /// @{
   PublisherBase(PublisherBase &&other) noexcept : core_(other.core_) { other.core_ = nullptr; }
   PublisherBase &operator=(PublisherBase &&other) noexcept {
     if (this != &other) {
@@ -1211,48 +1360,59 @@ class PublisherBase {
     }
     return *this;
   }
+  /// @}
   PublisherBase(const PublisherBase &) = delete;
   PublisherBase &operator=(const PublisherBase &) = delete;
+  /// As close().
   ~PublisherBase() { close(); }
 
-  // Lets go of this handle now; the C port closes (discarding what is
-  // loaned: see <shmbus.h>) once no Loan of it is alive.
+  /// Lets go of this handle now; the C port closes (discarding what is
+  /// loaned: see <shmbus.h>) once no Loan of it is alive.
   void close() noexcept {
     if (core_ != nullptr) unref(core_);
     core_ = nullptr;
   }
+  /// Whether the handle is open (not closed, not moved from).
+  /// @{
   bool is_open() const noexcept { return core_ != nullptr; }
   explicit operator bool() const noexcept { return core_ != nullptr; }
+  /// @}
 
-  // Unique within the service; 0 when empty.
+  /// Unique within the service; 0 when empty.
   std::uint64_t id() const noexcept { return core_ ? shmbus_publisher_id(core_->pub) : 0; }
 
 #if SHMBUS_CPP_EXCEPTIONS
-  // Connects subscribers that joined (replaying the history), drops those
-  // that left; returns how many are connected. Throws Error (INVAL).
+  /// Connects subscribers that joined (replaying the history), drops those
+  /// that left; returns how many are connected. Throws Error (INVAL).
   int update() { return check(update_raw(), "shmbus::Publisher::update"); }
-  // How long a publish of a BLOCK service waits for a full subscriber.
+  /// How long a publish of a BLOCK service waits for a full subscriber.
   template <class Rep, class Period>
   void set_block_timeout(std::chrono::duration<Rep, Period> timeout) {
     try_set_block_timeout(timeout).value();
   }
-  // ... as long as the subscriber lives (the default).
+  /// ... as long as the subscriber lives (the default).
   void set_block_forever() { try_set_block_forever().value(); }
 #endif
+  /// The try_ form of update().
   SHMBUS_NODISCARD Result<int> try_update() noexcept {
     const int r = update_raw();
     if (r < 0) return failure(r, "shmbus::Publisher::update", core_ ? nullptr : kEmptyPort());
     return Result<int>(int(r));
   }
+  /// The try_ forms of set_block_timeout() and set_block_forever().
+  /// @{
   template <class Rep, class Period>
   SHMBUS_NODISCARD Status
   try_set_block_timeout(std::chrono::duration<Rep, Period> timeout) noexcept {
     return block_timeout(timeout_ns(timeout));
   }
   SHMBUS_NODISCARD Status try_set_block_forever() noexcept { return block_timeout(-1); }
+  /// @}
 
+  /// The C publisher, still owned by this handle; nullptr when empty.
   shmbus_publisher *native_handle() const noexcept { return core_ ? core_->pub : nullptr; }
 
+  /** @cond internal */
  protected:
   template <class T>
   int open(const Node &node, const Name &service, const ServiceOptions &opts,
@@ -1330,31 +1490,34 @@ class PublisherBase {
     if (core_ == nullptr) return failure(SHMBUS_ERR_INVAL, where, kEmptyPort());
     return status(shmbus_publisher_set_block_timeout(core_->pub, ns), where);
   }
+  /** @endcond */
 };
 
 } // namespace detail
 
-// Publishes samples of one T on a service (creating it if needed).
-// Move-only; empty after a move or close(). Used by one thread at a time.
+/// Publishes samples of one T on a service (creating it if needed).
+/// Move-only; empty after a move or close(). Used by one thread at a time.
 template <class T>
 class Publisher : public detail::PublisherBase {
   static_assert(detail::check_sample_type<T>::ok, "");
 
  public:
+  /// T.
   using value_type = T;
 
-  // An empty publisher (open one with try_open, or move one in).
+  /// An empty publisher (open one with try_open, or move one in).
   Publisher() noexcept = default;
 #if SHMBUS_CPP_EXCEPTIONS
-  // Opens a publisher on `service`. Throws Error: INVAL, NAME, TOO_LARGE,
-  // INCOMPATIBLE (another type or smaller limits), CORRUPT, VERSION,
-  // NOT_READY, PORT_LIMIT, NO_SPACE, PERM, NOMEM, IO.
+  /// Opens a publisher on `service`. Throws Error: INVAL, NAME, TOO_LARGE,
+  /// INCOMPATIBLE (another type or smaller limits), CORRUPT, VERSION,
+  /// NOT_READY, PORT_LIMIT, NO_SPACE, PERM, NOMEM, IO.
   Publisher(const Node &node, const Name &service, const ServiceOptions &opts = ServiceOptions()) {
     const char *why = nullptr;
     const int r = open<T>(node, service, opts, &why);
     detail::check(r, detail::kPubOpen(), why);
   }
 #endif
+  /// The try_ form of the constructor.
   SHMBUS_NODISCARD static Result<Publisher> try_open(
       const Node &node, const Name &service,
       const ServiceOptions &opts = ServiceOptions()) noexcept {
@@ -1366,8 +1529,8 @@ class Publisher : public detail::PublisherBase {
   }
 
 #if SHMBUS_CPP_EXCEPTIONS
-  // Loans an uninitialised T in shared memory. Throws Error: INVAL (empty),
-  // LOAN_LIMIT (max_loans outstanding). Hot path.
+  /// Loans an uninitialised T in shared memory. Throws Error: INVAL (empty),
+  /// LOAN_LIMIT (max_loans outstanding). Hot path.
   SHMBUS_NODISCARD Loan<T> loan() {
     void *p = nullptr;
     detail::check(loan_raw(1, &p), detail::kPubLoan(), empty_why());
@@ -1375,21 +1538,22 @@ class Publisher : public detail::PublisherBase {
     detail::begin_lifetime<T>(p, 1);
     return l;
   }
-  // Publishes the loan: it is the subscribers' now and `loan` is empty.
-  // Throws Error: INVAL (empty port or loan), NOT_LOANED (another
-  // publisher's); with Overflow::block also TIMEDOUT and PEER_DEAD, and then
-  // the loan stays with the caller. Hot path unless it has to wait.
+  /// Publishes the loan: it is the subscribers' now and `loan` is empty.
+  /// Throws Error: INVAL (empty port or loan), NOT_LOANED (another
+  /// publisher's); with Overflow::block also TIMEDOUT and PEER_DEAD, and then
+  /// the loan stays with the caller. Hot path unless it has to wait.
   void publish(Loan<T> &&loan) {
     const char *why = nullptr;
     const int r = publish_raw(loan, 0, &why);
     detail::check(r, detail::kPubPublish(), why);
   }
-  // Loans, copies `value` and publishes. Errors as loan and publish.
+  /// Loans, copies `value` and publishes. Errors as loan and publish.
   void send(const T &value) {
     detail::check(send_raw(&value, sizeof(T)), detail::kPubSend(), empty_why());
   }
 #endif
-  // noexcept unless T has a default constructor that may throw.
+  /// The try_ form of loan(): noexcept unless T has a default constructor
+  /// that may throw.
   SHMBUS_NODISCARD Result<Loan<T>> try_loan() noexcept(detail::nothrow_lifetime<T>::value) {
     void *p = nullptr;
     const int r = loan_raw(1, &p);
@@ -1398,11 +1562,13 @@ class Publisher : public detail::PublisherBase {
     detail::begin_lifetime<T>(p, 1);
     return Result<Loan<T>>(std::move(l));
   }
+  /// The try_ form of publish(): the loan stays with the caller on failure.
   SHMBUS_NODISCARD Status try_publish(Loan<T> &&loan) noexcept {
     const char *why = nullptr;
     const int r = publish_raw(loan, 0, &why);
     return detail::status(r, detail::kPubPublish(), why);
   }
+  /// The try_ form of send().
   SHMBUS_NODISCARD Status try_send(const T &value) noexcept {
     return detail::status(send_raw(&value, sizeof(T)), detail::kPubSend(), empty_why());
   }
@@ -1411,23 +1577,27 @@ class Publisher : public detail::PublisherBase {
   const char *empty_why() const noexcept { return core_ ? nullptr : detail::kEmptyPort(); }
 };
 
-// Publishes slices: 1 to max_elements E per sample (set max_elements in the
-// options of whichever port creates the service).
+/// Publishes slices: 1 to max_elements E per sample (set max_elements in the
+/// options of whichever port creates the service).
 template <class E>
 class Publisher<E[]> : public detail::PublisherBase {
   static_assert(detail::check_sample_type<E[]>::ok, "");
 
  public:
+  /// E.
   using element_type = E;
 
+  /// An empty publisher (open one with try_open, or move one in).
   Publisher() noexcept = default;
 #if SHMBUS_CPP_EXCEPTIONS
+  /// Opens a publisher on `service`. Throws Error as Publisher<T>'s.
   Publisher(const Node &node, const Name &service, const ServiceOptions &opts = ServiceOptions()) {
     const char *why = nullptr;
     const int r = open<E[]>(node, service, opts, &why);
     detail::check(r, detail::kPubOpen(), why);
   }
 #endif
+  /// The try_ form of the constructor.
   SHMBUS_NODISCARD static Result<Publisher> try_open(
       const Node &node, const Name &service,
       const ServiceOptions &opts = ServiceOptions()) noexcept {
@@ -1439,8 +1609,8 @@ class Publisher<E[]> : public detail::PublisherBase {
   }
 
 #if SHMBUS_CPP_EXCEPTIONS
-  // Loans n (1..max_elements) elements. Throws Error: INVAL (empty, n == 0),
-  // TOO_LARGE (n > max_elements), LOAN_LIMIT. Hot path.
+  /// Loans n (1..max_elements) elements. Throws Error: INVAL (empty, n == 0),
+  /// TOO_LARGE (n > max_elements), LOAN_LIMIT. Hot path.
   SHMBUS_NODISCARD Loan<E[]> loan(std::size_t n) {
     void *p = nullptr;
     detail::check(loan_raw(n, &p), detail::kPubLoan(), empty_why());
@@ -1448,25 +1618,28 @@ class Publisher<E[]> : public detail::PublisherBase {
     detail::begin_lifetime<E>(p, n);
     return l;
   }
-  // Publishes every loaned element. Errors as Publisher<T>::publish.
+  /// Publishes every loaned element. Errors as Publisher<T>::publish.
   void publish(Loan<E[]> &&loan) {
     const char *why = nullptr;
     const int r = publish_raw(loan, 0, &why);
     detail::check(r, detail::kPubPublish(), why);
   }
-  // Publishes the first n (1..loan.size()) elements. Also TOO_LARGE.
+  /// Publishes the first n (1..loan.size()) elements. Also TOO_LARGE.
   void publish(Loan<E[]> &&loan, std::size_t n) {
     const char *why = nullptr;
     const int r = publish_first(loan, n, &why);
     detail::check(r, detail::kPubPublish(), why);
   }
-  // Loans n elements, copies them from `data` and publishes.
+  /// Loans n elements, copies them from `data` and publishes.
+  /// @{
   void send(const E *data, std::size_t n) {
     detail::check(send_slice(data, n), detail::kPubSend(), empty_why());
   }
   void send(Span<const E> data) { send(data.data(), data.size()); }
+  /// @}
 #endif
-  // noexcept unless E has a default constructor that may throw.
+  /// The try_ form of loan(): noexcept unless E has a default constructor
+  /// that may throw.
   SHMBUS_NODISCARD Result<Loan<E[]>> try_loan(std::size_t n) noexcept(
       detail::nothrow_lifetime<E>::value) {
     void *p = nullptr;
@@ -1476,6 +1649,8 @@ class Publisher<E[]> : public detail::PublisherBase {
     detail::begin_lifetime<E>(p, n);
     return Result<Loan<E[]>>(std::move(l));
   }
+  /// The try_ forms of publish(): the loan stays with the caller on failure.
+  /// @{
   SHMBUS_NODISCARD Status try_publish(Loan<E[]> &&loan) noexcept {
     const char *why = nullptr;
     const int r = publish_raw(loan, 0, &why);
@@ -1486,12 +1661,16 @@ class Publisher<E[]> : public detail::PublisherBase {
     const int r = publish_first(loan, n, &why);
     return detail::status(r, detail::kPubPublish(), why);
   }
+  /// @}
+  /// The try_ forms of send().
+  /// @{
   SHMBUS_NODISCARD Status try_send(const E *data, std::size_t n) noexcept {
     return detail::status(send_slice(data, n), detail::kPubSend(), empty_why());
   }
   SHMBUS_NODISCARD Status try_send(Span<const E> data) noexcept {
     return try_send(data.data(), data.size());
   }
+  /// @}
 
  private:
   const char *empty_why() const noexcept { return core_ ? nullptr : detail::kEmptyPort(); }
@@ -1521,10 +1700,14 @@ class Publisher<E[]> : public detail::PublisherBase {
 
 namespace detail {
 
-// What every Sample holds: its subscriber's control block and the C sample.
+/// What every Sample holds: its subscriber's control block and the C sample.
 class SampleBase {
  public:
+  /// An empty Sample.
   SampleBase() noexcept : core_(nullptr), s_() {}
+  /// Moves the sample: the source is left empty (a sample moved over is
+  /// released first, as by the destructor).
+  /// @{
   SampleBase(SampleBase &&other) noexcept : core_(other.core_), s_(other.s_) { other.forget(); }
   SampleBase &operator=(SampleBase &&other) noexcept {
     if (this != &other) {
@@ -1535,47 +1718,54 @@ class SampleBase {
     }
     return *this;
   }
+  /// @}
   SampleBase(const SampleBase &) = delete;
   SampleBase &operator=(const SampleBase &) = delete;
-  // Releases; a CORRUPT result goes to the subscriber (see "Errors").
+  /// Releases; a CORRUPT result goes to the subscriber (see "Errors").
   ~SampleBase() { (void)release_raw(true); }
 
-  // False for an empty Sample: nothing was queued, or it was moved from or
-  // released. Every accessor below returns 0 for an empty Sample.
+  /// False for an empty Sample: nothing was queued, or it was moved from or
+  /// released. Every accessor below returns 0 for an empty Sample.
+  /// @{
   bool has_value() const noexcept { return core_ != nullptr; }
   explicit operator bool() const noexcept { return core_ != nullptr; }
+  /// @}
 
-  // Per publisher, from 0, +1 per publish.
+  /// Per publisher, from 0, +1 per publish.
   std::uint64_t sequence() const noexcept { return s_.sequence; }
-  // When it was published (CLOCK_MONOTONIC), as its publisher stamped it:
-  // any 64-bit value a peer wrote (docs/security.md). One past INT64_MAX
-  // nanoseconds reads as Timestamp::max(), so that arithmetic on it with
-  // Clock::now() cannot overflow.
+  /// When it was published (CLOCK_MONOTONIC), as its publisher stamped it:
+  /// any 64-bit value a peer wrote (docs/security.md). One past INT64_MAX
+  /// nanoseconds reads as Timestamp::max(), so that arithmetic on it with
+  /// Clock::now() cannot overflow.
   Timestamp timestamp() const noexcept {
     const std::uint64_t ns = s_.timestamp_ns;
     return Timestamp(std::chrono::nanoseconds(
         ns > static_cast<std::uint64_t>(INT64_MAX) ? INT64_MAX : static_cast<std::int64_t>(ns)));
   }
+  /// The stamp in nanoseconds, as the publisher wrote it (any value).
   std::uint64_t timestamp_ns() const noexcept { return s_.timestamp_ns; }
-  // How long ago it was published; negative for a stamp in the future.
+  /// How long ago it was published; negative for a stamp in the future.
   Clock::duration age() const noexcept { return Clock::now() - timestamp(); }
+  /// Its publisher's id (Publisher::id).
   std::uint64_t publisher_id() const noexcept { return s_.publisher_id; }
-  // Payload length in bytes.
+  /// Payload length in bytes.
   std::size_t bytes() const noexcept { return s_.bytes; }
 
 #if SHMBUS_CPP_EXCEPTIONS
-  // Hands the memory back now. Throws Error CORRUPT when a peer truncated
-  // the publisher's segment while it was held (what was read from it may
-  // have been zeros: discard it); the Sample is empty either way.
+  /// Hands the memory back now. Throws Error CORRUPT when a peer truncated
+  /// the publisher's segment while it was held (what was read from it may
+  /// have been zeros: discard it); the Sample is empty either way.
   void release() { check(release_raw(false), "shmbus::Sample::release", kTruncated()); }
 #endif
+  /// The try_ form of release().
   SHMBUS_NODISCARD Status try_release() noexcept {
     return status(release_raw(false), "shmbus::Sample::release", kTruncated());
   }
 
-  // The C sample (payload pointer, bytes, sequence, timestamp, publisher).
+  /// The C sample (payload pointer, bytes, sequence, timestamp, publisher).
   const shmbus_sample &native() const noexcept { return s_; }
 
+  /** @cond internal */
  protected:
   SampleBase(SubscriberCore *core, const shmbus_sample &s) noexcept : core_(core), s_(s) {}
   const void *checked() const noexcept {
@@ -1608,48 +1798,68 @@ class SampleBase {
   shmbus_sample s_;
 
   friend class SubscriberBase;
+  /** @endcond */
 };
 
 } // namespace detail
 
-// A taken T, read-only, in the publisher's shared memory (no copy).
-// Released by its destructor. Move-only; empty after a move, and when take()
-// found nothing queued.
+/// A taken T, read-only, in the publisher's shared memory (no copy).
+/// Released by its destructor. Move-only; empty after a move, and when take()
+/// found nothing queued.
 template <class T>
 class Sample : public detail::SampleBase {
   static_assert(detail::check_sample_type<T>::ok, "");
 
  public:
+  /// An empty Sample.
   Sample() noexcept = default;
+  /// As SampleBase's.
+  /// @{
   Sample(Sample &&) noexcept = default;
   Sample &operator=(Sample &&) noexcept = default;
+  /// @}
 
+  /// The T, read in place; an empty Sample aborts (see "Errors").
+  /// @{
   const T *get() const noexcept { return static_cast<const T *>(checked()); }
   const T &operator*() const noexcept { return *get(); }
   const T *operator->() const noexcept { return get(); }
+  /// @}
 
  private:
   Sample(detail::SubscriberCore *core, const shmbus_sample &s) noexcept : SampleBase(core, s) {}
   friend class Subscriber<T>;
 };
 
-// A taken slice: size() elements (1..max_elements) of E, read-only, in place.
+/// A taken slice: size() elements (1..max_elements) of E, read-only, in place.
 template <class E>
 class Sample<E[]> : public detail::SampleBase {
   static_assert(detail::check_sample_type<E[]>::ok, "");
 
  public:
+  /// An empty Sample.
   Sample() noexcept = default;
+  /// As SampleBase's.
+  /// @{
   Sample(Sample &&) noexcept = default;
   Sample &operator=(Sample &&) noexcept = default;
+  /// @}
 
+  /// The number of elements; 0 when empty.
   std::size_t size() const noexcept { return s_.bytes / sizeof(E); }
+  /// The first element, and all of them as a Span; an empty Sample aborts
+  /// (see "Errors").
+  /// @{
   const E *data() const noexcept { return static_cast<const E *>(checked()); }
   Span<const E> span() const noexcept { return Span<const E>(data(), size()); }
-  // Unchecked, as std::span's.
+  /// @}
+  /// Unchecked, as std::span's.
   const E &operator[](std::size_t i) const noexcept { return data()[i]; }
+  /// The elements as a range; an empty Sample aborts.
+  /// @{
   const E *begin() const noexcept { return data(); }
   const E *end() const noexcept { return data() + size(); }
+  /// @}
 
  private:
   Sample(detail::SubscriberCore *core, const shmbus_sample &s) noexcept : SampleBase(core, s) {}
@@ -1660,16 +1870,17 @@ class Sample<E[]> : public detail::SampleBase {
 // Subscriber<T>
 // ===========================================================================
 
-// What a wait on a subscriber found.
+/// What a wait on a subscriber found.
 enum class WaitStatus {
-  ready,       // a sample can be taken
-  timed_out,   // nothing arrived in time
-  no_publisher // its last publisher closed or died, nothing is queued
-               // (reported once per loss; the next wait waits for a new one)
+  ready,       ///< a sample can be taken
+  timed_out,   ///< nothing arrived in time
+  no_publisher ///< its last publisher closed or died, nothing is queued
+               ///< (reported once per loss; the next wait waits for a new one)
 };
 
 namespace detail {
 
+/** @cond internal */
 inline const char *kPendingRelease() noexcept {
   return "an earlier Sample, released by its destructor, had its memory truncated by a peer "
          "while it was held (what was read from it may have been zeros)";
@@ -1678,11 +1889,16 @@ inline const char *kWrongLength() noexcept {
   return "a sample's length does not fit the type (a slice or a short sample on a "
          "single-element port, or a partial element); it was released";
 }
+/** @endcond */
 
-// Everything of a subscriber that does not depend on T.
+/// Everything of a subscriber that does not depend on T.
 class SubscriberBase {
  public:
+  /// An empty subscriber.
   SubscriberBase() noexcept : core_(nullptr) {}
+  /// Moves the handle: the source is left empty (a subscriber moved over is
+  /// closed first); a wait set finds the subscriber at its new address.
+  /// @{
   SubscriberBase(SubscriberBase &&other) noexcept : core_(other.core_) {
     other.core_ = nullptr;
     if (core_ != nullptr) core_->owner = this;
@@ -1696,12 +1912,14 @@ class SubscriberBase {
     }
     return *this;
   }
+  /// @}
   SubscriberBase(const SubscriberBase &) = delete;
   SubscriberBase &operator=(const SubscriberBase &) = delete;
+  /// As close().
   ~SubscriberBase() { close(); }
 
-  // Lets go of this handle now: detaches it from its wait set; the C port
-  // closes once no Sample of it is alive.
+  /// Lets go of this handle now: detaches it from its wait set; the C port
+  /// closes once no Sample of it is alive.
   void close() noexcept {
     if (core_ == nullptr) return;
     if (core_->attachment != nullptr) detach(core_);
@@ -1709,51 +1927,59 @@ class SubscriberBase {
     unref(core_);
     core_ = nullptr;
   }
+  /// Whether the handle is open (not closed, not moved from).
+  /// @{
   bool is_open() const noexcept { return core_ != nullptr; }
   explicit operator bool() const noexcept { return core_ != nullptr; }
+  /// @}
 
-  // Samples lost to overflow since it opened, over all publishers.
+  /// Samples lost to overflow since it opened, over all publishers.
   std::uint64_t lost() const noexcept { return core_ ? shmbus_subscriber_lost(core_->sub) : 0; }
-  // Unique within the service; 0 when empty.
+  /// Unique within the service; 0 when empty.
   std::uint64_t id() const noexcept { return core_ ? shmbus_subscriber_id(core_->sub) : 0; }
-  // Samples whose destructor's release found their memory truncated.
+  /// Samples whose destructor's release found their memory truncated.
   std::uint64_t release_errors() const noexcept { return core_ ? core_->release_errors : 0; }
 
 #if SHMBUS_CPP_EXCEPTIONS
-  // Live publishers it is connected to (looks for new ones, frees the slots
-  // of dead ports). Throws Error (INVAL). Makes system calls.
+  /// Live publishers it is connected to (looks for new ones, frees the slots
+  /// of dead ports). Throws Error (INVAL). Makes system calls.
   int publishers() { return check(publishers_raw(), "shmbus::Subscriber::publishers", why()); }
-  // How long waits poll before they sleep (default 0). Throws Error (INVAL).
+  /// How long waits poll before they sleep (default 0). Throws Error (INVAL).
   template <class Rep, class Period>
   void set_spin(std::chrono::duration<Rep, Period> spin) {
     try_set_spin(spin).value();
   }
-  // Waits until a sample can be taken, for at most `timeout` (<= 0 looks
-  // once). Throws Error: BUSY (attached to a wait set: wait there), CORRUPT
-  // (a peer truncated the service's segment: reopen; or a pending release
-  // error, see "Errors"), INVAL, HOLD_LIMIT. Sleeping makes system calls.
+  /// Waits until a sample can be taken, for at most `timeout` (<= 0 looks
+  /// once). Throws Error: BUSY (attached to a wait set: wait there), CORRUPT
+  /// (a peer truncated the service's segment: reopen; or a pending release
+  /// error, see "Errors"), INVAL, HOLD_LIMIT. Sleeping makes system calls.
   template <class Rep, class Period>
   WaitStatus wait_for(std::chrono::duration<Rep, Period> timeout) {
     return wait_or_throw(timeout_ns(timeout));
   }
+  /// wait_for() until `deadline`, a time point of any clock.
   template <class C, class D>
   WaitStatus wait_until(std::chrono::time_point<C, D> deadline) {
     return wait_for(deadline - C::now());
   }
-  // Without a timeout: returns ready or no_publisher.
+  /// Without a timeout: returns ready or no_publisher.
   WaitStatus wait() { return wait_or_throw(-1); }
 #endif
+  /// The try_ form of publishers().
   SHMBUS_NODISCARD Result<int> try_publishers() noexcept {
     const int r = publishers_raw();
     if (r < 0) return failure(r, "shmbus::Subscriber::publishers", why());
     return Result<int>(int(r));
   }
+  /// The try_ form of set_spin().
   template <class Rep, class Period>
   SHMBUS_NODISCARD Status try_set_spin(std::chrono::duration<Rep, Period> spin) noexcept {
     const char *where = "shmbus::Subscriber::set_spin";
     if (core_ == nullptr) return failure(SHMBUS_ERR_INVAL, where, kEmptyPort());
     return status(shmbus_subscriber_set_spin(core_->sub, timeout_ns(spin)), where);
   }
+  /// The try_ forms of wait_for(), wait_until() and wait().
+  /// @{
   template <class Rep, class Period>
   SHMBUS_NODISCARD Result<WaitStatus> try_wait_for(
       std::chrono::duration<Rep, Period> timeout) noexcept {
@@ -1765,9 +1991,12 @@ class SubscriberBase {
     return try_wait_for(deadline - C::now());
   }
   SHMBUS_NODISCARD Result<WaitStatus> try_wait() noexcept { return try_wait_ns(-1); }
+  /// @}
 
+  /// The C subscriber, still owned by this handle; nullptr when empty.
   shmbus_subscriber *native_handle() const noexcept { return core_ ? core_->sub : nullptr; }
 
+  /** @cond internal */
  protected:
   template <class T>
   int open(const Node &node, const Name &service, const ServiceOptions &opts,
@@ -1879,30 +2108,37 @@ class SubscriberBase {
 
   friend class ::shmbus::WaitSet;
   friend class ::shmbus::WaitEvent;
+  /** @endcond */
 };
 
 } // namespace detail
 
-// Takes samples of one T from a service (creating it if needed).
-// Move-only; empty after a move or close(). Used by one thread at a time.
+/// Takes samples of one T from a service (creating it if needed).
+/// Move-only; empty after a move or close(). Used by one thread at a time.
 template <class T>
 class Subscriber : public detail::SubscriberBase {
   static_assert(detail::check_sample_type<T>::ok, "");
 
  public:
+  /// T.
   using value_type = T;
 
+  /// An empty subscriber (open one with try_open, or move one in).
   Subscriber() noexcept = default;
+  /// As SubscriberBase's.
+  /// @{
   Subscriber(Subscriber &&) noexcept = default;
   Subscriber &operator=(Subscriber &&) noexcept = default;
+  /// @}
 #if SHMBUS_CPP_EXCEPTIONS
-  // Opens a subscriber on `service`. Errors as Publisher's constructor.
+  /// Opens a subscriber on `service`. Errors as Publisher's constructor.
   Subscriber(const Node &node, const Name &service, const ServiceOptions &opts = ServiceOptions()) {
     const char *w = nullptr;
     const int r = open<T>(node, service, opts, &w);
     detail::check(r, detail::kSubOpen(), w);
   }
 #endif
+  /// The try_ form of the constructor.
   SHMBUS_NODISCARD static Result<Subscriber> try_open(
       const Node &node, const Name &service,
       const ServiceOptions &opts = ServiceOptions()) noexcept {
@@ -1914,19 +2150,22 @@ class Subscriber : public detail::SubscriberBase {
   }
 
 #if SHMBUS_CPP_EXCEPTIONS
-  // The next sample (publishers round-robin, each in order), or an empty
-  // Sample when nothing is queued. Throws Error: INVAL (empty), HOLD_LIMIT
-  // (max_held held: release one), CORRUPT (a publisher wrote nonsense and is
-  // disconnected, or the sample's length is not sizeof(T): it was released,
-  // or a pending release error: see "Errors"). Hot path.
+  /// The next sample (publishers round-robin, each in order), or an empty
+  /// Sample when nothing is queued. Throws Error: INVAL (empty), HOLD_LIMIT
+  /// (max_held held: release one), CORRUPT (a publisher wrote nonsense and is
+  /// disconnected, or the sample's length is not sizeof(T): it was released,
+  /// or a pending release error: see "Errors"). Hot path.
   SHMBUS_NODISCARD Sample<T> take() { return take_or_throw(false); }
-  // The newest queued sample of all publishers; the older ones are released
-  // (taken, not lost). Errors as take(). Hot path.
+  /// The newest queued sample of all publishers; the older ones are released
+  /// (taken, not lost). Errors as take(). Hot path.
   SHMBUS_NODISCARD Sample<T> take_latest() { return take_or_throw(true); }
 #endif
-  // Success with an empty Sample when nothing is queued.
+  /// The try_ forms of take() and take_latest().
+  /// Success with an empty Sample when nothing is queued.
+  /// @{
   SHMBUS_NODISCARD Result<Sample<T>> try_take() noexcept { return try_take_(false); }
   SHMBUS_NODISCARD Result<Sample<T>> try_take_latest() noexcept { return try_take_(true); }
+  /// @}
 
  private:
 #if SHMBUS_CPP_EXCEPTIONS
@@ -1947,24 +2186,31 @@ class Subscriber : public detail::SubscriberBase {
   }
 };
 
-// Takes slices of E.
+/// Takes slices of E.
 template <class E>
 class Subscriber<E[]> : public detail::SubscriberBase {
   static_assert(detail::check_sample_type<E[]>::ok, "");
 
  public:
+  /// E.
   using element_type = E;
 
+  /// An empty subscriber (open one with try_open, or move one in).
   Subscriber() noexcept = default;
+  /// As SubscriberBase's.
+  /// @{
   Subscriber(Subscriber &&) noexcept = default;
   Subscriber &operator=(Subscriber &&) noexcept = default;
+  /// @}
 #if SHMBUS_CPP_EXCEPTIONS
+  /// Opens a subscriber on `service`. Errors as Publisher's constructor.
   Subscriber(const Node &node, const Name &service, const ServiceOptions &opts = ServiceOptions()) {
     const char *w = nullptr;
     const int r = open<E[]>(node, service, opts, &w);
     detail::check(r, detail::kSubOpen(), w);
   }
 #endif
+  /// The try_ form of the constructor.
   SHMBUS_NODISCARD static Result<Subscriber> try_open(
       const Node &node, const Name &service,
       const ServiceOptions &opts = ServiceOptions()) noexcept {
@@ -1976,13 +2222,18 @@ class Subscriber<E[]> : public detail::SubscriberBase {
   }
 
 #if SHMBUS_CPP_EXCEPTIONS
-  // As Subscriber<T>::take; CORRUPT also for a length that is not a whole
-  // number of elements.
+  /// As Subscriber<T>::take; CORRUPT also for a length that is not a whole
+  /// number of elements.
   SHMBUS_NODISCARD Sample<E[]> take() { return take_or_throw(false); }
+  /// As Subscriber<T>::take_latest; CORRUPT as for take().
   SHMBUS_NODISCARD Sample<E[]> take_latest() { return take_or_throw(true); }
 #endif
+  /// The try_ forms of take() and take_latest().
+  /// Success with an empty Sample when nothing is queued.
+  /// @{
   SHMBUS_NODISCARD Result<Sample<E[]>> try_take() noexcept { return try_take_(false); }
   SHMBUS_NODISCARD Result<Sample<E[]>> try_take_latest() noexcept { return try_take_(true); }
+  /// @}
 
  private:
 #if SHMBUS_CPP_EXCEPTIONS
@@ -2007,6 +2258,7 @@ class Subscriber<E[]> : public detail::SubscriberBase {
 // WaitSet
 // ===========================================================================
 
+/** @cond internal */
 namespace detail {
 
 struct Callback {
@@ -2025,27 +2277,33 @@ struct Attachment {
 };
 
 } // namespace detail
+/** @endcond */
 
-// What a wait set reported.
+/// What a wait set reported.
 class WaitEvent {
  public:
+  /// What the event is about (SHMBUS_WAIT_*).
   enum class Kind {
-    data = SHMBUS_WAIT_DATA,                 // samples can be taken (or take reports an error)
-    no_publisher = SHMBUS_WAIT_NO_PUBLISHER, // the subscriber lost its last publisher (once)
-    trigger = SHMBUS_WAIT_TRIGGER            // WaitSet::trigger()
+    data = SHMBUS_WAIT_DATA,                 ///< samples can be taken (or take reports an error)
+    no_publisher = SHMBUS_WAIT_NO_PUBLISHER, ///< the subscriber lost its last publisher (once)
+    trigger = SHMBUS_WAIT_TRIGGER            ///< WaitSet::trigger()
   };
 
+  /// What the event is about.
   Kind kind() const noexcept { return kind_; }
+  /// kind() is Kind::data.
   bool has_data() const noexcept { return kind_ == Kind::data; }
+  /// kind() is Kind::no_publisher.
   bool lost_publishers() const noexcept { return kind_ == Kind::no_publisher; }
+  /// kind() is Kind::trigger.
   bool is_trigger() const noexcept { return kind_ == Kind::trigger; }
 
-  // Whether the event is about `sub` (false once it was detached).
+  /// Whether the event is about `sub` (false once it was detached).
   bool is_from(const detail::SubscriberBase &sub) const noexcept {
     return att_ != nullptr && att_->core != nullptr && att_->core == sub.core_;
   }
-  // The subscriber, when it is a Subscriber<T> that is still attached;
-  // nullptr otherwise (another type, the trigger, detached since).
+  /// The subscriber, when it is a Subscriber<T> that is still attached;
+  /// nullptr otherwise (another type, the trigger, detached since).
   template <class T>
   Subscriber<T> *subscriber() const noexcept {
     if (att_ == nullptr || att_->core == nullptr || att_->core->owner == nullptr ||
@@ -2063,6 +2321,7 @@ class WaitEvent {
   friend class WaitSet;
 };
 
+/** @cond internal */
 namespace detail {
 
 struct WaitSetCore {
@@ -2083,31 +2342,37 @@ inline void detach(SubscriberCore *core) noexcept {
 }
 
 } // namespace detail
+/** @endcond */
 
-// One thread waits on many subscribers (of any types and services) and a
-// trigger. Move-only. Used by one thread, except trigger().
-//
-//   shmbus::WaitSet ws(node);
-//   ws.attach(imu);                                  // events name it
-//   ws.attach(cam, [](shmbus::Subscriber<Frame> &s) {  // or run a callback
-//     while (shmbus::Sample<Frame> f = s.take()) show(*f);
-//   });
-//   for (const shmbus::WaitEvent &e : ws.wait(std::chrono::milliseconds(100))) {
-//     if (e.is_trigger()) return;
-//     if (e.is_from(imu)) while (auto s = imu.take()) use(*s);
-//   }
-//   ... or: while (ws.dispatch(std::chrono::milliseconds(100))) {}
+/// One thread waits on many subscribers (of any types and services) and a
+/// trigger. Move-only. Used by one thread, except trigger().
+///
+/// @code
+///   shmbus::WaitSet ws(node);
+///   ws.attach(imu);                                  // events name it
+///   ws.attach(cam, [](shmbus::Subscriber<Frame> &s) {  // or run a callback
+///     while (shmbus::Sample<Frame> f = s.take()) show(*f);
+///   });
+///   for (const shmbus::WaitEvent &e : ws.wait(std::chrono::milliseconds(100))) {
+///     if (e.is_trigger()) return;
+///     if (e.is_from(imu)) while (auto s = imu.take()) use(*s);
+///   }
+///   ... or: while (ws.dispatch(std::chrono::milliseconds(100))) {}
+/// @endcode
 class WaitSet {
  public:
-  // The events of the last wait: valid until the next wait or dispatch.
+  /// The events of the last wait: valid until the next wait or dispatch.
   class Events {
    public:
+    /// The events, as a range.
+    /// @{
     const WaitEvent *begin() const noexcept { return data_; }
     const WaitEvent *end() const noexcept { return data_ + size_; }
     std::size_t size() const noexcept { return size_; }
     bool empty() const noexcept { return size_ == 0; }
     const WaitEvent &operator[](std::size_t i) const noexcept { return data_[i]; }
-    // Whether the trigger fired.
+    /// @}
+    /// Whether the trigger fired.
     bool triggered() const noexcept {
       for (std::size_t i = 0; i < size_; i++)
         if (data_[i].is_trigger()) return true;
@@ -2121,13 +2386,15 @@ class WaitSet {
     friend class WaitSet;
   };
 
+  /// An empty wait set.
   WaitSet() noexcept : core_(nullptr) {}
 #if SHMBUS_CPP_EXCEPTIONS
-  // Opens a wait set. Throws Error: INVAL, NOMEM, UNSUPPORTED (not Linux), IO.
+  /// Opens a wait set. Throws Error: INVAL, NOMEM, UNSUPPORTED (not Linux), IO.
   explicit WaitSet(const Node &node) : core_(nullptr) {
     detail::check(open(node), detail::kWsOpen(), node ? nullptr : detail::kEmptyPort());
   }
 #endif
+  /// The try_ form of the constructor.
   SHMBUS_NODISCARD static Result<WaitSet> try_open(const Node &node) noexcept {
     WaitSet w;
     const int r = w.open(node);
@@ -2135,6 +2402,9 @@ class WaitSet {
     return Result<WaitSet>(std::move(w));
   }
 
+  /// Moves the handle: the source is left empty (a wait set moved over is
+  /// closed first).
+  /// @{
   WaitSet(WaitSet &&other) noexcept : core_(other.core_) { other.core_ = nullptr; }
   WaitSet &operator=(WaitSet &&other) noexcept {
     if (this != &other) {
@@ -2144,11 +2414,13 @@ class WaitSet {
     }
     return *this;
   }
+  /// @}
   WaitSet(const WaitSet &) = delete;
   WaitSet &operator=(const WaitSet &) = delete;
+  /// As close().
   ~WaitSet() { close(); }
 
-  // Detaches every subscriber and closes. Not from its own callbacks.
+  /// Detaches every subscriber and closes. Not from its own callbacks.
   void close() noexcept {
     if (core_ == nullptr) return;
     SHMBUS__EXPECT(!core_->dispatching, "WaitSet: closed or destroyed from its own callback");
@@ -2160,49 +2432,58 @@ class WaitSet {
     delete core_;
     core_ = nullptr;
   }
+  /// Whether the handle is open (not closed, not moved from).
+  /// @{
   bool is_open() const noexcept { return core_ != nullptr; }
   explicit operator bool() const noexcept { return core_ != nullptr; }
+  /// @}
 
 #if SHMBUS_CPP_EXCEPTIONS
-  // Attaches `sub` (its events name it; subscriber<T>() finds it). While it
-  // is attached, sub.wait...() fails with BUSY. Throws Error: INVAL (empty,
-  // another domain), BUSY (in a wait set already), NOMEM. Allocates.
+  /// Attaches `sub` (its events name it; subscriber<T>() finds it). While it
+  /// is attached, sub.wait...() fails with BUSY. Throws Error: INVAL (empty,
+  /// another domain), BUSY (in a wait set already), NOMEM. Allocates.
   template <class T>
   void attach(Subscriber<T> &sub) {
     check(attach_raw(sub, &detail::type_tag<T>::id, nullptr));
   }
-  // ... and runs callback(sub) for its data events in dispatch(), or
-  // callback(sub, event) for all its events if it takes both arguments.
+  /// ... and runs callback(sub) for its data events in dispatch(), or
+  /// callback(sub, event) for all its events if it takes both arguments.
   template <class T, class F>
   void attach(Subscriber<T> &sub, F &&callback) {
     check(try_attach(sub, std::forward<F>(callback)));
   }
-  // Throws Error: INVAL, NOT_FOUND (not in this wait set).
+  /// Throws Error: INVAL, NOT_FOUND (not in this wait set).
   template <class T>
   void detach(Subscriber<T> &sub) {
     check(try_detach(sub));
   }
-  // Waits until a subscriber has data or lost its publishers, or the
-  // trigger fired, for at most `timeout` (<= 0 looks once); no events when
-  // it timed out. Throws Error: INVAL, IO. Sleeping makes system calls.
+  /// Waits until a subscriber has data or lost its publishers, or the
+  /// trigger fired, for at most `timeout` (<= 0 looks once); no events when
+  /// it timed out. Throws Error: INVAL, IO. Sleeping makes system calls.
+  /// @{
   template <class Rep, class Period>
   Events wait(std::chrono::duration<Rep, Period> timeout) {
     return wait_or_throw(detail::timeout_ns(timeout));
   }
   Events wait() { return wait_or_throw(-1); }
-  // Waits as wait() and runs the callbacks of the events; events of
-  // subscribers attached without a callback are skipped (they are reported
-  // again by the next wait while they have data). Returns false when the
-  // trigger fired, true otherwise (also when it timed out). A callback may
-  // take, attach, detach and close subscribers (an event of one closed
-  // meanwhile is skipped); waiting on the same WaitSet from it fails with
-  // BUSY, closing it aborts. An exception from a callback leaves dispatch.
+  /// @}
+  /// Waits as wait() and runs the callbacks of the events; events of
+  /// subscribers attached without a callback are skipped (they are reported
+  /// again by the next wait while they have data). Returns false when the
+  /// trigger fired, true otherwise (also when it timed out). A callback may
+  /// take, attach, detach and close subscribers (an event of one closed
+  /// meanwhile is skipped); waiting on the same WaitSet from it fails with
+  /// BUSY, closing it aborts. An exception from a callback leaves dispatch.
+  /// @{
   template <class Rep, class Period>
   bool dispatch(std::chrono::duration<Rep, Period> timeout) {
     return run(wait(timeout));
   }
   bool dispatch() { return run(wait()); }
+  /// @}
 #endif
+  /// The try_ forms of attach(): they may throw std::bad_alloc (see "Errors").
+  /// @{
   template <class T>
   SHMBUS_NODISCARD Status try_attach(Subscriber<T> &sub) {
     return status(attach_raw(sub, &detail::type_tag<T>::id, nullptr));
@@ -2215,6 +2496,8 @@ class WaitSet {
     if (!cb) return status(SHMBUS_ERR_NOMEM);
     return status(attach_raw(sub, &detail::type_tag<T>::id, &cb));
   }
+  /// @}
+  /// The try_ form of detach().
   template <class T>
   SHMBUS_NODISCARD Status try_detach(Subscriber<T> &sub) noexcept {
     const char *where = "shmbus::WaitSet::detach";
@@ -2225,36 +2508,43 @@ class WaitSet {
     detail::detach(sub.core_);
     return Status();
   }
+  /// The try_ forms of wait().
+  /// @{
   template <class Rep, class Period>
   SHMBUS_NODISCARD Result<Events> try_wait(std::chrono::duration<Rep, Period> timeout) noexcept {
     return try_wait_ns(detail::timeout_ns(timeout));
   }
   SHMBUS_NODISCARD Result<Events> try_wait() noexcept { return try_wait_ns(-1); }
+  /// @}
+  /// The try_ forms of dispatch(): what a callback throws passes through.
+  /// @{
   template <class Rep, class Period>
   SHMBUS_NODISCARD Result<bool> try_dispatch(std::chrono::duration<Rep, Period> timeout) {
     return try_run(try_wait(timeout));
   }
   SHMBUS_NODISCARD Result<bool> try_dispatch() { return try_run(try_wait()); }
+  /// @}
 
-  // Wakes the waiter, whose wait reports a trigger event (for shutdown).
-  // Any thread, or a signal handler, but not concurrently with the WaitSet's
-  // close, move or destruction. Nothing on an empty WaitSet.
+  /// Wakes the waiter, whose wait reports a trigger event (for shutdown).
+  /// Any thread, or a signal handler, but not concurrently with the WaitSet's
+  /// close, move or destruction. Nothing on an empty WaitSet.
   void trigger() const noexcept {
     if (core_ != nullptr) (void)shmbus_waitset_trigger(core_->ws);
   }
-  // A descriptor for poll/epoll, readable when there may be events: then
-  // call wait(0) until it returns no events (<shmbus.h>, shmbus_waitset_fd).
-  // -1 when empty; negative (UNSUPPORTED) on Windows: use os_handle().
+  /// A descriptor for poll/epoll, readable when there may be events: then
+  /// call wait(0) until it returns no events (<shmbus.h>, shmbus_waitset_fd).
+  /// -1 when empty; negative (UNSUPPORTED) on Windows: use os_handle().
   int fd() const noexcept { return core_ ? shmbus_waitset_fd(core_->ws) : -1; }
-  // The waitable OS object with fd()'s protocol: the descriptor on POSIX, an
-  // event HANDLE for WaitForMultipleObjects on Windows
-  // (shmbus_waitset_os_handle). -1 when empty.
+  /// The waitable OS object with fd()'s protocol: the descriptor on POSIX, an
+  /// event HANDLE for WaitForMultipleObjects on Windows
+  /// (shmbus_waitset_os_handle). -1 when empty.
   shmbus_os_handle os_handle() const noexcept {
     shmbus_os_handle h = -1;
     if (core_ != nullptr) (void)shmbus_waitset_os_handle(core_->ws, &h);
     return h;
   }
 
+  /// The C wait set, still owned by this handle; nullptr when empty.
   shmbus_waitset *native_handle() const noexcept { return core_ ? core_->ws : nullptr; }
 
  private:
@@ -2435,7 +2725,7 @@ class WaitSet {
   detail::WaitSetCore *core_;
 };
 
-// The library's version string, e.g. "0.1.0".
+/// The library's version string, e.g. "0.1.0".
 inline const char *version() noexcept { return shmbus_version_string(); }
 
 } // namespace shmbus

@@ -11,6 +11,9 @@
 #   required  cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind
 #             doctest-dev (the C++ API's tests, tests/cpp)
 #             clang-format-14 (scripts/format.sh --check in scripts/test.sh)
+#             doxygen (the API reference, scripts/docs.sh, checked by
+#             scripts/test.sh) groff-base (tests/cli_manpage.sh renders the
+#             man page, docs/shmbus.1)
 #             clang-14 libfuzzer-14-dev libclang-rt-14-dev (the fuzz step,
 #             scripts/fuzz.sh, and the clang suite of scripts/test.sh)
 #             on amd64 hosts, the 32-bit and aarch64 suites of scripts/test.sh:
@@ -32,7 +35,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 required=(cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind
-          doctest-dev clang-14 libfuzzer-14-dev libclang-rt-14-dev clang-format-14)
+          doctest-dev clang-14 libfuzzer-14-dev libclang-rt-14-dev clang-format-14
+          doxygen groff-base)
 # The cross suites (scripts/test.sh: m32, aarch64), from an amd64 host.
 # libatomic-ops-dev is not multiarch: only the host's is installed, and the
 # 32-bit and aarch64 suites use C11 atomics.
@@ -50,7 +54,7 @@ for arg in "$@"; do
   case $arg in
     --check) check_only=1 ;;
     --no-optional) want_optional=0 ;;
-    -h|--help) sed -n '4,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '4,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done

@@ -35,8 +35,10 @@
 #                        that the wine prefix holds no token (its state
 #                        directory) and no directory of the tests
 #   9. valgrind memcheck over test_units and test_pubsub of suite 2
-# first scripts/format.sh --check (the tree is formatted), and at the end
-# scripts/check-leftovers.sh: no shmbus object may remain in /dev/shm.
+# first scripts/format.sh --check (the tree is formatted) and scripts/docs.sh
+# (the API reference builds without a doxygen warning: everything public is
+# documented), and at the end scripts/check-leftovers.sh: no shmbus object
+# may remain in /dev/shm.
 #
 #   --quick        only suite 2
 #   --no-sanitize  skip the sanitizer suites (5 and 6)
@@ -75,7 +77,7 @@ while (($#)); do
     --no-clang) clang=0 ;;
     --no-windows) windows=0 ;;
     --) shift; ctest_args=("$@"); break ;;
-    -h|--help) sed -n '4,50p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '4,55p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -138,6 +140,12 @@ suite() {
 # The tree stays formatted (.clang-format; scripts/format.sh fixes it).
 if ! ./scripts/format.sh --check; then
   summary+=("[format] FAILED: run scripts/format.sh")
+  status=1
+fi
+
+# The headers stay documented (doxygen, about a second; build/docs/html).
+if ! ./scripts/docs.sh; then
+  summary+=("[docs] FAILED: see scripts/docs.sh's output above")
   status=1
 fi
 

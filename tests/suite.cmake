@@ -87,3 +87,15 @@ elseif(WIN32 AND CMAKE_CROSSCOMPILING_EMULATOR)
     LABELS "cli" SKIP_RETURN_CODE 77 TIMEOUT 300
     ENVIRONMENT "SHMBUS_EMULATOR=${_shmbus_cli_emulator}")
 endif()
+
+# cli_manpage  cli, docs  docs/shmbus.1 renders without a groff warning and
+#                  names every command of `shmbus --help` and every option of
+#                  each `shmbus COMMAND --help`, and no option a command does
+#                  not take (skipped without groff: groff-base).
+if(UNIX)
+  add_test(NAME cli_manpage
+    COMMAND "${_shmbus_suite_dir}/cli_manpage.sh" $<TARGET_FILE:shmbus-cli>
+            "${PROJECT_SOURCE_DIR}/docs/shmbus.1")
+  set_tests_properties(cli_manpage PROPERTIES
+    LABELS "cli;docs" SKIP_RETURN_CODE 77 TIMEOUT 60)
+endif()
