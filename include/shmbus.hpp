@@ -354,8 +354,8 @@ namespace detail {
 } // namespace detail
 /** @endcond */
 
-/// A value or an error code: what the try_ forms return. Move-only when T
-/// is. value() of a failure throws Error (aborts without exceptions).
+/// A value or an error code: what the try_ forms return. Move-only. value()
+/// of a failure throws Error (aborts without exceptions).
 template <class T>
 class Result {
  public:
@@ -1022,7 +1022,8 @@ class Node {
   std::uint64_t id() const noexcept { return shmbus_node_id(node_); }
 
 #if SHMBUS_CPP_EXCEPTIONS
-  /// The nodes of the domain, this one included. Throws Error (INVAL, IO).
+  /// The nodes of the domain, this one included. Throws Error (INVAL, IO;
+  /// BUSY when the domain's nodes kept changing while they were listed).
   std::vector<NodeInfo> nodes() const {
     Result<std::vector<NodeInfo>> r = try_nodes();
     return std::move(r).value();
