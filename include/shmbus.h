@@ -583,13 +583,14 @@ SHMBUS_EXTERN int shmbus_subscriber_set_spin(shmbus_subscriber *sub, int64_t spi
 
 /** A wait set: one thread waits on many subscribers (of any services) and a
  * user trigger at once. It owns a Unix datagram socket in the abstract
- * namespace (Linux), named after a random id, to which publishers send a
- * one-byte wake-up only while the wait set sleeps: processes need not share
- * descriptors. Not thread-safe except shmbus_waitset_trigger. */
+ * namespace (Linux; on Windows a named event), named after a random id, to
+ * which publishers send a one-byte wake-up (Windows: set the event) only
+ * while the wait set sleeps: processes need not share descriptors. Not
+ * thread-safe except shmbus_waitset_trigger. */
 typedef struct shmbus_waitset shmbus_waitset;
 
-/** Opens a wait set. Errors: INVAL, NOMEM, UNSUPPORTED (no abstract Unix
- * sockets: not Linux), IO. */
+/** Opens a wait set. Errors: INVAL, NOMEM, UNSUPPORTED (a POSIX system
+ * without abstract Unix sockets: not Linux), IO. */
 SHMBUS_EXTERN int shmbus_waitset_open(shmbus_node *node, shmbus_waitset **out);
 
 /** Detaches every subscriber and closes. NULL is a no-op. */

@@ -65,7 +65,7 @@ done
 [[ $seconds =~ ^[0-9]+$ ]] || { echo "fuzz.sh: --seconds needs a number" >&2; exit 2; }
 jobs=${SHMBUS_JOBS:-2}
 
-harnesses=(fuzz_attach fuzz_take fuzz_publish fuzz_double_fetch)
+harnesses=(fuzz_attach fuzz_take fuzz_publish fuzz_double_fetch fuzz_record_file)
 if [[ -n $only ]]; then
   [[ " ${harnesses[*]} " == *" $only "* ]] || { echo "fuzz.sh: no harness $only" >&2; exit 2; }
   harnesses=("$only")

@@ -88,6 +88,17 @@ elseif(WIN32 AND CMAKE_CROSSCOMPILING_EMULATOR)
     ENVIRONMENT "SHMBUS_EMULATOR=${_shmbus_cli_emulator}")
 endif()
 
+# cli_record  cli  `shmbus record` and `shmbus replay` against recordings that
+#                  python3 writes and parses from docs/record-format.md: 10^5
+#                  samples there and back, the original timing, damaged files,
+#                  errors and SIGINT (POSIX shell; skipped without python3).
+if(UNIX)
+  add_test(NAME cli_record
+    COMMAND "${_shmbus_suite_dir}/cli_record.sh" $<TARGET_FILE:shmbus-cli>)
+  set_tests_properties(cli_record PROPERTIES
+    LABELS "cli" SKIP_RETURN_CODE 77 TIMEOUT 300)
+endif()
+
 # cli_manpage  cli, docs  docs/shmbus.1 renders without a groff warning and
 #                  names every command of `shmbus --help` and every option of
 #                  each `shmbus COMMAND --help`, and no option a command does

@@ -44,7 +44,9 @@ int cli_usage_error(const command *c, const char *fmt, ...) {
 }
 
 int cli_fail(const char *what, int err) {
-  const char *more = shmbus_error_detail();
+  /* The detail describes the thread's last failed open, which is this
+   * error only when it is an open's INCOMPATIBLE (shmbus.h). */
+  const char *more = err == SHMBUS_ERR_INCOMPATIBLE ? shmbus_error_detail() : "";
   fprintf(stderr, "shmbus: %s: %s (%s)%s%s\n", what, shmbus_strerror(err), shmbus_err_name(err),
           more[0] ? ": " : "", more);
   return 1;

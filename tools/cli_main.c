@@ -57,7 +57,7 @@ static const command commands[] = {
      "(their publish timestamps): the rate, the interval's mean, min, max and\n"
      "standard deviation, the bandwidth, and samples lost.\n"
      "  --window N        samples per report (default 10000)\n"
-     "  --count N         stop after N samples\n"
+     "  --count N         stop after N samples (-n N)\n"
      "  --duration S      stop after S seconds\n"
      "  --timeout S       give up after S seconds without the service\n"
      "  --json            one JSON object per report and line\n",
@@ -66,7 +66,7 @@ static const command commands[] = {
      "Publishes the bytes of FILE (default: standard input), as one sample, N times.\n"
      "Opens the service with its own type, or creates it with --type.\n"
      "  --file F          read the payload from F (default: standard input)\n"
-     "  --count N         publish N samples (default 1)\n"
+     "  --count N         publish N samples (default 1) (-n N)\n"
      "  --rate HZ         publish HZ samples a second (default: as fast as possible)\n"
      "  --wait-subscribers N  first wait until N subscribers are connected\n"
      "  --timeout S       give up waiting for subscribers after S seconds\n"
@@ -78,26 +78,35 @@ static const command commands[] = {
          OPT_QUIET,
      ARGS_SERVICE, cmd_pub},
     {"record", "-o FILE [--count N] [--duration S] SERVICE...", "record services into a file",
-     "Subscribes to each SERVICE and writes every sample (payload, publisher,\n"
-     "sequence number, timestamp) with each service's type into FILE\n"
-     "(docs/record-format.md), until --count, --duration or Ctrl-C.\n"
+     "Subscribes to each SERVICE (waiting for it to appear) and writes every sample\n"
+     "(payload, publisher, sequence number, publish timestamp) with each service's\n"
+     "type and limits into FILE (docs/record-format.md), as the samples arrive,\n"
+     "until --count, --duration or Ctrl-C; then a footer with the counts. A\n"
+     "recording cut off by a crash is still readable up to its last whole sample.\n"
+     "Prints a summary (samples, bytes, lost) on stderr.\n"
      "  --output FILE     the recording (-o FILE); '-' is standard output\n"
-     "  --count N         stop after N samples in all\n"
+     "  --count N         stop after N samples in all, those lost included (so that\n"
+     "                    the N samples of a publisher end the recording)\n"
      "  --duration S      stop after S seconds\n"
      "  --timeout S       give up after S seconds without a service\n"
-     "  --quiet           no progress line (-q)\n"
-     "  --json            print a summary as JSON\n",
+     "  --quiet           no progress line and no summary (-q)\n"
+     "  --json            print the summary as JSON on stdout\n",
      OPT_OUTPUT | OPT_COUNT | OPT_DURATION | OPT_TIMEOUT | OPT_QUIET, ARGS_SERVICES, cmd_record},
     {"replay", "[--rate HZ] [--count N] FILE", "publish a recording again",
-     "Publishes the samples of a recording on their services (created with the\n"
-     "recorded types where missing), in their order and with their original\n"
-     "timing, or at --rate.\n"
+     "Publishes the samples of a recording (FILE, or '-' for standard input) on\n"
+     "their services, in the recorded order and with the recorded timing (or at\n"
+     "--rate), one publisher per service. A missing service is created with the\n"
+     "recorded type and limits; an existing one must have the recorded type (its\n"
+     "own limits are used). The samples get new sequence numbers and timestamps.\n"
+     "A damaged or cut off file is replayed up to the damage, then reported\n"
+     "(exit status 1).\n"
      "  --rate HZ         HZ samples a second instead of the recorded timing\n"
      "  --count N         stop after N samples\n"
      "  --wait-subscribers N  first wait until each service has N subscribers\n"
-     "  --timeout S       give up waiting for subscribers after S seconds\n"
-     "  --quiet           no progress line (-q)\n"
-     "  --json            print a summary as JSON\n",
+     "  --timeout S       give up after S seconds waiting for subscribers, or for\n"
+     "                    room at a full subscriber of a BLOCK service\n"
+     "  --quiet           no progress line and no summary (-q)\n"
+     "  --json            print the summary as JSON on stdout\n",
      OPT_RATE | OPT_COUNT | OPT_SUBSCRIBERS | OPT_TIMEOUT | OPT_QUIET, ARGS_FILE, cmd_replay},
     {"nodes", "", "the domain's nodes",
      "Lists the nodes of the domain and whether they are alive. Reads only.\n", 0, ARGS_NONE,
