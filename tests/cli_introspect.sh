@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# usage: tests/cli_introspect.sh SHMBUS_CLI TEST_INTROSPECT
+# usage: tests/cli_introspect.sh SHMBUS_CLI TEST_INTROSPECT  (helpers: tests/cli_support.sh)
 #
 # The `shmbus` command against services that another program keeps open
 # (test_introspect --serve, in a directory backend of its own): `list
@@ -12,32 +12,10 @@
 # status 1 or 2).
 # Exit 0 pass, 1 fail, 77 skipped (no python3).
 set -euo pipefail
-cli=${1:?usage: cli_introspect.sh SHMBUS_CLI TEST_INTROSPECT}
 helper=${2:?usage: cli_introspect.sh SHMBUS_CLI TEST_INTROSPECT}
-if ! command -v python3 >/dev/null; then
-  echo "cli_introspect: SKIPPED: python3 is not installed"
-  exit 77
-fi
-
-work=$(mktemp -d)
-root=$work/root
-mkdir "$root"
-domain=cli$$
+source "$(dirname "${BASH_SOURCE[0]}")/cli_support.sh" cli_introspect "$@"
 service='cli/"q"\s'
 server=
-victim=
-finish() {
-  [[ -n $victim ]] && kill -9 "$victim" 2>/dev/null || true
-  [[ -n $server ]] && kill -9 "$server" 2>/dev/null || true
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap finish EXIT
-
-fail() {
-  echo "cli_introspect: FAILED: $*" >&2
-  exit 1
-}
 
 # Waits for a helper's ready file (its node id).
 await() {
@@ -56,11 +34,9 @@ victim=$!
 await "$work/victim.ready"
 kill -9 "$victim"
 wait "$victim" 2>/dev/null || true
-victim=
 read -r server_node align <"$work/server.ready"
 read -r victim_node _ <"$work/victim.ready"
 
-run() { "$cli" "$@" --domain "$domain" --dir "$root"; }
 
 run list --json >"$work/list.json" || fail "shmbus list --json"
 run info "$service" --json >"$work/info.json" || fail "shmbus info --json"

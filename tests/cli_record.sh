@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# usage: tests/cli_record.sh SHMBUS_CLI
+# usage: tests/cli_record.sh SHMBUS_CLI   (helpers: tests/cli_support.sh)
 #
 # `shmbus record` and `shmbus replay` against files written and parsed by
 # python3 from docs/record-format.md alone (a second implementation of the
@@ -26,39 +26,8 @@
 #      what the killed recorder left), /dev/shm has no object of the domain.
 # Exit 0 pass, 1 fail, 77 skipped (no python3).
 set -euo pipefail
-cli=${1:?usage: cli_record.sh SHMBUS_CLI}
-if ! command -v python3 >/dev/null; then
-  echo "cli_record: SKIPPED: python3 is not installed"
-  exit 77
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/cli_support.sh" cli_record "$@"
 
-work=$(mktemp -d)
-root=$work/root
-mkdir "$root"
-domain=clirec$$
-finish() {
-  # Only this script's background jobs that still run (jobs -pr): never a
-  # pid that ended and may have been reused. SIGTERM, which timeout(1)
-  # passes on and the command takes as Ctrl-C: it closes its ports.
-  local p
-  for p in $(jobs -pr); do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap finish EXIT
-
-fail() {
-  echo "cli_record: FAILED: $*" >&2
-  for f in "$work"/*.err; do
-    [[ -s $f ]] && { echo "--- $f" >&2; head -20 "$f" >&2; }
-  done
-  exit 1
-}
-
-# Every command is bounded: a hang fails the test instead of stalling it.
-limit=()
-command -v timeout >/dev/null && limit=(timeout 60)
-run() { "${limit[@]}" "$cli" "$@" --domain "$domain" --dir "$root"; }
 # Commands in the background are started without a function (whose
 # subshell would be $!), those the test signals also without timeout(1).
 dom=(--domain "$domain" --dir "$root")
@@ -251,7 +220,7 @@ rec() { python3 "$work/rec.py" "$@"; }
 
 # ---- 1. 10^5 samples there and back -----------------------------------------------
 rec write-big "$work/big.rec" 100000
-"${limit[@]}" "$cli" record -o "$work/big.out" --count 100000 rec/one rec/two --timeout 10 \
+"${cli_limit[@]}" "$cli" record -o "$work/big.out" --count 100000 rec/one rec/two --timeout 10 \
   --json "${dom[@]}" >"$work/record.json" 2>"$work/record.err" &
 recorder=$!
 t0=$(now)
@@ -276,7 +245,7 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["samples"]
 
 # ---- 2. the original timing (to standard output) -------------------------------------
 rec write-timed "$work/timed.rec" 20 50000000
-"${limit[@]}" "$cli" record -o - --count 20 rec/timed --timeout 10 -q "${dom[@]}" \
+"${cli_limit[@]}" "$cli" record -o - --count 20 rec/timed --timeout 10 -q "${dom[@]}" \
   >"$work/timed.out" 2>"$work/timed.err" &
 recorder=$!
 run replay --wait-subscribers 1 --timeout 10 "$work/timed.rec" --json -q \
@@ -411,7 +380,7 @@ left=$(ls -A "$root")
 rec write-big "$work/crash.rec" 20000
 "$cli" record -o "$work/crash.out" rec/one rec/two -q "${dom[@]}" 2>"$work/crash.err" &
 recorder=$!
-"${limit[@]}" "$cli" replay --rate 8000 --wait-subscribers 1 --timeout 10 "$work/crash.rec" \
+"${cli_limit[@]}" "$cli" replay --rate 8000 --wait-subscribers 1 --timeout 10 "$work/crash.rec" \
   --json -q "${dom[@]}" >"$work/crash.json" 2>"$work/crash-replay.err" &
 replayer=$!
 sleep 2

@@ -3,6 +3,7 @@
 #
 # usage: tests/cli_stream.sh SHMBUS_CLI
 #        SHMBUS_EMULATOR=scripts/wine-run.sh tests/cli_stream.sh shmbus.exe
+# (helpers: tests/cli_support.sh)
 #
 # `shmbus echo`, `hz` and `pub` against each other, in a directory backend
 # of their own: echo prints what pub sent (--json parsed with python3; the
@@ -13,51 +14,7 @@
 # (Windows cannot shrink a mapped file). Exit 0 pass, 1 fail, 77 skipped
 # (no python3).
 set -euo pipefail
-cli=${1:?usage: cli_stream.sh SHMBUS_CLI}
-if ! command -v python3 >/dev/null; then
-  echo "cli_stream: SKIPPED: python3 is not installed"
-  exit 77
-fi
-
-work=$(mktemp -d)
-root=$work/root
-mkdir "$root"
-domain=stream$$
-pids=()
-finish() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [[ -n ${KEEP:-} ]] || rm -rf "$work"
-}
-trap finish EXIT
-
-fail() {
-  echo "cli_stream: FAILED: $*" >&2
-  for f in "$work"/*.out "$work"/*.err; do
-    [[ -s $f ]] && { echo "--- $f" >&2; tail -5 "$f" >&2; }
-  done
-  exit 1
-}
-
-emulator=${SHMBUS_EMULATOR:-}
-# wine maps the host's / to a drive: host paths work as they are.
-run() { timeout 60 ${emulator:+"$emulator"} "$cli" "$@" --domain "$domain" --dir "$root"; }
-
-# Runs the command in the background, its output in $work/NAME.out/.err.
-start() {
-  local name=$1
-  shift
-  run "$@" >"$work/$name.out" 2>"$work/$name.err" &
-  pids+=($!)
-  last=$!
-}
-
-# Waits for background command $1 to end; fails unless it exits with $2.
-finished() {
-  local status=0
-  wait "$1" || status=$?
-  [[ $status == "$2" ]] || fail "$3 exited with $status, not $2"
-}
+source "$(dirname "${BASH_SOURCE[0]}")/cli_support.sh" cli_stream "$@"
 
 # ---- echo --json of what pub sends (echo waits for the service) --------------------
 printf 'hello, world' >"$work/hello.bin"
