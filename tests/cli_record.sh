@@ -415,7 +415,42 @@ EOF
 # Its node's leftovers (token, subscriber slots) are cleanup's.
 run cleanup >/dev/null || fail "cleanup after the killed recorder"
 
+# ---- 5b. what a recording that never starts leaves, a publish stuck on a
+# stopped subscriber --------------------------------------------------------------------
+printf 'keep me' >"$work/precious.rec"
+status=0
+run record -o "$work/precious.rec" rec/never --timeout 0.3 -q 2>/dev/null || status=$?
+[[ $status == 1 ]] || fail "record of a service that never comes exited with $status"
+[[ $(cat "$work/precious.rec") == 'keep me' ]] ||
+  fail "record truncated a file it never recorded into"
+status=0
+run record -o "$work/fresh.rec" rec/never --timeout 0.3 -q 2>/dev/null || status=$?
+[[ $status == 1 && ! -e $work/fresh.rec ]] || fail "record left the file it created ($status)"
+
+# A BLOCK service (made by replay) whose subscriber is stopped (SIGSTOP):
+# pub fills its queue, then waits for room; Ctrl-C ends it all the same.
+rec write-timed "$work/stuck.rec" 1 1000
+start stuckecho echo rec/timed --timeout 10
+stuckecho=$last
+run replay --wait-subscribers 1 --timeout 10 -q "$work/stuck.rec" || fail "replay of stuck.rec"
+# $last is timeout(1)'s pid; the command is its child.
+echo_pid=$(pgrep -P "$stuckecho" || echo "$stuckecho")
+kill -STOP "$echo_pid"
+printf 'x' >"$work/x.bin"
+start stuckpub pub --file "$work/x.bin" --count 1000 -q rec/timed
+stuckpub=$last
+sleep 1
+kill -INT "$stuckpub"
+t0=$(now)
+finished "$stuckpub" 0 "pub waiting for room on a stopped subscriber, then Ctrl-C"
+python3 -c "import sys; sys.exit(float(sys.argv[2]) - float(sys.argv[1]) > 2)" "$t0" "$(now)" ||
+  fail "pub took more than 2 s to stop"
+kill -CONT "$echo_pid"
+kill -TERM "$stuckecho"
+wait "$stuckecho" || true
+
 # ---- 6. nothing left -----------------------------------------------------------------
+
 left=$(ls -A "$root")
 [[ -z $left ]] || fail "left behind in the backend's directory: $left"
 if [[ -d /dev/shm ]]; then

@@ -85,6 +85,44 @@ assert last["lost"] == 0, last
 EOF
 run hz --window 1 s/rate 2>/dev/null && fail "hz --window 1 was accepted"
 
+# A publisher that stops: hz's reports after it say so (rate null), they do
+# not repeat the old rate.
+start hzstop hz --json --duration 3.5 --timeout 20 s/stops
+hzstop=$last
+run pub --type bytes:1 --elements 16 --wait-subscribers 1 --timeout 20 --count 20 --rate 100 \
+  --file "$work/hello.bin" -q s/stops || fail "pub --count 20 --rate 100"
+finished "$hzstop" 0 "hz --duration 3.5"
+python3 - "$work/hzstop.out" <<'EOF' || fail "hz after the publisher stopped"
+import json, sys
+reports = [json.loads(l) for l in open(sys.argv[1])]
+assert len(reports) >= 3, reports
+assert reports[0]["rate_hz"] is not None and reports[0]["samples"] == 20, reports
+assert all(r["rate_hz"] is None for r in reports[1:-1]), reports
+assert reports[-1]["samples"] == 20, reports
+EOF
+
+# --duration also bounds the wait for a service (a normal end: exit 0).
+status=0
+run echo --duration 0.3 s/never 2>/dev/null || status=$?
+[[ $status == 0 ]] || fail "echo --duration without the service exited with $status"
+
+# Output that cannot be written is a failure (1), and a closed pipe ends
+# what would run forever.
+status=0
+run list >/dev/full 2>/dev/null || status=$?
+[[ $status == 1 ]] || fail "list to a full device exited with $status"
+if [[ -z $emulator ]]; then
+  start keep echo --type bytes:1 --elements 16 --duration 20 s/pipe
+  keep=$last
+  for _ in $(seq 1 100); do run info s/pipe >/dev/null 2>&1 && break; sleep 0.05; done
+  status=0
+  run info --watch s/pipe 2>/dev/null | head -c 1 >/dev/null || status=$?
+  [[ $status == 1 ]] || fail "info --watch into a closed pipe ended with $status"
+  kill -TERM "$keep"
+  wait "$keep" || true
+fi
+
+
 # ---- pub's errors ------------------------------------------------------------------------------
 run pub --file "$work/hello.bin" s/none 2>"$work/none.err" && fail "pub to a missing service"
 grep -q "no such service (give --type" "$work/none.err" || fail "pub says how to create it"

@@ -56,7 +56,10 @@ run() { "${cli_limit[@]}" ${emulator:+"$emulator"} "$cli" "$@" --domain "$domain
 start() {
   local name=$1
   shift
-  run "$@" >"$work/$name.out" 2>"$work/$name.err" &
+  # exec: $last is timeout(1) (or the command) itself, not a subshell, so
+  # that a signal sent to it reaches the command (timeout passes it on).
+  (exec "${cli_limit[@]}" ${emulator:+"$emulator"} "$cli" "$@" --domain "$domain" \
+    --dir "$root") >"$work/$name.out" 2>"$work/$name.err" &
   last=$!
 }
 

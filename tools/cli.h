@@ -129,7 +129,8 @@ void detail_free(detail *d);
 void cli_catch_signals(void);
 int cli_stop_requested(void);
 
-/* The clock of sample timestamps (shmbus_now_ns), and a sleep on it. */
+/* The clock of sample timestamps (shmbus_now_ns), and a sleep on it that
+ * a signal ends (within 100 ms). */
 uint64_t cli_now_ns(void);
 void cli_sleep_ns(uint64_t ns);
 /* A deadline `seconds` from now; UINT64_MAX for seconds <= 0 (none). */
@@ -155,7 +156,7 @@ int cli_service_opts(shmbus_node *node, const char *service, const cli_opts *o,
                      shmbus_service_opts *so, char type_name[SHMBUS_TYPE_NAME_MAX + 1]);
 
 /* cli_service_opts, waiting for the service to appear (saying so once on
- * stderr) until --timeout or a signal: TIMEDOUT then. */
+ * stderr) until --timeout, --duration or a signal: TIMEDOUT then. */
 int cli_service_opts_wait(shmbus_node *node, const char *service, const cli_opts *o,
                           shmbus_service_opts *so, char type_name[SHMBUS_TYPE_NAME_MAX + 1]);
 
@@ -168,6 +169,10 @@ int cli_take(shmbus_subscriber *sub, uint64_t deadline, shmbus_sample *out);
 /* Parses --type's NAME:SIZE[:ALIGN] (ALIGN a power of two up to 4096,
  * default 1) into *t, its name into `name`: 0 or -1. */
 int cli_parse_type(const char *spec, shmbus_type *t, char name[SHMBUS_TYPE_NAME_MAX + 1]);
+
+/* Flushes stdout: 0, or 1 after saying on stderr that it cannot be
+ * written (a closed pipe, a full disk): the command then stops. */
+int cli_flush(void);
 
 /* Parses a whole decimal number (no sign, no garbage): 0 or -1. */
 int cli_parse_u64(const char *s, uint64_t *out);

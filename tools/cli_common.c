@@ -250,18 +250,21 @@ int cli_stop_requested(void) { return stop_requested != 0; }
 
 uint64_t cli_now_ns(void) { return shmbus_now_ns(); }
 
+/* In slices of at most 100 ms, each after a look at the stop flag: a
+ * signal that comes just before a slice ends the sleep within one. */
 void cli_sleep_ns(uint64_t ns) {
-#ifdef _WIN32
+  enum { SLICE_NS = 100 * 1000 * 1000 };
   uint64_t end = cli_now_ns() + ns;
+  if (end < ns) end = UINT64_MAX;
   for (uint64_t now = cli_now_ns(); now < end && !stop_requested; now = cli_now_ns()) {
-    uint64_t ms = (end - now + 999999u) / 1000000u;
-    Sleep(ms > 100 ? 100 : (DWORD)ms);
-  }
+    uint64_t left = end - now < SLICE_NS ? end - now : SLICE_NS;
+#ifdef _WIN32
+    Sleep((DWORD)((left + 999999u) / 1000000u));
 #else
-  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !stop_requested) {
-  }
+    struct timespec ts = {0, (long)left};
+    nanosleep(&ts, NULL);
 #endif
+  }
 }
 
 uint64_t cli_deadline(double seconds) {
@@ -301,6 +304,15 @@ void cli_progress_show(cli_progress *p, const char *fmt, ...) {
 void cli_progress_end(cli_progress *p) {
   if (p->shown) fputs("\r\033[K", stderr);
   p->shown = 0;
+}
+
+int cli_flush(void) {
+  if (fflush(stdout) == 0 && !ferror(stdout)) return 0;
+  /* Said once: the stream stays in error. */
+  static int said;
+  if (!said) cli_failf("cannot write the output: %s", strerror(errno));
+  said = 1;
+  return 1;
 }
 
 /* ---- ports on a service of any type -------------------------------------------- */
@@ -369,7 +381,8 @@ int cli_service_opts(shmbus_node *node, const char *service, const cli_opts *o,
 
 int cli_service_opts_wait(shmbus_node *node, const char *service, const cli_opts *o,
                           shmbus_service_opts *so, char type_name[SHMBUS_TYPE_NAME_MAX + 1]) {
-  uint64_t deadline = cli_deadline(o->timeout);
+  uint64_t deadline = cli_deadline(o->timeout), end = cli_deadline(o->duration);
+  if (end < deadline) deadline = end;
   int said = 0;
   for (;;) {
     int r = cli_service_opts(node, service, o, so, type_name);

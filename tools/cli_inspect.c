@@ -283,7 +283,7 @@ int cmd_info(shmbus_node *node, const cli_opts *o) {
       text_detail(&d);
     }
     detail_free(&d);
-    fflush(stdout);
+    if (cli_flush()) return 1; /* a closed pipe ends --watch */
     if (!o->watch) return 0;
     cli_sleep_ns(1000000000u);
     if (cli_stop_requested()) return 0;

@@ -170,6 +170,8 @@ static int parse_value(const command *c, const option *opt, const char *v, cli_o
   switch (opt->kind) {
   case KIND_U64:
     if (cli_parse_u64(v, field)) return cli_usage_error(c, "%s: not a number: '%s'", opt->name, v);
+    /* 0 is how cli_opts says "not given". */
+    if (*(uint64_t *)field == 0) return cli_usage_error(c, "%s: must be at least 1", opt->name);
     return 0;
   case KIND_SECONDS:
     if (parse_positive(v, field))
@@ -299,6 +301,7 @@ int main(int argc, char **argv) {
     return cli_fail("cannot open a node", r);
   }
   r = c->run(node, &o);
+  if (cli_flush() && r == 0) r = 1;
   shmbus_node_close(node);
   free(o.args);
   return r;

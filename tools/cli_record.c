@@ -109,6 +109,7 @@ static void json_type(const char *type_name, uint32_t size, uint32_t align, int 
 typedef struct recorder {
   const cli_opts *o;
   const char *path; /* as given: "-" is standard output */
+  int created;      /* the file did not exist before this recording */
   FILE *f;
   rec_writer w;
   uint32_t n;
@@ -126,12 +127,17 @@ typedef struct recorder {
  * a recording of a publisher of N samples ends after them even when some
  * were lost. `lost` is refreshed once per wait, not per sample. */
 static int count_reached(const recorder *rc) {
-  return rc->o->count && rc->samples + rc->lost >= rc->o->count;
+  /* Without overflow: `lost` sums counts a peer can forge. */
+  uint64_t count = rc->o->count;
+  return count && (rc->lost >= count || rc->samples >= count - rc->lost);
 }
 
 static uint64_t lost_so_far(const recorder *rc) {
   uint64_t lost = 0;
-  for (uint32_t i = 0; i < rc->n; i++) lost += shmbus_subscriber_lost(rc->subs[i]);
+  for (uint32_t i = 0; i < rc->n; i++) {
+    uint64_t more = shmbus_subscriber_lost(rc->subs[i]);
+    lost = more > UINT64_MAX - lost ? UINT64_MAX : lost + more; /* a peer's counts */
+  }
   return lost;
 }
 
@@ -139,6 +145,21 @@ static const char *output_name(const recorder *rc) {
   return strcmp(rc->path, "-") ? rc->path : "standard output";
 }
 
+/* Before any wait: that the output can be written, without truncating
+ * what is there (a recording that never starts leaves an existing file
+ * as it was, and removes only a file it created). */
+static int probe_output(recorder *rc) {
+  if (!strcmp(rc->path, "-")) return 0;
+  FILE *f = fopen(rc->path, "rb");
+  rc->created = f == NULL;
+  if (f) fclose(f);
+  f = fopen(rc->path, "ab"); /* creates, never truncates */
+  if (f == NULL) return cli_failf("record: cannot write %s: %s", rc->path, strerror(errno));
+  fclose(f);
+  return 0;
+}
+
+/* Once every service is subscribed: the recording starts. */
 static int open_output(recorder *rc) {
   if (!strcmp(rc->path, "-")) {
     rc->f = stdout;
@@ -452,7 +473,7 @@ int cmd_record(shmbus_node *node, const cli_opts *o) {
     return cli_fail("record", SHMBUS_ERR_NOMEM);
   }
   /* The file first: a path that cannot be written fails before any wait. */
-  r = open_output(&rc);
+  r = probe_output(&rc);
   /* Every service found before any is subscribed: a publisher that waits
    * for its subscriber starts only when all of them are taken from. */
   for (uint32_t i = 0; r == 0 && i < rc.n; i++) r = find_service(node, &rc, i);
@@ -461,13 +482,13 @@ int cmd_record(shmbus_node *node, const cli_opts *o) {
   rc.start_ns = cli_now_ns();
   for (uint32_t i = 0; r == 0 && i < rc.n; i++) r = subscribe(node, &rc, i);
   if (r == 0) r = open_waitset(node, &rc);
+  if (r == 0) r = open_output(&rc);
   if (r) {
-    /* Nothing was recorded: no half-made file is left behind. */
-    if (rc.f && rc.f != stdout) {
-      fclose(rc.f);
-      rc.f = NULL;
-      remove(rc.path);
-    }
+    /* Nothing was recorded: no file of ours is left behind, and one that
+     * was there is as it was. */
+    if (rc.f && rc.f != stdout) fclose(rc.f);
+    rc.f = NULL;
+    if (rc.created && strcmp(rc.path, "-")) remove(rc.path);
     recorder_free(&rc);
     return r;
   }

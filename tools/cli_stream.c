@@ -13,14 +13,21 @@
 
 /* ---- opening ports ----------------------------------------------------------- */
 
+/* 0 with *sub open; 0 with *sub NULL when --duration or a signal ended
+ * the wait for the service (a normal end: nothing to show); else 1. */
 static int open_subscriber(shmbus_node *node, const cli_opts *o, shmbus_subscriber **sub) {
   const char *service = o->args[0];
   shmbus_service_opts so;
   char type_name[SHMBUS_TYPE_NAME_MAX + 1];
   char what[SHMBUS_SERVICE_NAME_MAX + 32];
   snprintf(what, sizeof what, "subscribe to %s", service);
+  *sub = NULL;
+  uint64_t end = cli_deadline(o->duration);
   int r = cli_service_opts_wait(node, service, o, &so, type_name);
-  if (r == SHMBUS_ERR_TIMEDOUT) return cli_failf("%s: no such service (waited)", what);
+  if (r == SHMBUS_ERR_TIMEDOUT) {
+    if (cli_stop_requested() || cli_now_ns() >= end) return 0;
+    return cli_failf("%s: no such service (waited %g s)", what, o->timeout);
+  }
   if (r == 0) r = shmbus_subscriber_open(node, service, &so, sub);
   return r ? cli_fail(what, r) : 0;
 }
@@ -228,7 +235,7 @@ int cmd_echo(shmbus_node *node, const cli_opts *o) {
   if (o->format && parse_format(o->format, &fmt)) return 2;
   shmbus_subscriber *sub;
   int r = open_subscriber(node, o, &sub);
-  if (r) return r;
+  if (r || sub == NULL) return r;
   uint64_t deadline = cli_deadline(o->duration), lost_said = 0;
   for (uint64_t n = 0; o->count == 0 || n < o->count; n++) {
     shmbus_sample s;
@@ -238,16 +245,20 @@ int cmd_echo(shmbus_node *node, const cli_opts *o) {
       shmbus_subscriber_close(sub);
       return cli_fail("echo: take", r);
     }
+    /* A peer can make the count go down: only a rise is news. */
     uint64_t lost = shmbus_subscriber_lost(sub);
-    if (!o->json && lost != lost_said)
+    if (!o->json && lost > lost_said)
       printf("(%llu lost)\n", (unsigned long long)(lost - lost_said));
-    lost_said = lost;
+    if (lost > lost_said) lost_said = lost;
     echo_sample(o, o->format ? &fmt : NULL, &s, lost);
     shmbus_subscriber_release(sub, &s);
-    if (fflush(stdout) != 0 || ferror(stdout)) break; /* a closed pipe: stop */
+    if (cli_flush()) {
+      r = 1; /* a closed pipe: stop */
+      break;
+    }
   }
   shmbus_subscriber_close(sub);
-  return 0;
+  return r == 1 ? 1 : 0;
 }
 
 /* ---- hz -------------------------------------------------------------------------- */
@@ -301,7 +312,17 @@ static int hz_compute(const hz_window *w, uint64_t *sorted, hz_report *out) {
   return 0;
 }
 
-static void hz_print(const cli_opts *o, const hz_report *h, uint64_t total, uint64_t lost) {
+/* A report; h NULL: no sample arrived since the last one (in JSON the
+ * figures are then null). 0, or 1 when stdout cannot be written. */
+static int hz_print(const cli_opts *o, const hz_report *h, uint64_t total, uint64_t lost) {
+  if (h == NULL) {
+    if (o->json)
+      printf("{\"rate_hz\":null,\"window\":0,\"samples\":%llu,\"lost\":%llu}\n",
+             (unsigned long long)total, (unsigned long long)lost);
+    else
+      puts("no new samples");
+    return cli_flush();
+  }
   if (o->json) {
     int f = 1;
     putchar('{');
@@ -322,7 +343,7 @@ static void hz_print(const cli_opts *o, const hz_report *h, uint64_t total, uint
     printf("\tbandwidth: %.1f B/s, %llu samples, %llu lost\n", h->bytes_per_s,
            (unsigned long long)total, (unsigned long long)lost);
   }
-  fflush(stdout);
+  return cli_flush();
 }
 
 int cmd_hz(shmbus_node *node, const cli_opts *o) {
@@ -335,10 +356,10 @@ int cmd_hz(shmbus_node *node, const cli_opts *o) {
   shmbus_subscriber *sub = NULL;
   int r = w.stamp && w.bytes && sorted ? open_subscriber(node, o, &sub)
                                        : cli_fail("hz", SHMBUS_ERR_NOMEM);
-  uint64_t deadline = cli_deadline(o->duration), total = 0;
+  uint64_t deadline = cli_deadline(o->duration), total = 0, reported = 0;
   uint64_t next_report = cli_now_ns() + 1000000000u;
   hz_report h;
-  while (r == 0 && (o->count == 0 || total < o->count)) {
+  while (r == 0 && sub && (o->count == 0 || total < o->count)) {
     shmbus_sample s;
     uint64_t until = next_report < deadline ? next_report : deadline;
     int t = cli_take(sub, until, &s);
@@ -356,15 +377,17 @@ int cmd_hz(shmbus_node *node, const cli_opts *o) {
     if (cli_stop_requested() || cli_now_ns() >= deadline) break;
     if (cli_now_ns() >= next_report) {
       next_report = cli_now_ns() + 1000000000u;
-      if (hz_compute(&w, sorted, &h) == 0)
-        hz_print(o, &h, total, shmbus_subscriber_lost(sub));
-      else if (!o->json)
-        puts("no new samples");
+      /* The window is not aged by time: a publisher that stopped would
+       * keep its old rate. Only new samples make a report. */
+      int fresh = total > reported && hz_compute(&w, sorted, &h) == 0;
+      reported = total;
+      r = hz_print(o, fresh ? &h : NULL, total, shmbus_subscriber_lost(sub));
     }
   }
   /* The last report covers the end (--count, --duration, a signal). */
-  if (r == 0 && hz_compute(&w, sorted, &h) == 0)
-    hz_print(o, &h, total, shmbus_subscriber_lost(sub));
+  if (r == 0 && sub)
+    r = hz_print(o, hz_compute(&w, sorted, &h) == 0 ? &h : NULL, total,
+                 shmbus_subscriber_lost(sub));
   shmbus_subscriber_close(sub);
   free(w.stamp);
   free(w.bytes);
@@ -384,13 +407,15 @@ static int read_input(const cli_opts *o, unsigned char **out, size_t *len) {
   size_t cap = 0;
   int r = 0;
   for (;;) {
+    if (*len > SHMBUS_MAX_PAYLOAD) {
+      r = cli_failf("pub: %s: more than %u bytes (SHMBUS_MAX_PAYLOAD)", name,
+                    (unsigned)SHMBUS_MAX_PAYLOAD);
+      break;
+    }
     if (*len == cap) {
-      if (cap > SHMBUS_MAX_PAYLOAD) {
-        r = cli_failf("pub: %s: more than %u bytes (SHMBUS_MAX_PAYLOAD)", name,
-                      (unsigned)SHMBUS_MAX_PAYLOAD);
-        break;
-      }
+      /* At most one byte more than a sample can hold: enough to refuse. */
       cap = cap ? cap * 2 : 4096;
+      if (cap > (size_t)SHMBUS_MAX_PAYLOAD + 1) cap = (size_t)SHMBUS_MAX_PAYLOAD + 1;
       unsigned char *p = realloc(*out, cap + 1);
       if (p == NULL) {
         r = cli_fail("pub: reading the input", SHMBUS_ERR_NOMEM);
@@ -421,6 +446,7 @@ static int wait_subscribers(shmbus_publisher *pub, const cli_opts *o) {
   for (;;) {
     int r = shmbus_publisher_update(pub);
     if (r >= 0 && (uint64_t)r >= o->subscribers) return 0;
+    if (r < 0) return cli_fail("pub: looking for subscribers", r);
     if (cli_stop_requested() || cli_now_ns() >= deadline)
       return cli_failf("pub: %d of %llu subscribers after waiting", r,
                        (unsigned long long)o->subscribers);
@@ -455,13 +481,21 @@ static int open_publisher(shmbus_node *node, const cli_opts *o, size_t len,
   return r ? cli_fail(what, r) : 0;
 }
 
-/* Publishes once: 0, or a SHMBUS_ERR_ code. A subscriber that died while
- * a BLOCK publish waited for it is dropped by the library, and nothing was
- * sent: publish again to the others. */
-static int publish_once(shmbus_publisher *pub, const unsigned char *data, size_t len) {
+/* A BLOCK publish waits for room in slices of this, so that a signal or
+ * --timeout ends it. */
+enum { BLOCK_SLICE_NS = 100 * 1000 * 1000 };
+
+/* Publishes once: 0, TIMEDOUT (a signal came, or --timeout passed while a
+ * full subscriber kept a BLOCK publish waiting), or a SHMBUS_ERR_ code. A
+ * subscriber that died while a BLOCK publish waited for it is dropped by
+ * the library, and nothing was sent: publish again to the others. */
+static int publish_once(shmbus_publisher *pub, const cli_opts *o, const unsigned char *data,
+                        size_t len) {
+  uint64_t deadline = cli_deadline(o->timeout);
   for (;;) {
     int r = shmbus_publisher_send_copy(pub, data, len);
-    if (r != SHMBUS_ERR_PEER_DEAD) return r;
+    if (r != SHMBUS_ERR_PEER_DEAD && r != SHMBUS_ERR_TIMEDOUT) return r;
+    if (cli_stop_requested() || cli_now_ns() >= deadline) return SHMBUS_ERR_TIMEDOUT;
   }
 }
 
@@ -471,19 +505,24 @@ int cmd_pub(shmbus_node *node, const cli_opts *o) {
   if (read_input(o, &data, &len)) return 1;
   shmbus_publisher *pub = NULL;
   int r = open_publisher(node, o, len, &pub);
+  if (r == 0) shmbus_publisher_set_block_timeout(pub, BLOCK_SLICE_NS);
   if (r == 0 && o->subscribers) r = wait_subscribers(pub, o);
   uint64_t count = o->count ? o->count : 1, sent = 0;
-  uint64_t period = o->rate > 0 ? (uint64_t)(1e9 / o->rate) : 0, start = cli_now_ns();
+  /* Whole nanoseconds; a period past 2^62 ns (146 years) is "never". */
+  double every = o->rate > 0 ? 1e9 / o->rate : 0;
+  uint64_t period = every < 4.6e18 ? (uint64_t)every : UINT64_C(1) << 62, start = cli_now_ns();
   cli_progress progress;
   cli_progress_start(&progress, o);
   while (r == 0 && sent < count && !cli_stop_requested()) {
     if (period) {
       /* Absolute deadlines: a late publish does not delay the next ones. */
-      uint64_t due = start + sent * period, now = cli_now_ns();
+      uint64_t due = sent > (UINT64_MAX - start) / period ? UINT64_MAX : start + sent * period;
+      uint64_t now = cli_now_ns();
       if (due > now) cli_sleep_ns(due - now);
       if (cli_stop_requested()) break;
     }
-    int e = publish_once(pub, data, len);
+    int e = publish_once(pub, o, data, len);
+    if (e == SHMBUS_ERR_TIMEDOUT && cli_stop_requested()) break; /* Ctrl-C: done */
     if (e) {
       r = cli_fail("pub", e);
       break;
