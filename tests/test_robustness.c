@@ -1664,12 +1664,24 @@ static int child_forking_publisher(rb_child *self, void *varg) {
   CK_ERR(shmbus_publisher_open(node, a->service, &a->opts, &pub), 0);
   CK(rb_csend(self, shmbus_node_id(node)) == 0);
   CK(rb_csend(self, shmbus_publisher_id(pub)) == 0);
+  /* The helper says it runs: fork's child handlers (the library closes
+   * its tokens there) have run by then. Until they have, the helper does
+   * share the token, and a test that killed the parent at once would see
+   * the node alive for that instant. */
+  int ready[2];
+  CK(pipe(ready) == 0);
   pid_t helper = fork();
   CK(helper >= 0);
   if (helper == 0) {
     alarm(30);
+    char one = 1;
+    if (write(ready[1], &one, 1) != 1) _exit(1);
     for (;;) pause();
   }
+  char got;
+  CK(read(ready[0], &got, 1) == 1);
+  close(ready[0]);
+  close(ready[1]);
   CK(rb_csend(self, (uint64_t)helper) == 0);
   return rb_park(self) == 0 ? 0 : 1;
 }
