@@ -35,9 +35,13 @@ typedef struct sub_source {
   shmbus__waitable room; /* the publisher's room word (wait.h)   */
 } sub_source;
 
+/* A taken sample. The handle (shmbus_sample.internal_) names the entry
+ * and the chunk; the sequence tells a stale copy of a released sample
+ * from a newer one that the same entry holds in the same chunk. */
 typedef struct held_sample {
   uint32_t chunk;
   uint32_t source; /* UINT32_MAX while free                */
+  uint64_t sequence;
 } held_sample;
 
 struct shmbus_subscriber {
@@ -278,6 +282,7 @@ static void hold(shmbus_subscriber *sub, uint32_t source, uint32_t chunk, shmbus
   uint32_t h = sub->held_free[--sub->held_free_count];
   sub->held[h].chunk = chunk;
   sub->held[h].source = source;
+  sub->held[h].sequence = out->sequence;
   sub->sources[source].held++;
   out->internal_ = ((uint64_t)h << 32) | chunk;
 }
@@ -379,8 +384,10 @@ int shmbus_subscriber_release(shmbus_subscriber *sub, const shmbus_sample *sampl
   uint32_t chunk = (uint32_t)sample->internal_;
   if (h >= sub->svc.cfg.max_held) return SHMBUS_ERR_NOT_HELD;
   held_sample *e = &sub->held[h];
-  if (e->source == UINT32_MAX || e->chunk != chunk) return SHMBUS_ERR_NOT_HELD;
+  if (e->source == UINT32_MAX || e->chunk != chunk || e->sequence != sample->sequence)
+    return SHMBUS_ERR_NOT_HELD;
   sub_source *s = &sub->sources[e->source];
+  if (sample->publisher_id != s->pub_id) return SHMBUS_ERR_NOT_HELD;
   const uint8_t *expected =
       (const uint8_t *)source_chunk(sub, s, chunk) + sub->svc.layout.payload_offset;
   if (sample->payload != expected) return SHMBUS_ERR_NOT_HELD;

@@ -908,6 +908,37 @@ static void test_release_twice_and_forged(void **state) {
   ts_assert_env_clean(env);
 }
 
+/* The same, where the newer sample has the stale copy's whole handle: the
+ * same held entry (max_held 1) and the same chunk (a pool of 3 reused).
+ * The model found this one (model/README.md, STALE_RELEASE). */
+static void test_stale_release_same_chunk(void **state) {
+  ts_env *env = *state;
+  shmbus_service_opts o = ts_opts();
+  o.queue_depth = 1;
+  o.max_held = 1;
+  o.max_loans = 1;
+  pair p = open_pair(env, "stale", &o);
+  shmbus_sample stale, s;
+  publish_seq(p.pub, 1, 0);
+  ts_assert_ok(shmbus_subscriber_take(p.sub, &stale));
+  ts_assert_ok(shmbus_subscriber_release(p.sub, &stale));
+  int same = 0;
+  for (uint64_t i = 1; i < 20 && !same; i++) {
+    publish_seq(p.pub, 1, i);
+    ts_assert_ok(shmbus_subscriber_take(p.sub, &s));
+    same = s.internal_ == stale.internal_ && s.payload == stale.payload;
+    if (same) {
+      ts_assert_err(shmbus_subscriber_release(p.sub, &stale), SHMBUS_ERR_NOT_HELD);
+      assert_true(ts_sample_valid(s.payload)); /* still held: still ours */
+      ts_assert_err(shmbus_subscriber_take(p.sub, &stale), SHMBUS_ERR_HOLD_LIMIT);
+    }
+    ts_assert_ok(shmbus_subscriber_release(p.sub, &s));
+  }
+  assert_true(same); /* the pool of 3 chunks came round to the first one */
+  close_pair(&p);
+  ts_assert_env_clean(env);
+}
+
 static void test_hold_limit(void **state) {
   ts_env *env = *state;
   shmbus_service_opts o = ts_opts();
@@ -1241,6 +1272,7 @@ int main(void) {
       DIR_TEST(test_forged_truncated),
       SHM_TEST(test_forged_never_initialised),
       SHM_TEST(test_release_twice_and_forged),
+      SHM_TEST(test_stale_release_same_chunk),
       SHM_TEST(test_hold_limit),
       SHM_TEST(test_loan_limit),
       SHM_TEST(test_not_loaned),
