@@ -13,7 +13,7 @@
 #             clang-format-14 (scripts/format.sh --check in scripts/test.sh)
 #             doxygen (the API reference, scripts/docs.sh, checked by
 #             scripts/test.sh) groff-base (tests/cli_manpage.sh renders the
-#             man page, docs/shmbus.1)
+#             man page, docs/shmbus.1) spin (the protocol model, scripts/model.sh)
 #             clang-14 libfuzzer-14-dev libclang-rt-14-dev (the fuzz step,
 #             scripts/fuzz.sh, and the clang suite of scripts/test.sh)
 #             on amd64 hosts, the 32-bit and aarch64 suites of scripts/test.sh:
@@ -36,7 +36,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 required=(cmake gcc g++ make pkg-config libcmocka-dev libatomic-ops-dev strace valgrind
           doctest-dev clang-14 libfuzzer-14-dev libclang-rt-14-dev clang-format-14
-          doxygen groff-base)
+          doxygen groff-base spin)
 # The cross suites (scripts/test.sh: m32, aarch64), from an amd64 host.
 # libatomic-ops-dev is not multiarch: only the host's is installed, and the
 # 32-bit and aarch64 suites use C11 atomics.
