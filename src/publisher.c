@@ -642,6 +642,14 @@ static int wait_for_room(shmbus_publisher *pub) {
         next_probe = now + ROOM_SLICE_NS;
         pub_conn *c = &pub->conns[k];
         if (!shmbus__node_alive(pub->svc.node, c->node_id)) {
+          /* One that closed before its process ended left its slot, and
+           * did not die on us: the next round unbinds it and delivers to
+           * the others. (Its leave is visible once its token is released;
+           * the slot, not the generation, which any peer can bump.)
+           * Pairs with the compare-and-swap in shmbus__service_leave. */
+          uint64_t word =
+              shmbus__load64_acquire(&shmbus__service_slot(&pub->svc, SHMBUS__SUBSCRIBER, k)->word);
+          if (shmbus__slot_ready_id(word) != c->bound_id) break;
           shmbus__service_reap(&pub->svc, SHMBUS__SUBSCRIBER, k, c->node_id);
           update_connections(pub, 0);
           return SHMBUS_ERR_PEER_DEAD;
