@@ -374,6 +374,13 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
     memset(out, 0, sizeof *out);
     return err ? err : SHMBUS_ERR_EMPTY;
   }
+  /* A read after the best one's may have found its segment truncated
+   * (zero pages replace it): then what was read of it is no sample. */
+  notice_faults(sub);
+  if (sub->sources[best_source].state == SRC_BROKEN) {
+    memset(out, 0, sizeof *out);
+    return SHMBUS_ERR_CORRUPT;
+  }
   hold(sub, best_source, best_chunk, out);
   return 0;
 }
