@@ -493,7 +493,7 @@ static int parse_args(int argc, char **argv, peer_args *a) {
       else if (strcmp(k, "--hold") == 0)
         bad = parse_u32(v, &a->hold);
       else if (strcmp(k, "--alarm") == 0) {
-        uint32_t s;
+        uint32_t s = 0;
         bad = parse_u32(v, &s);
         a->alarm_s = s;
       } else
