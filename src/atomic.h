@@ -197,6 +197,8 @@ static inline void shmbus__fence_seq_cst(void) { atomic_thread_fence(memory_orde
 
 #if defined(_MSC_VER)
 #include <intrin.h>
+#elif (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <cpuid.h>
 #endif
 
 /* Tells the CPU we are spinning (frees the sibling hyper-thread, saves power). */
@@ -207,6 +209,38 @@ static inline void shmbus__cpu_relax(void) {
   __asm__ __volatile__("yield" ::: "memory");
 #elif defined(_MSC_VER)
   _mm_pause(); /* <intrin.h>, included above for MSVC */
+#endif
+}
+
+/* CLDEMOTE (x86; Intel since Sapphire Rapids and Tremont): a hint that
+ * moves the line holding `p` from this core's caches to the shared one
+ * (L3), where another core's read finds it sooner than by snooping ours.
+ * It has no architectural effect, and processors without it execute it as
+ * a NOP (Intel SDM), but decoders such as valgrind's need not know it:
+ * call it only where shmbus__cpu_can_demote() said yes. */
+static inline int shmbus__cpu_can_demote(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+  unsigned a, b, c, d;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+  return (int)((c >> 25) & 1u);
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+  int r[4];
+  __cpuid(r, 0);
+  if (r[0] < 7) return 0;
+  __cpuidex(r, 7, 0);
+  return (r[2] >> 25) & 1;
+#else
+  return 0;
+#endif
+}
+
+static inline void shmbus__cpu_demote(const void *p) {
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+  __asm__ __volatile__("cldemote %0" ::"m"(*(const volatile char *)p));
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+  _cldemote(p);
+#else
+  (void)p;
 #endif
 }
 

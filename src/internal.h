@@ -143,6 +143,9 @@ enum { SHMBUS__ACK_SLICE_NS = 1000 * 1000, SHMBUS__LIVENESS_SLICE_NS = 100 * 100
 /* Test hook: the sequence number the publisher's next sample gets (tests
  * cross the 2^64 wrap with it). */
 void shmbus__publisher_set_sequence(shmbus_publisher *pub, uint64_t next);
+/* Test hook: 1 when the publisher demotes what it publishes (publisher.c,
+ * demote: the CPU can, and SHMBUS_CLDEMOTE is not "0" or "off"). */
+int shmbus__publisher_demotes(const shmbus_publisher *pub);
 
 /* Clears an out-pointer on every error path: the public contract. */
 #define SHMBUS__CLEAR_OUT(p) \

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "shmbus.h"
 
@@ -294,5 +295,12 @@ uint64_t shmbus__random64(void);
 
 /* The value of an environment variable, or NULL. */
 const char *shmbus__getenv(const char *name);
+
+/* 1 when the switch `name` (SHMBUS_SIGBUS, SHMBUS_CLDEMOTE) is set to "0"
+ * or "off": the user turned that behaviour off. */
+static inline int shmbus__env_off(const char *name) {
+  const char *v = shmbus__getenv(name);
+  return v != NULL && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0);
+}
 
 #endif /* SHMBUS_PLATFORM_H */

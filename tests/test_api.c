@@ -10,6 +10,7 @@
 
 #include "support.h"
 
+#include "atomic.h"  /* shmbus__cpu_can_demote */
 #include "service.h" /* layout.h and the layout, to forge service segments */
 
 static char sentinel_byte;
@@ -939,6 +940,42 @@ static void test_stale_release_same_chunk(void **state) {
   ts_assert_env_clean(env);
 }
 
+/* The demote after a publish (publisher.c) is on where the CPU has
+ * CLDEMOTE, SHMBUS_CLDEMOTE=off turns it off, and samples arrive intact
+ * either way, also when two publishes come closer than its gap. */
+static void test_publisher_demote_switch(void **state) {
+  ts_env *env = *state;
+  const char *saved = getenv("SHMBUS_CLDEMOTE");
+  char *copy = saved ? strdup(saved) : NULL;
+  shmbus_service_opts o = ts_opts();
+  int expected[] = {shmbus__cpu_can_demote(), 0, 0};
+  const char *values[] = {NULL, "off", "0"};
+  for (int round = 0; round < 3; round++) {
+    if (values[round])
+      assert_int_equal(ts_setenv("SHMBUS_CLDEMOTE", values[round]), 0);
+    else
+      assert_int_equal(ts_unsetenv("SHMBUS_CLDEMOTE"), 0);
+    pair p = open_pair(env, "demote", &o);
+    assert_int_equal(shmbus__publisher_demotes(p.pub), expected[round]);
+    for (uint64_t i = 0; i < 3; i++) {
+      publish_seq(p.pub, 1, i);
+      if (i == 0) ts_sleep_ns(1000 * 1000); /* a pause, then two at once */
+    }
+    for (uint64_t i = 0; i < 3; i++) {
+      shmbus_sample s;
+      ts_assert_ok(shmbus_subscriber_take(p.sub, &s));
+      assert_true(ts_sample_valid(s.payload));
+      assert_int_equal(((const ts_sample *)s.payload)->seq, i);
+      ts_assert_ok(shmbus_subscriber_release(p.sub, &s));
+    }
+    close_pair(&p);
+  }
+  ts_unsetenv("SHMBUS_CLDEMOTE");
+  if (copy) ts_setenv("SHMBUS_CLDEMOTE", copy);
+  free(copy);
+  ts_assert_env_clean(env);
+}
+
 static void test_hold_limit(void **state) {
   ts_env *env = *state;
   shmbus_service_opts o = ts_opts();
@@ -1245,6 +1282,7 @@ int main(void) {
       SHM_TEST(test_node_bad_domains),
       SHM_TEST(test_node_empty_domain),
       SHM_TEST(test_node_domain_from_environment),
+      SHM_TEST(test_publisher_demote_switch),
       SHM_TEST(test_node_backend_errors),
       SHM_TEST(test_node_mode),
       DIR_TEST(test_node_mode),

@@ -102,8 +102,7 @@ static void on_sigbus(int sig, siginfo_t *info, void *ctx) {
 
 static int want_handler(void) {
   if (disabled < 0) {
-    const char *v = getenv("SHMBUS_SIGBUS");
-    disabled = v != NULL && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0);
+    disabled = shmbus__env_off("SHMBUS_SIGBUS");
   }
   return !disabled;
 }

@@ -135,8 +135,7 @@ static LONG CALLBACK on_exception(EXCEPTION_POINTERS *ep) {
 
 static int want_handler(void) {
   if (disabled < 0) {
-    const char *v = shmbus__getenv("SHMBUS_SIGBUS");
-    disabled = v != NULL && (strcmp(v, "0") == 0 || strcmp(v, "off") == 0);
+    disabled = shmbus__env_off("SHMBUS_SIGBUS");
   }
   return !disabled;
 }
