@@ -516,7 +516,9 @@ SHMBUS_EXTERN void shmbus_subscriber_close(shmbus_subscriber *sub);
  * publisher's samples arrive in order).
  * Errors: INVAL, EMPTY (nothing queued; *out is zeroed), HOLD_LIMIT
  *   (max_held samples held: release one first), CORRUPT (a publisher wrote
- *   nonsense; that publisher is disconnected, others are unaffected).
+ *   nonsense, or cut this subscriber off because its connection words broke
+ *   the protocol; that publisher is disconnected, others are unaffected;
+ *   said once, then its queue reads EMPTY).
  * Hot path. */
 SHMBUS_EXTERN int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out);
 

@@ -129,10 +129,15 @@ static void count_lost(pub_conn *c) {
   shmbus__store64_relaxed(&c->ring.conn->lost, c->lost);
 }
 
+/* Stops serving a subscriber that broke the protocol (or whose words a
+ * peer forged). Its queue is voided before its chunks are reclaimed, and
+ * sub_id cleared, which the subscriber takes for CORRUPT (subscriber.c,
+ * cut_off) instead of an endless EMPTY. */
 static void break_conn(shmbus_publisher *pub, pub_conn *c) {
+  shmbus__ring_void(&c->ring, c->tail);
   reclaim_all(pub, c);
   c->broken = 1;
-  /* Pairs with the subscriber's load-acquire of sub_id. */
+  /* Pairs with the subscriber's load-acquire of sub_id (try_bind, cut_off). */
   shmbus__store64_release(&c->ring.conn->sub_id, 0);
 }
 

@@ -56,6 +56,18 @@ static inline void shmbus__ring_put(const shmbus__ring *r, uint64_t tail, uint32
   shmbus__store64_release(&r->slots[tail & r->slot_mask], shmbus__slot_word(tail, chunk));
 }
 
+/* Publisher, for a connection it stops serving: makes every slot read as
+ * empty at each read position from tail - capacity to tail (all an honest
+ * subscriber can be at), so that it takes none of the entries whose chunks
+ * were reclaimed. Each slot gets the word of the position one lap before
+ * the last one written there, a tag that none of those positions expects.
+ * A subscriber that read an entry just before still takes it. */
+static inline void shmbus__ring_void(const shmbus__ring *r, uint64_t tail) {
+  uint64_t cap = (uint64_t)r->slot_mask + 1;
+  for (uint64_t pos = tail - cap; pos != tail; pos++)
+    shmbus__store64_relaxed(&r->slots[pos & r->slot_mask], shmbus__slot_word(pos - cap, 0));
+}
+
 /* Publisher: the subscriber's read position (acquire: the subscriber's
  * reads of the entries it consumed happen before we overwrite them). */
 static inline uint64_t shmbus__ring_head(const shmbus__ring *r) {

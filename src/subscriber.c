@@ -245,6 +245,19 @@ static void complete(const shmbus_subscriber *sub, sub_source *s, uint32_t chunk
 
 static void break_source(sub_source *s) { s->state = SRC_BROKEN; }
 
+/* Whether the publisher cut this bound source off (publisher.c,
+ * break_conn: it cleared sub_id and took its chunks back); then the source
+ * is broken, and the caller says CORRUPT once. Looked at only when the
+ * queue is empty (a cut-off queue reads empty): the word's line changes
+ * only when the binding does, so an idle poll reads it from its cache. */
+static int cut_off(const shmbus_subscriber *sub, sub_source *s) {
+  if (s->state != SRC_BOUND) return 0;
+  /* Pairs with the store-release in break_conn. */
+  if (shmbus__load64_acquire(&s->ring.conn->sub_id) == sub->id) return 0;
+  break_source(s);
+  return 1;
+}
+
 /* ---- samples ----------------------------------------------------------- */
 
 /* Reads a popped chunk's header once and checks it. CORRUPT breaks the
@@ -314,6 +327,7 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
         hold(sub, i, chunk, out);
         return 0;
       }
+      if (cut_off(sub, s)) return SHMBUS_ERR_CORRUPT;
       if (s->state == SRC_GONE && s->held == 0) {
         retire(sub, s);
         retired = 1;
@@ -352,8 +366,8 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
     uint32_t chunk;
     shmbus_sample cand;
     /* Bounded: a publisher refilling as fast as we drain cannot keep us. */
-    for (uint32_t n = 0; n <= sub->svc.layout.queue_cap && shmbus__ring_pop(&s->ring, &chunk);
-         n++) {
+    uint32_t n = 0;
+    for (; n <= sub->svc.layout.queue_cap && shmbus__ring_pop(&s->ring, &chunk); n++) {
       room_freed(sub, s);
       int r = read_chunk(sub, s, chunk, &cand);
       if (r) {
@@ -369,6 +383,7 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
       best_source = i;
       best_chunk = chunk;
     }
+    if (n == 0 && cut_off(sub, s)) err = SHMBUS_ERR_CORRUPT;
   }
   if (best_source == UINT32_MAX) {
     memset(out, 0, sizeof *out);

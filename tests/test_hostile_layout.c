@@ -774,6 +774,127 @@ static void evict_case(void **state, int rewind) {
 static void evict_returned_untaken(void **state) { evict_case(state, 0); }
 static void evict_rewound_head(void **state) { evict_case(state, 1); }
 
+/* ==== a cut-off connection says so =========================================
+ * A peer writes a completion of a chunk that does not exist into the
+ * connection of an honest subscriber X, which has two samples queued; the
+ * publisher collects it and cuts X off (clears sub_id, takes the queued
+ * chunks back and reuses them). X has taken before, so it knows it was
+ * bound. Broken code let X take the two queued
+ * entries, whose chunks now carry other samples, and then read EMPTY
+ * forever. Correct: X's next take says CORRUPT, then EMPTY; the honest H
+ * beside it loses nothing. */
+
+static void cut_off_connection(void **state) {
+  ts_env *env = *state;
+  char service[64];
+  ts_service_name(service, sizeof service, "cut-off");
+  shmbus_service_opts o = ts_opts();
+  o.queue_depth = 4;
+  shmbus_node *np = ts_node(env), *nh = ts_node(env), *nx = ts_node(env);
+  shmbus_publisher *p;
+  shmbus_subscriber *h, *x;
+  ts_assert_ok(shmbus_publisher_open(np, service, &o, &p));
+  ts_assert_ok(shmbus_subscriber_open(nh, service, &o, &h));
+  ts_assert_ok(shmbus_subscriber_open(nx, service, &o, &x));
+  const uint64_t tag = 0x52;
+  uint64_t next_h = 0;
+  shmbus_sample smp;
+  hl_publish(p, tag, 0);
+  ts_assert_ok(shmbus_subscriber_take(x, &smp)); /* X is bound and active */
+  ts_assert_ok(shmbus_subscriber_release(x, &smp));
+  hl_publish(p, tag, 1);
+  hl_publish(p, tag, 2);
+
+  hl_service hs;
+  assert_int_equal(hl_service_map(env, service, &hs), 0);
+  uint32_t k = hl_find_slot(&hs, SHMBUS__SUBSCRIBER, shmbus_subscriber_id(x));
+  assert_true(k != UINT32_MAX);
+  char ctl_name[SHMBUS__OBJECT_NAME_MAX];
+  hl_pub_object(ctl_name, env, service, shmbus_publisher_id(p), 0);
+  size_t ctl_size;
+  uint8_t *ctl = ts_map_object(env->dir, ctl_name, &ctl_size);
+  assert_non_null(ctl);
+  hl_conn c;
+  hl_conn_view(&c, ctl, &hs.layout, k);
+  uint64_t dt = __atomic_load_n(c.done_tail, __ATOMIC_RELAXED);
+  __atomic_store_n(&c.done[dt & c.done_mask], (uint32_t)hs.layout.chunks, __ATOMIC_RELAXED);
+  __atomic_store_n(c.done_tail, dt + 1, __ATOMIC_RELEASE);
+  /* Collects the completion; the canary: X is cut off. */
+  assert_true(shmbus_publisher_update(p) >= 0);
+  assert_int_equal(__atomic_load_n(c.sub_id, __ATOMIC_ACQUIRE), 0);
+  /* The reclaimed chunks are loaned again. */
+  for (uint64_t seq = 3; seq < 8; seq++) {
+    hl_publish(p, tag, seq);
+    for (; next_h <= seq; next_h++) {
+      ts_assert_ok(shmbus_subscriber_take(h, &smp));
+      assert_int_equal(smp.sequence, next_h);
+      assert_int_equal(((const ts_sample *)smp.payload)->seq, next_h);
+      ts_assert_ok(shmbus_subscriber_release(h, &smp));
+    }
+  }
+  shmbus_sample got;
+  int r = shmbus_subscriber_take(x, &got);
+  if (r == 0)
+    fail_msg("a cut-off subscriber took sample %llu (payload %llu) from a reclaimed chunk",
+             (unsigned long long)got.sequence,
+             (unsigned long long)((const ts_sample *)got.payload)->seq);
+  ts_assert_err(r, SHMBUS_ERR_CORRUPT);
+  ts_assert_err(shmbus_subscriber_take(x, &got), SHMBUS_ERR_EMPTY);
+  ts_assert_err(shmbus_subscriber_take_latest(x, &got), SHMBUS_ERR_EMPTY);
+  assert_int_equal(shmbus_subscriber_lost(h), 0);
+
+  ts_unmap_object(ctl, ctl_size);
+  hl_service_unmap(&hs);
+  shmbus_subscriber_close(x);
+  shmbus_subscriber_close(h);
+  shmbus_publisher_close(p);
+  shmbus_node_close(nx);
+  shmbus_node_close(nh);
+  shmbus_node_close(np);
+}
+
+/* take_latest says so too. */
+static void cut_off_connection_latest(void **state) {
+  ts_env *env = *state;
+  char service[64];
+  ts_service_name(service, sizeof service, "cut-off-latest");
+  shmbus_service_opts o = ts_opts();
+  shmbus_node *np = ts_node(env), *nx = ts_node(env);
+  shmbus_publisher *p;
+  shmbus_subscriber *x;
+  ts_assert_ok(shmbus_publisher_open(np, service, &o, &p));
+  ts_assert_ok(shmbus_subscriber_open(nx, service, &o, &x));
+  shmbus_sample got;
+  hl_publish(p, 0x53, 0);
+  ts_assert_ok(shmbus_subscriber_take_latest(x, &got)); /* X is bound and active */
+  ts_assert_ok(shmbus_subscriber_release(x, &got));
+  hl_publish(p, 0x53, 1);
+  hl_service hs;
+  assert_int_equal(hl_service_map(env, service, &hs), 0);
+  uint32_t k = hl_find_slot(&hs, SHMBUS__SUBSCRIBER, shmbus_subscriber_id(x));
+  assert_true(k != UINT32_MAX);
+  char ctl_name[SHMBUS__OBJECT_NAME_MAX];
+  hl_pub_object(ctl_name, env, service, shmbus_publisher_id(p), 0);
+  size_t ctl_size;
+  uint8_t *ctl = ts_map_object(env->dir, ctl_name, &ctl_size);
+  assert_non_null(ctl);
+  hl_conn c;
+  hl_conn_view(&c, ctl, &hs.layout, k);
+  uint64_t dt = __atomic_load_n(c.done_tail, __ATOMIC_RELAXED);
+  __atomic_store_n(&c.done[dt & c.done_mask], UINT32_MAX, __ATOMIC_RELAXED);
+  __atomic_store_n(c.done_tail, dt + 1, __ATOMIC_RELEASE);
+  assert_true(shmbus_publisher_update(p) >= 0);
+  assert_int_equal(__atomic_load_n(c.sub_id, __ATOMIC_ACQUIRE), 0);
+  ts_assert_err(shmbus_subscriber_take_latest(x, &got), SHMBUS_ERR_CORRUPT);
+  ts_assert_err(shmbus_subscriber_take(x, &got), SHMBUS_ERR_EMPTY);
+  ts_unmap_object(ctl, ctl_size);
+  hl_service_unmap(&hs);
+  shmbus_subscriber_close(x);
+  shmbus_publisher_close(p);
+  shmbus_node_close(nx);
+  shmbus_node_close(np);
+}
+
 /* ==== finding 4: FIFOs and symbolic links under our names ================= */
 
 typedef struct fifo_ctx {
@@ -1205,6 +1326,8 @@ int main(void) {
       HL_BOTH(size_changed_between_reads),
       HL_BOTH(evict_returned_untaken),
       HL_BOTH(evict_rewound_head),
+      HL_BOTH(cut_off_connection),
+      HL_BOTH(cut_off_connection_latest),
       HL_BOTH(fifo_under_service_name),
       HL_BOTH(fifo_under_data_name),
       HL_BOTH(fifo_token_in_slot),

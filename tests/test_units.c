@@ -180,6 +180,30 @@ static void test_ring_stale_tag_is_empty(void **state) {
   ts_aligned_free(f.block);
 }
 
+/* A voided ring (a connection the publisher cut off) reads empty at every
+ * head an honest subscriber can be at, also across the 2^32 tag wrap. */
+static void test_ring_void(void **state) {
+  (void)state;
+  ring_fixture f;
+  ring_setup(&f);
+  const uint64_t starts[] = {0, 3, 6, UINT64_C(0xffffffff) - 2, UINT64_C(0x100000000) + 1};
+  for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+    uint64_t cap = f.layout.queue_cap;
+    ring_seek(&f, starts[i]);
+    for (uint64_t t = starts[i]; t != starts[i] + cap; t++) shmbus__ring_put(&f.ring, t, 7);
+    uint64_t tail = starts[i] + cap;
+    shmbus__ring_void(&f.ring, tail);
+    for (uint64_t h = tail - cap; h != tail + 1; h++) {
+      f.ring.conn->head = h;
+      uint32_t chunk = 99;
+      assert_int_equal(shmbus__ring_pop(&f.ring, &chunk), 0);
+      assert_int_equal(chunk, 99);
+      assert_true(shmbus__ring_empty(&f.ring));
+    }
+  }
+  ts_aligned_free(f.block);
+}
+
 static void test_ring_evict(void **state) {
   (void)state;
   ring_fixture f;
@@ -783,6 +807,7 @@ int main(void) {
       cmocka_unit_test(test_ring_slot_word),
       cmocka_unit_test(test_ring_put_pop),
       cmocka_unit_test(test_ring_stale_tag_is_empty),
+      cmocka_unit_test(test_ring_void),
       cmocka_unit_test(test_ring_evict),
       cmocka_unit_test(test_ring_evict_after_pop_fails),
       cmocka_unit_test(test_ring_tag_wrap_2_32),
