@@ -123,13 +123,13 @@ typedef bench_role_fn role_fn;
 
 static void emit(row *r) {
   if (r->n == 0) {
-    printf("%-11s %-10s %9zu  skipped: %s\n", r->transport, r->mode, r->payload, r->why);
+    printf("%-15s %-10s %9zu  skipped: %s\n", r->transport, r->mode, r->payload, r->why);
   } else if (r->p50 > 0) {
-    printf("%-11s %-10s %9zu %9llu %9.0f %9.0f %9.0f %9.0f %10.0f %9.0f %12.0f\n", r->transport,
+    printf("%-15s %-10s %9zu %9llu %9.0f %9.0f %9.0f %9.0f %10.0f %9.0f %12.0f\n", r->transport,
            r->mode, r->payload, (unsigned long long)r->n, r->p50, r->p90, r->p99, r->p999, r->max,
            r->mean, r->msgs_per_s);
   } else {
-    printf("%-11s %-10s %9zu %9llu %9s %9s %9s %9s %10s %9s %12.0f\n", r->transport, r->mode,
+    printf("%-15s %-10s %9zu %9llu %9s %9s %9s %9s %10s %9s %12.0f\n", r->transport, r->mode,
            r->payload, (unsigned long long)r->n, "-", "-", "-", "-", "-", "-", r->msgs_per_s);
   }
   fflush(stdout);
@@ -242,6 +242,7 @@ static void summary(void) {
   printf("\nRatios from this run (p50 unless named):\n");
   const row *s64 = find("shmbus", "busy", 64), *fl = find("floor", "busy", 64);
   const row *fl2 = find("floor2", "busy", 64), *f2m = find("floor2", "busy", 4u << 20);
+  const row *f2d = find("floor2-cldemote", "busy", 64);
   const row *s4m = find("shmbus", "busy", 4u << 20), *iox = find("iceoryx", "busy", 64);
   const row *st = find("shmbus", "throughput", 64), *sp = find("spsc_floor", "throughput", 64);
   const row *b64 = find("shmbus", "blocking", 64), *ffl = find("futex_floor", "blocking", 64);
@@ -253,6 +254,8 @@ static void summary(void) {
   if (fl2 && fl)
     printf("  %-52s %8.3f\n", "floor2 64 B / floor (what the second line costs)",
            fl2->p50 / fl->p50);
+  if (s64 && f2d)
+    printf("  %-52s %8.3f\n", "shmbus 64 B / floor2-cldemote (the same hint)", s64->p50 / f2d->p50);
   /* The C++ API adds nothing measurable: within the run-to-run noise. */
   if (s64 && cpp64)
     verdict("shmbus-cpp 64 B / shmbus 64 B (C++ API)", cpp64->p50 / s64->p50, 1.1, 1);
@@ -297,8 +300,9 @@ const bench_transport bench_shmbus_cpp = {"shmbus-cpp", "busy", 0,   cpp_unavail
 /* Busy and blocking rows alike; a name selects all of its modes. */
 static const bench_transport *const transports[] = {
     &bench_shmbus, &bench_shmbus_cpp, &bench_shmbus_observed, &bench_shmbus_blocking,
-    &bench_floor,  &bench_floor2,     &bench_futex_floor,     &bench_pipe,
-    &bench_uds,    &bench_mqueue,     &bench_iceoryx,         &bench_zmq,
+    &bench_floor,  &bench_floor2,     &bench_floor2_demote,   &bench_futex_floor,
+    &bench_pipe,   &bench_uds,        &bench_mqueue,          &bench_iceoryx,
+    &bench_zmq,
 };
 
 static void usage(void) {
@@ -306,12 +310,12 @@ static void usage(void) {
       "usage: shmbus-bench [--quick | --full] [--mode latency|throughput|fanout|all]\n"
       "                    [--transports a,b,...] [--payloads 64,1024,...] [--touch first|all]\n"
       "                    [--iterations N] [--cpus A,B] [--csv FILE]\n"
-      "transports: shmbus (busy and blocking) shmbus-cpp floor floor2 futex_floor pipe uds\n"
-      "            mqueue\n"
+      "transports: shmbus (busy and blocking) shmbus-cpp floor floor2 floor2-cldemote\n"
+      "            futex_floor pipe uds mqueue\n"
       "            iceoryx zmq\n"
       "  busy (poll):         shmbus shmbus-cpp (the same through shmbus.hpp)\n"
       "                       shmbus-observed (the same, described every 10 ms) floor floor2\n"
-      "                       iceoryx\n"
+      "                       floor2-cldemote (its lines demoted, as shmbus does) iceoryx\n"
       "  blocking (sleep):    shmbus futex_floor pipe uds mqueue zmq\n"
       "  throughput:          shmbus spsc_floor; fan-out: shmbus\n"
       "Quick mode (the default) runs the whole comparison in about half a minute.");
@@ -386,7 +390,7 @@ int main(int argc, char **argv) {
   printf("shmbus-bench: %s mode, cores %d and %d, clock %s, one-way latency in ns\n",
          full ? "full" : "quick", cpu_a, cpu_b, ns_per_tick > 0 ? "TSC" : bench_os_clock_name());
   printf("platform: %s\n", bench_os_platform());
-  printf("%-11s %-10s %9s %9s %9s %9s %9s %9s %10s %9s %12s\n", "transport", "mode", "payload",
+  printf("%-15s %-10s %9s %9s %9s %9s %9s %9s %10s %9s %12s\n", "transport", "mode", "payload",
          "iters", "p50", "p90", "p99", "p99.9", "max", "mean", "msgs/s");
 
   bench_params p;
@@ -404,7 +408,8 @@ int main(int argc, char **argv) {
         p.payload = payloads[k];
         /* The floors move one cache line (one word) whatever the payload;
          * floor2 is measured at every payload (its chunks span it). */
-        if ((tr == &bench_floor || tr == &bench_futex_floor || tr == &bench_shmbus_observed) &&
+        if ((tr == &bench_floor || tr == &bench_futex_floor || tr == &bench_shmbus_observed ||
+             tr == &bench_floor2_demote) &&
             k > 0)
           break;
         int blocking = strcmp(tr->mode, "blocking") == 0;

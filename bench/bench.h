@@ -131,6 +131,7 @@ extern const bench_transport bench_shmbus_cpp;      /* busy, through shmbus.hpp 
 extern const bench_transport bench_shmbus_observed; /* busy, while described     */
 extern const bench_transport bench_floor;           /* busy: one cache line      */
 extern const bench_transport bench_floor2;          /* busy: payload + signal    */
+extern const bench_transport bench_floor2_demote;   /* the same, lines demoted   */
 extern const bench_transport bench_futex_floor;     /* blocking: one futex word  */
 extern const bench_transport bench_pipe;
 extern const bench_transport bench_uds;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 #endif
 
+#include "atomic.h" /* the library's shmbus__cpu_demote, for floor2-cldemote */
 #include "bench.h"
 
 #define LINE 64
@@ -134,9 +135,15 @@ static unsigned char *floor2_chunk(int to_b, uint64_t i) {
          (size_t)(i % f2.chunks) * f2.stride + FLOOR2_PAYLOAD_OFFSET;
 }
 
+static int f2_demote; /* floor2-cldemote (below), set in the peers */
+
 static void floor2_send(const bench_params *p, int to_b, uint64_t i, uint64_t stamp) {
   bench_touch(floor2_chunk(to_b, i), p->payload, stamp, p->touch_all);
   __atomic_store_n(floor2_signal(to_b), i + 1, __ATOMIC_RELEASE);
+  if (f2_demote) {
+    shmbus__cpu_demote(floor2_chunk(to_b, i));
+    shmbus__cpu_demote(floor2_signal(to_b));
+  }
 }
 
 /* Spins until trip i arrived; its stamp, or STOP (stopped or failed). */
@@ -180,6 +187,24 @@ static int floor2_run(const bench_params *p, int role, bench_shared *sh) {
 
 const bench_transport bench_floor2 = {"floor2",   "busy",        0, NULL, floor2_prepare,
                                       floor2_run, floor2_cleanup};
+
+/* ---- floor2-cldemote: floor2 whose sender demotes both lines ----
+ * After each trip's stores the sender demotes the chunk line and the signal
+ * line to the shared cache (CLDEMOTE), as shmbus's publisher does after a
+ * pause (src/publisher.c, demote): what the same hint buys the floor, so
+ * that shmbus / floor2 is not read as less software than it is. */
+static const char *floor2_demote_unavailable(void) {
+  return shmbus__cpu_can_demote() ? NULL : "the CPU has no CLDEMOTE";
+}
+
+static int floor2_demote_run(const bench_params *p, int role, bench_shared *sh) {
+  f2_demote = 1;
+  return floor2_run(p, role, sh);
+}
+
+const bench_transport bench_floor2_demote = {
+    "floor2-cldemote", "busy",        0, floor2_demote_unavailable, floor2_prepare,
+    floor2_demote_run, floor2_cleanup};
 
 #ifndef _WIN32
 
