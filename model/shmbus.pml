@@ -91,6 +91,7 @@
 #define PH_CHK1 14
 #define PH_CHECK 15 /* update, collect, then the end-state checks           */
 #define PH_END 16
+#define PH_AHEAD 17 /* look_ahead: after a publish, per connection          */
 
 /* ---- shared memory ----------------------------------------------------- */
 
@@ -520,13 +521,38 @@ proctype Pub() {
 #ifdef MUTANT_ORDER
           ph = PH_LATE
 #else
-          c = 0; sq = 0; ph = PH_LOAN
+          c = 0; sq = 0; ph = PH_AHEAD
 #endif
        :: !yld && ph == PH_LATE ->
           /* Mutant: the slot words were stored without release, so the
            * header's stores become visible after them. */
           chunk_seq[c] = sq;
-          c = 0; sq = 0; ph = PH_LOAN; yld = 1
+          c = 0; sq = 0; ph = PH_AHEAD; yld = 1
+       :: !yld && ph == PH_AHEAD ->
+          /* look_ahead: for each served connection, one step: the head load
+           * of a queue that looks full (load_head's checks), then the
+           * collect of one at the in-flight limit */
+          if
+          :: dk == NSUB -> dk = 0; ph = PH_LOAN
+          :: dk < NSUB && p_bound[dk] && !p_broken[dk] ->
+             if
+             :: p_tail[dk] - p_head_seen[dk] >= DEPTH ->
+                hh = head[dk];
+                if
+                :: hh < p_head_seen[dk] || hh > p_tail[dk] || p_tail[dk] - hh > DEPTH ->
+                   break_conn(dk)
+                :: else -> p_head_seen[dk] = hh
+                fi;
+                hh = 0
+             :: else -> skip
+             fi;
+             if
+             :: !p_broken[dk] && p_inflight[dk] >= LIMIT -> collect(dk)
+             :: else -> skip
+             fi;
+             dk++; yld = 1
+          :: else -> dk++
+          fi
        :: !yld && ph == PH_UPD -> update_connections(); ph = ret
        :: !yld && ph == PH_COLL -> collect_all(); ph = ret
        :: !yld && ph == PH_FINAL1 -> ret = PH_FINAL2; ph = PH_COLL

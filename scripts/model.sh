@@ -19,7 +19,7 @@
 #   --list     prints the runs and their flags
 #
 # Builds in a temporary directory, removed on exit; needs spin and a C
-# compiler ($CC, default cc). About a minute on two slow cores.
+# compiler ($CC, default cc). About two minutes on two slow cores.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

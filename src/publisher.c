@@ -709,6 +709,22 @@ static void demote(const shmbus_publisher *pub, uint32_t chunk) {
   }
 }
 
+/* After a publish, the bookkeeping that the next one would otherwise do
+ * before its delivery: reloading the head of a queue that looks full, and
+ * collecting the completions of a connection at its in-flight limit. Both
+ * read lines the subscriber writes, about once in 16 publishes; done here,
+ * after the signal went out, they overlap with the subscriber's work
+ * instead of delaying the next sample (a request-reply publisher waits
+ * for the reply next): busy 64 B p99 606 -> 381 ns and p90 354 -> 303 ns,
+ * p50 and throughput unchanged (docs/performance.md). */
+static void look_ahead(shmbus_publisher *pub) {
+  for (uint32_t i = 0; i < pub->nserving; i++) {
+    pub_conn *c = &pub->conns[pub->serving[i]];
+    if (!c->broken && c->tail - c->head_seen >= pub->depth) (void)load_head(pub, c);
+    if (!c->broken && c->inflight >= pub->inflight_limit) collect(pub, c);
+  }
+}
+
 static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int whole) {
   if (pub == NULL || payload == NULL) return SHMBUS_ERR_INVAL;
   int64_t found = loaned_chunk(pub, payload);
@@ -742,6 +758,7 @@ static int publish_chunk(shmbus_publisher *pub, void *payload, size_t bytes, int
   wake_sleepers(pub);
   if (pub->svc.cfg.history) history_push(pub, chunk);
   end_loan(pub, chunk);
+  look_ahead(pub);
   return 0;
 }
 
