@@ -161,6 +161,42 @@ static void hl_conn_view(hl_conn *c, uint8_t *ctl, const shmbus__layout *l, uint
   c->done_mask = l->done_cap - 1;
 }
 
+/* An attacker's writable view of the connection that publisher `pub`
+ * keeps for subscriber `sub`: the service and the control segment mapped,
+ * and the connection's words. */
+typedef struct hl_victim {
+  hl_service hs;
+  uint8_t *ctl;
+  size_t ctl_size;
+  hl_conn c;
+} hl_victim;
+
+static void hl_victim_map(hl_victim *v, const ts_env *env, const char *service,
+                          const shmbus_publisher *pub, const shmbus_subscriber *sub) {
+  assert_int_equal(hl_service_map(env, service, &v->hs), 0);
+  uint32_t k = hl_find_slot(&v->hs, SHMBUS__SUBSCRIBER, shmbus_subscriber_id(sub));
+  assert_true(k != UINT32_MAX);
+  char ctl_name[SHMBUS__OBJECT_NAME_MAX];
+  hl_pub_object(ctl_name, env, service, shmbus_publisher_id(pub), 0);
+  v->ctl = ts_map_object(env->dir, ctl_name, &v->ctl_size);
+  assert_non_null(v->ctl);
+  hl_conn_view(&v->c, v->ctl, &v->hs.layout, k);
+}
+
+static void hl_victim_unmap(hl_victim *v) {
+  ts_unmap_object(v->ctl, v->ctl_size);
+  hl_service_unmap(&v->hs);
+}
+
+/* Appends `chunk` to the connection's completion ring, as its subscriber
+ * would; returns the ring's tail before. */
+static uint64_t hl_forge_completion(const hl_conn *c, uint32_t chunk) {
+  uint64_t dt = __atomic_load_n(c->done_tail, __ATOMIC_RELAXED);
+  __atomic_store_n(&c->done[dt & c->done_mask], chunk, __ATOMIC_RELAXED);
+  __atomic_store_n(c->done_tail, dt + 1, __ATOMIC_RELEASE);
+  return dt;
+}
+
 /* The mappings (VMAs) of one file in a process, from /proc/<pid>/maps. */
 typedef struct hl_vmas {
   unsigned count;
@@ -712,17 +748,9 @@ static void evict_case(void **state, int rewind) {
   memcpy(&want, held.payload, sizeof want);
 
   /* The attacker's view of X's connection. */
-  hl_service hs;
-  assert_int_equal(hl_service_map(env, service, &hs), 0);
-  uint32_t k = hl_find_slot(&hs, SHMBUS__SUBSCRIBER, shmbus_subscriber_id(x));
-  assert_true(k != UINT32_MAX);
-  char ctl_name[SHMBUS__OBJECT_NAME_MAX];
-  hl_pub_object(ctl_name, env, service, shmbus_publisher_id(p), 0);
-  size_t ctl_size;
-  uint8_t *ctl = ts_map_object(env->dir, ctl_name, &ctl_size);
-  assert_non_null(ctl);
-  hl_conn c;
-  hl_conn_view(&c, ctl, &hs.layout, k);
+  hl_victim v;
+  hl_victim_map(&v, env, service, p, x);
+  const hl_conn c = v.c;
   uint64_t head = __atomic_load_n(c.head, __ATOMIC_ACQUIRE);
   uint64_t w = __atomic_load_n(&c.slots[head & c.slot_mask], __ATOMIC_ACQUIRE);
   assert_int_equal((uint32_t)(w >> 32), (uint32_t)(head + 1)); /* sample 0, queued for X */
@@ -731,9 +759,7 @@ static void evict_case(void **state, int rewind) {
   if (rewind)
     assert_true(__atomic_compare_exchange_n(c.head, &head, head + 1, 0, __ATOMIC_ACQ_REL,
                                             __ATOMIC_ACQUIRE));
-  uint64_t dt = __atomic_load_n(c.done_tail, __ATOMIC_RELAXED);
-  __atomic_store_n(&c.done[dt & c.done_mask], chunk, __ATOMIC_RELAXED);
-  __atomic_store_n(c.done_tail, dt + 1, __ATOMIC_RELEASE);
+  uint64_t dt = hl_forge_completion(&c, chunk);
   assert_true(shmbus_publisher_update(p) >= 0); /* collects the completion */
   /* Canary (the attack landed where the layout says): the publisher either
    * consumed the forged completion or cut X off for it. */
@@ -761,8 +787,7 @@ static void evict_case(void **state, int rewind) {
   assert_int_equal(shmbus_subscriber_lost(h), 0);
   ts_assert_ok(shmbus_subscriber_release(h, &held));
 
-  ts_unmap_object(ctl, ctl_size);
-  hl_service_unmap(&hs);
+  hl_victim_unmap(&v);
   shmbus_subscriber_close(x);
   shmbus_subscriber_close(h);
   shmbus_publisher_close(p);
@@ -805,23 +830,12 @@ static void cut_off_connection(void **state) {
   hl_publish(p, tag, 1);
   hl_publish(p, tag, 2);
 
-  hl_service hs;
-  assert_int_equal(hl_service_map(env, service, &hs), 0);
-  uint32_t k = hl_find_slot(&hs, SHMBUS__SUBSCRIBER, shmbus_subscriber_id(x));
-  assert_true(k != UINT32_MAX);
-  char ctl_name[SHMBUS__OBJECT_NAME_MAX];
-  hl_pub_object(ctl_name, env, service, shmbus_publisher_id(p), 0);
-  size_t ctl_size;
-  uint8_t *ctl = ts_map_object(env->dir, ctl_name, &ctl_size);
-  assert_non_null(ctl);
-  hl_conn c;
-  hl_conn_view(&c, ctl, &hs.layout, k);
-  uint64_t dt = __atomic_load_n(c.done_tail, __ATOMIC_RELAXED);
-  __atomic_store_n(&c.done[dt & c.done_mask], (uint32_t)hs.layout.chunks, __ATOMIC_RELAXED);
-  __atomic_store_n(c.done_tail, dt + 1, __ATOMIC_RELEASE);
+  hl_victim v;
+  hl_victim_map(&v, env, service, p, x);
+  (void)hl_forge_completion(&v.c, (uint32_t)v.hs.layout.chunks);
   /* Collects the completion; the canary: X is cut off. */
   assert_true(shmbus_publisher_update(p) >= 0);
-  assert_int_equal(__atomic_load_n(c.sub_id, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(v.c.sub_id, __ATOMIC_ACQUIRE), 0);
   /* The reclaimed chunks are loaned again. */
   for (uint64_t seq = 3; seq < 8; seq++) {
     hl_publish(p, tag, seq);
@@ -843,8 +857,7 @@ static void cut_off_connection(void **state) {
   ts_assert_err(shmbus_subscriber_take_latest(x, &got), SHMBUS_ERR_EMPTY);
   assert_int_equal(shmbus_subscriber_lost(h), 0);
 
-  ts_unmap_object(ctl, ctl_size);
-  hl_service_unmap(&hs);
+  hl_victim_unmap(&v);
   shmbus_subscriber_close(x);
   shmbus_subscriber_close(h);
   shmbus_publisher_close(p);
@@ -869,26 +882,14 @@ static void cut_off_connection_latest(void **state) {
   ts_assert_ok(shmbus_subscriber_take_latest(x, &got)); /* X is bound and active */
   ts_assert_ok(shmbus_subscriber_release(x, &got));
   hl_publish(p, 0x53, 1);
-  hl_service hs;
-  assert_int_equal(hl_service_map(env, service, &hs), 0);
-  uint32_t k = hl_find_slot(&hs, SHMBUS__SUBSCRIBER, shmbus_subscriber_id(x));
-  assert_true(k != UINT32_MAX);
-  char ctl_name[SHMBUS__OBJECT_NAME_MAX];
-  hl_pub_object(ctl_name, env, service, shmbus_publisher_id(p), 0);
-  size_t ctl_size;
-  uint8_t *ctl = ts_map_object(env->dir, ctl_name, &ctl_size);
-  assert_non_null(ctl);
-  hl_conn c;
-  hl_conn_view(&c, ctl, &hs.layout, k);
-  uint64_t dt = __atomic_load_n(c.done_tail, __ATOMIC_RELAXED);
-  __atomic_store_n(&c.done[dt & c.done_mask], UINT32_MAX, __ATOMIC_RELAXED);
-  __atomic_store_n(c.done_tail, dt + 1, __ATOMIC_RELEASE);
+  hl_victim v;
+  hl_victim_map(&v, env, service, p, x);
+  (void)hl_forge_completion(&v.c, UINT32_MAX);
   assert_true(shmbus_publisher_update(p) >= 0);
-  assert_int_equal(__atomic_load_n(c.sub_id, __ATOMIC_ACQUIRE), 0);
+  assert_int_equal(__atomic_load_n(v.c.sub_id, __ATOMIC_ACQUIRE), 0);
   ts_assert_err(shmbus_subscriber_take_latest(x, &got), SHMBUS_ERR_CORRUPT);
   ts_assert_err(shmbus_subscriber_take(x, &got), SHMBUS_ERR_EMPTY);
-  ts_unmap_object(ctl, ctl_size);
-  hl_service_unmap(&hs);
+  hl_victim_unmap(&v);
   shmbus_subscriber_close(x);
   shmbus_publisher_close(p);
   shmbus_node_close(nx);
