@@ -111,9 +111,11 @@ int shmbus__segment_open_wait(const shmbus__root *root, const char *name, int wr
 
 /* ---- subscriber.c: waiting, shared with waitset.c ---------------------- */
 
-/* 0 when a sample can be taken, HOLD_LIMIT when one is queued but the
+/* 0 when a sample can be taken (or the next take has an error to tell: a
+ * publisher cut a connection off), HOLD_LIMIT when one is queued but the
  * subscriber holds its maximum, NO_PUBLISHER when the last publisher went
- * (once), EMPTY otherwise. Looks for new publishers. */
+ * (once), CORRUPT when the subscriber is defunct, EMPTY otherwise. Looks
+ * for new publishers. */
 int shmbus__subscriber_ready(shmbus_subscriber *sub);
 /* Announces that the caller may sleep (the subscriber's `sleeping`, then a
  * seq_cst fence); look with shmbus__subscriber_ready once more before

@@ -65,6 +65,8 @@ struct shmbus_subscriber {
   uint32_t fault_epoch;    /* shmbus__fault_epoch() last acted on   */
   int defunct;             /* CORRUPT from now on: a peer truncated the
                              service segment, or got our slot reaped */
+  int cut_untold;          /* a wait found a source cut off: the next
+                              take or take_latest says CORRUPT      */
   uint64_t retry_at;       /* no new connection attempt before this */
   shmbus_waitset *waitset; /* the one we are attached to, or NULL */
   shmbus__waitable wake;   /* our slot's wake word (wait.h)       */
@@ -247,9 +249,10 @@ static void break_source(sub_source *s) { s->state = SRC_BROKEN; }
 
 /* Whether the publisher cut this bound source off (publisher.c,
  * break_conn: it cleared sub_id and took its chunks back); then the source
- * is broken, and the caller says CORRUPT once. Looked at only when the
- * queue is empty (a cut-off queue reads empty): the word's line changes
- * only when the binding does, so an idle poll reads it from its cache. */
+ * is broken, and the caller says CORRUPT once (a wait leaves that to the
+ * next take: cut_untold). Looked at only when the queue is empty (a cut-off
+ * queue reads empty): the word's line changes only when the binding does,
+ * so an idle poll reads it from its cache. */
 static int cut_off(const shmbus_subscriber *sub, sub_source *s) {
   if (s->state != SRC_BOUND) return 0;
   /* Pairs with the store-release in break_conn. */
@@ -306,6 +309,10 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
   /* A second round only when the first let a drained source go: a
    * publisher waiting for a free source may be connected now. */
+  if (sub->cut_untold) {
+    sub->cut_untold = 0;
+    return SHMBUS_ERR_CORRUPT;
+  }
   for (int round = 0, retired = 1; round < 2 && retired; round++) {
     retired = 0;
     refresh_sources(sub);
@@ -355,6 +362,10 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
   if (out) memset(out, 0, sizeof *out);
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
+  if (sub->cut_untold) {
+    sub->cut_untold = 0;
+    return SHMBUS_ERR_CORRUPT;
+  }
   refresh_sources(sub);
   if (sub->defunct) return SHMBUS_ERR_CORRUPT;
   uint32_t best_source = UINT32_MAX, best_chunk = 0;
@@ -491,6 +502,7 @@ void shmbus__subscriber_disarm(shmbus_subscriber *sub) {
 }
 
 int shmbus__subscriber_ready(shmbus_subscriber *sub) {
+  if (sub->cut_untold) return 0;
   int publishers = 0;
   /* A second round only when the first let a drained source go: a
    * publisher that found no free source can be connected now. */
@@ -509,6 +521,10 @@ int shmbus__subscriber_ready(shmbus_subscriber *sub) {
       /* Queued but not takeable while we hold our maximum. */
       if (!shmbus__ring_empty(&s->ring))
         return sub->held_free_count > 0 ? 0 : SHMBUS_ERR_HOLD_LIMIT;
+      if (cut_off(sub, s)) {
+        sub->cut_untold = 1; /* ready: the take says what happened */
+        return 0;
+      }
       if (s->state == SRC_BOUND) {
         publishers++;
       } else if (s->held == 0) {

@@ -896,6 +896,72 @@ static void cut_off_connection_latest(void **state) {
   shmbus_node_close(np);
 }
 
+/* A subscriber that waits is woken by it: its wait says "ready" (so does a
+ * wait set), and the take after it says CORRUPT, once. */
+static void cut_off_connection_wait(void **state) {
+  ts_env *env = *state;
+  char service[64];
+  ts_service_name(service, sizeof service, "cut-off-wait");
+  shmbus_service_opts o = ts_opts();
+  shmbus_node *np = ts_node(env), *nx = ts_node(env);
+  shmbus_publisher *p;
+  shmbus_subscriber *x;
+  shmbus_waitset *ws;
+  ts_assert_ok(shmbus_publisher_open(np, service, &o, &p));
+  ts_assert_ok(shmbus_subscriber_open(nx, service, &o, &x));
+  ts_assert_ok(shmbus_waitset_open(nx, &ws));
+  shmbus_sample got;
+  hl_publish(p, 0x54, 0);
+  ts_assert_ok(shmbus_subscriber_wait(x, 1000 * 1000 * 1000));
+  ts_assert_ok(shmbus_subscriber_take(x, &got));
+  ts_assert_ok(shmbus_subscriber_release(x, &got));
+  ts_assert_err(shmbus_subscriber_wait(x, 0), SHMBUS_ERR_TIMEDOUT); /* bound, idle */
+  hl_victim v;
+  hl_victim_map(&v, env, service, p, x);
+  (void)hl_forge_completion(&v.c, UINT32_MAX);
+  assert_true(shmbus_publisher_update(p) >= 0);
+  assert_int_equal(__atomic_load_n(v.c.sub_id, __ATOMIC_ACQUIRE), 0);
+  /* Told however it looks: a wait, twice (it keeps the news for the take),
+   * then the take. */
+  ts_assert_ok(shmbus_subscriber_wait(x, 1000 * 1000 * 1000));
+  ts_assert_ok(shmbus_subscriber_wait(x, 0));
+  ts_assert_err(shmbus_subscriber_take(x, &got), SHMBUS_ERR_CORRUPT);
+  /* Its only publisher serves it no more. */
+  ts_assert_err(shmbus_subscriber_wait(x, 0), SHMBUS_ERR_NO_PUBLISHER);
+  ts_assert_err(shmbus_subscriber_wait(x, 0), SHMBUS_ERR_TIMEDOUT);
+  ts_assert_err(shmbus_subscriber_take(x, &got), SHMBUS_ERR_EMPTY);
+  hl_victim_unmap(&v);
+
+  /* A wait set reports DATA for a member cut off, and its take CORRUPT. */
+  shmbus_subscriber *y;
+  ts_assert_ok(shmbus_subscriber_open(nx, service, &o, &y));
+  ts_assert_ok(shmbus_waitset_attach(ws, y, NULL));
+  shmbus_wait_event ev[2];
+  hl_publish(p, 0x54, 1);
+  assert_int_equal(shmbus_waitset_wait(ws, 1000 * 1000 * 1000, ev, 2), 1);
+  ts_assert_ok(shmbus_subscriber_take(y, &got));
+  ts_assert_ok(shmbus_subscriber_release(y, &got));
+  hl_victim_map(&v, env, service, p, y);
+  (void)hl_forge_completion(&v.c, UINT32_MAX);
+  assert_true(shmbus_publisher_update(p) >= 0);
+  assert_int_equal(shmbus_waitset_wait(ws, 1000 * 1000 * 1000, ev, 2), 1);
+  assert_int_equal(ev[0].what, SHMBUS_WAIT_DATA);
+  assert_ptr_equal(ev[0].sub, y);
+  ts_assert_err(shmbus_subscriber_take(y, &got), SHMBUS_ERR_CORRUPT);
+  ts_assert_err(shmbus_subscriber_take(y, &got), SHMBUS_ERR_EMPTY);
+  assert_int_equal(shmbus_waitset_wait(ws, 0, ev, 2), 1);
+  assert_int_equal(ev[0].what, SHMBUS_WAIT_NO_PUBLISHER);
+  ts_assert_err(shmbus_waitset_wait(ws, 0, ev, 2), SHMBUS_ERR_TIMEDOUT);
+  hl_victim_unmap(&v);
+  ts_assert_ok(shmbus_waitset_detach(ws, y));
+  shmbus_subscriber_close(y);
+  shmbus_waitset_close(ws);
+  shmbus_subscriber_close(x);
+  shmbus_publisher_close(p);
+  shmbus_node_close(nx);
+  shmbus_node_close(np);
+}
+
 /* ==== finding 4: FIFOs and symbolic links under our names ================= */
 
 typedef struct fifo_ctx {
@@ -1321,21 +1387,14 @@ int main(void) {
   const char *filter = getenv("HL_FILTER");
   if (filter != NULL && *filter != '\0') cmocka_set_test_filter(filter);
   const struct CMUnitTest tests[] = {
-      HL_BOTH(config_flipped_while_opening),
-      HL_BOTH(grown_publisher_segments),
-      HL_BOTH(grown_service_segment),
-      HL_BOTH(size_changed_between_reads),
-      HL_BOTH(evict_returned_untaken),
-      HL_BOTH(evict_rewound_head),
-      HL_BOTH(cut_off_connection),
-      HL_BOTH(cut_off_connection_latest),
-      HL_BOTH(fifo_under_service_name),
-      HL_BOTH(fifo_under_data_name),
-      HL_BOTH(fifo_token_in_slot),
-      HL_BOTH(symlink_under_service_name),
-      HL_BOTH(directory_under_service_name),
-      HL_BOTH(reaped_live_subscriber),
-      HL_BOTH(future_timestamp),
+      HL_BOTH(config_flipped_while_opening), HL_BOTH(grown_publisher_segments),
+      HL_BOTH(grown_service_segment),        HL_BOTH(size_changed_between_reads),
+      HL_BOTH(evict_returned_untaken),       HL_BOTH(evict_rewound_head),
+      HL_BOTH(cut_off_connection),           HL_BOTH(cut_off_connection_latest),
+      HL_BOTH(cut_off_connection_wait),      HL_BOTH(fifo_under_service_name),
+      HL_BOTH(fifo_under_data_name),         HL_BOTH(fifo_token_in_slot),
+      HL_BOTH(symlink_under_service_name),   HL_BOTH(directory_under_service_name),
+      HL_BOTH(reaped_live_subscriber),       HL_BOTH(future_timestamp),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
