@@ -13,7 +13,8 @@
 #                        suites 3, 4 and 5), and its
 #                        install_consumer the 32-bit install's C and C++
 #                        programs against its own (tests/consumer/run.sh)
-#   3. build/test-aops   RelWithDebInfo, SHMBUS_ATOMICS=libatomic_ops
+#   3. build/test-aops   Release (-O3, NDEBUG: what users ship; -O3 warns
+#                        where -O2 does not), SHMBUS_ATOMICS=libatomic_ops
 #   4. build/test-clang  Debug, clang-14 (warnings as errors, as with gcc)
 #   5. build/test-asan   Debug, ASan+UBSan, ASAN_OPTIONS=detect_leaks=1
 #   6. build/test-tsan   RelWithDebInfo, TSan, the threaded tests (-L threads)
@@ -168,7 +169,7 @@ suite default build/test Debug "${default_env:-}" -- \
   -DSHMBUS_ATOMICS=c11 -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON "${abi_args[@]}"
 
 if ((!quick)); then
-  suite libatomic_ops build/test-aops RelWithDebInfo "" -- \
+  suite libatomic_ops build/test-aops Release "" -- \
     -DSHMBUS_ATOMICS=libatomic_ops -DSHMBUS_SANITIZE= -DSHMBUS_WERROR=ON \
     -DSHMBUS_BUILD_BENCH=OFF "${abi_args[@]}"
   if ((clang)); then
