@@ -561,7 +561,8 @@ SHMBUS_EXTERN uint64_t shmbus_subscriber_id(const shmbus_subscriber *sub);
  * a word of the service; a publisher makes the wake-up system call only
  * while a waiter sleeps). The sample stays queued: take it.
  *   timeout_ns: 0 looks once, negative waits forever.
- * Returns 0 (a sample is queued), or
+ * Returns 0 (a sample is queued, or the next take has an error to report:
+ * a publisher cut this subscriber off), or
  *   TIMEDOUT      nothing arrived in time;
  *   NO_PUBLISHER  the subscriber was connected to a publisher and none is
  *                 left (closed or died), with nothing queued. Reported once

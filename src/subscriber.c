@@ -65,8 +65,9 @@ struct shmbus_subscriber {
   uint32_t fault_epoch;    /* shmbus__fault_epoch() last acted on   */
   int defunct;             /* CORRUPT from now on: a peer truncated the
                              service segment, or got our slot reaped */
-  int cut_untold;          /* a wait found a source cut off: the next
-                              take or take_latest says CORRUPT      */
+  int cut_untold;          /* a source was found cut off by a wait or a
+                              take_latest that took another's sample:
+                              the next take or take_latest says CORRUPT */
   uint64_t retry_at;       /* no new connection attempt before this */
   shmbus_waitset *waitset; /* the one we are attached to, or NULL */
   shmbus__waitable wake;   /* our slot's wake word (wait.h)       */
@@ -307,12 +308,12 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
   if (out) memset(out, 0, sizeof *out);
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
-  /* A second round only when the first let a drained source go: a
-   * publisher waiting for a free source may be connected now. */
   if (sub->cut_untold) {
     sub->cut_untold = 0;
     return SHMBUS_ERR_CORRUPT;
   }
+  /* A second round only when the first let a drained source go: a
+   * publisher waiting for a free source may be connected now. */
   for (int round = 0, retired = 1; round < 2 && retired; round++) {
     retired = 0;
     refresh_sources(sub);
@@ -394,10 +395,15 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
       best_source = i;
       best_chunk = chunk;
     }
-    if (n == 0 && cut_off(sub, s)) err = SHMBUS_ERR_CORRUPT;
+    /* Said when nothing is taken, else by the next take. */
+    if (n == 0 && cut_off(sub, s)) sub->cut_untold = 1;
   }
   if (best_source == UINT32_MAX) {
     memset(out, 0, sizeof *out);
+    if (sub->cut_untold) {
+      sub->cut_untold = 0;
+      return SHMBUS_ERR_CORRUPT;
+    }
     return err ? err : SHMBUS_ERR_EMPTY;
   }
   /* A read after the best one's may have found its segment truncated

@@ -890,6 +890,29 @@ static void cut_off_connection_latest(void **state) {
   ts_assert_err(shmbus_subscriber_take_latest(x, &got), SHMBUS_ERR_CORRUPT);
   ts_assert_err(shmbus_subscriber_take(x, &got), SHMBUS_ERR_EMPTY);
   hl_victim_unmap(&v);
+
+  /* Another publisher's sample goes before the news of a cut: take_latest
+   * returns it, and the next take_latest says CORRUPT. */
+  shmbus_publisher *p2, *p3;
+  ts_assert_ok(shmbus_publisher_open(np, service, &o, &p2));
+  ts_assert_ok(shmbus_publisher_open(np, service, &o, &p3));
+  hl_publish(p3, 0x53, 0);
+  ts_assert_ok(shmbus_subscriber_take_latest(x, &got)); /* bound to p3 */
+  assert_int_equal(got.publisher_id, shmbus_publisher_id(p3));
+  ts_assert_ok(shmbus_subscriber_release(x, &got));
+  hl_victim_map(&v, env, service, p3, x);
+  (void)hl_forge_completion(&v.c, UINT32_MAX);
+  assert_true(shmbus_publisher_update(p3) >= 0);
+  assert_int_equal(__atomic_load_n(v.c.sub_id, __ATOMIC_ACQUIRE), 0);
+  hl_victim_unmap(&v);
+  hl_publish(p2, 0x53, 0);
+  ts_assert_ok(shmbus_subscriber_take_latest(x, &got));
+  assert_int_equal(got.publisher_id, shmbus_publisher_id(p2));
+  ts_assert_ok(shmbus_subscriber_release(x, &got));
+  ts_assert_err(shmbus_subscriber_take_latest(x, &got), SHMBUS_ERR_CORRUPT);
+  ts_assert_err(shmbus_subscriber_take_latest(x, &got), SHMBUS_ERR_EMPTY);
+  shmbus_publisher_close(p3);
+  shmbus_publisher_close(p2);
   shmbus_subscriber_close(x);
   shmbus_publisher_close(p);
   shmbus_node_close(nx);
