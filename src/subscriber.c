@@ -65,9 +65,8 @@ struct shmbus_subscriber {
   uint32_t fault_epoch;    /* shmbus__fault_epoch() last acted on   */
   int defunct;             /* CORRUPT from now on: a peer truncated the
                              service segment, or got our slot reaped */
-  int cut_untold;          /* a source was found cut off by a wait or a
-                              take_latest that took another's sample:
-                              the next take or take_latest says CORRUPT */
+  int cut_untold;          /* a source was found cut off (cut_off) and
+                              no take has said so yet                */
   uint64_t retry_at;       /* no new connection attempt before this */
   shmbus_waitset *waitset; /* the one we are attached to, or NULL */
   shmbus__waitable wake;   /* our slot's wake word (wait.h)       */
@@ -250,16 +249,24 @@ static void break_source(sub_source *s) { s->state = SRC_BROKEN; }
 
 /* Whether the publisher cut this bound source off (publisher.c,
  * break_conn: it cleared sub_id and took its chunks back); then the source
- * is broken, and the caller says CORRUPT once (a wait leaves that to the
- * next take: cut_untold). Looked at only when the queue is empty (a cut-off
- * queue reads empty): the word's line changes only when the binding does,
- * so an idle poll reads it from its cache. */
-static int cut_off(const shmbus_subscriber *sub, sub_source *s) {
+ * is broken and the news kept (cut_untold) until a take or take_latest
+ * says CORRUPT, once (tell_cut). Looked at only when the queue is empty (a
+ * cut-off queue reads empty): the word's line changes only when the
+ * binding does, so an idle poll reads it from its cache. */
+static int cut_off(shmbus_subscriber *sub, sub_source *s) {
   if (s->state != SRC_BOUND) return 0;
   /* Pairs with the store-release in break_conn. */
   if (shmbus__load64_acquire(&s->ring.conn->sub_id) == sub->id) return 0;
   break_source(s);
+  sub->cut_untold = 1;
   return 1;
+}
+
+/* CORRUPT once after a cut-off that no take has told, else 0. */
+static int tell_cut(shmbus_subscriber *sub) {
+  if (!sub->cut_untold) return 0;
+  sub->cut_untold = 0;
+  return SHMBUS_ERR_CORRUPT;
 }
 
 /* ---- samples ----------------------------------------------------------- */
@@ -308,10 +315,8 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
   if (out) memset(out, 0, sizeof *out);
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
-  if (sub->cut_untold) {
-    sub->cut_untold = 0;
-    return SHMBUS_ERR_CORRUPT;
-  }
+  int told = tell_cut(sub);
+  if (told) return told;
   /* A second round only when the first let a drained source go: a
    * publisher waiting for a free source may be connected now. */
   for (int round = 0, retired = 1; round < 2 && retired; round++) {
@@ -335,7 +340,7 @@ int shmbus_subscriber_take(shmbus_subscriber *sub, shmbus_sample *out) {
         hold(sub, i, chunk, out);
         return 0;
       }
-      if (cut_off(sub, s)) return SHMBUS_ERR_CORRUPT;
+      if (cut_off(sub, s)) return tell_cut(sub);
       if (s->state == SRC_GONE && s->held == 0) {
         retire(sub, s);
         retired = 1;
@@ -363,10 +368,8 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
   if (out) memset(out, 0, sizeof *out);
   if (sub == NULL || out == NULL) return SHMBUS_ERR_INVAL;
   if (sub->held_free_count == 0) return SHMBUS_ERR_HOLD_LIMIT;
-  if (sub->cut_untold) {
-    sub->cut_untold = 0;
-    return SHMBUS_ERR_CORRUPT;
-  }
+  int told = tell_cut(sub);
+  if (told) return told;
   refresh_sources(sub);
   if (sub->defunct) return SHMBUS_ERR_CORRUPT;
   uint32_t best_source = UINT32_MAX, best_chunk = 0;
@@ -395,16 +398,13 @@ int shmbus_subscriber_take_latest(shmbus_subscriber *sub, shmbus_sample *out) {
       best_source = i;
       best_chunk = chunk;
     }
-    /* Said when nothing is taken, else by the next take. */
-    if (n == 0 && cut_off(sub, s)) sub->cut_untold = 1;
+    /* Told now when nothing is taken, else by the next take. */
+    if (n == 0) cut_off(sub, s);
   }
   if (best_source == UINT32_MAX) {
     memset(out, 0, sizeof *out);
-    if (sub->cut_untold) {
-      sub->cut_untold = 0;
-      return SHMBUS_ERR_CORRUPT;
-    }
-    return err ? err : SHMBUS_ERR_EMPTY;
+    told = tell_cut(sub);
+    return told ? told : err ? err : SHMBUS_ERR_EMPTY;
   }
   /* A read after the best one's may have found its segment truncated
    * (zero pages replace it): then what was read of it is no sample. */
@@ -527,10 +527,7 @@ int shmbus__subscriber_ready(shmbus_subscriber *sub) {
       /* Queued but not takeable while we hold our maximum. */
       if (!shmbus__ring_empty(&s->ring))
         return sub->held_free_count > 0 ? 0 : SHMBUS_ERR_HOLD_LIMIT;
-      if (cut_off(sub, s)) {
-        sub->cut_untold = 1; /* ready: the take says what happened */
-        return 0;
-      }
+      if (cut_off(sub, s)) return 0; /* ready: the take tells it */
       if (s->state == SRC_BOUND) {
         publishers++;
       } else if (s->held == 0) {

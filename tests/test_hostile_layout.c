@@ -197,6 +197,19 @@ static uint64_t hl_forge_completion(const hl_conn *c, uint32_t chunk) {
   return dt;
 }
 
+/* Has `pub` cut `sub` off: a completion of the first chunk index past the
+ * pool forged into their connection and collected; the canary checks that
+ * the publisher cleared sub_id. */
+static void hl_cut_off(const ts_env *env, const char *service, shmbus_publisher *pub,
+                       const shmbus_subscriber *sub) {
+  hl_victim v;
+  hl_victim_map(&v, env, service, pub, sub);
+  (void)hl_forge_completion(&v.c, (uint32_t)v.hs.layout.chunks);
+  assert_true(shmbus_publisher_update(pub) >= 0);
+  assert_int_equal(__atomic_load_n(v.c.sub_id, __ATOMIC_ACQUIRE), 0);
+  hl_victim_unmap(&v);
+}
+
 /* The mappings (VMAs) of one file in a process, from /proc/<pid>/maps. */
 typedef struct hl_vmas {
   unsigned count;
@@ -830,12 +843,7 @@ static void cut_off_connection(void **state) {
   hl_publish(p, tag, 1);
   hl_publish(p, tag, 2);
 
-  hl_victim v;
-  hl_victim_map(&v, env, service, p, x);
-  (void)hl_forge_completion(&v.c, (uint32_t)v.hs.layout.chunks);
-  /* Collects the completion; the canary: X is cut off. */
-  assert_true(shmbus_publisher_update(p) >= 0);
-  assert_int_equal(__atomic_load_n(v.c.sub_id, __ATOMIC_ACQUIRE), 0);
+  hl_cut_off(env, service, p, x);
   /* The reclaimed chunks are loaned again. */
   for (uint64_t seq = 3; seq < 8; seq++) {
     hl_publish(p, tag, seq);
@@ -857,7 +865,6 @@ static void cut_off_connection(void **state) {
   ts_assert_err(shmbus_subscriber_take_latest(x, &got), SHMBUS_ERR_EMPTY);
   assert_int_equal(shmbus_subscriber_lost(h), 0);
 
-  hl_victim_unmap(&v);
   shmbus_subscriber_close(x);
   shmbus_subscriber_close(h);
   shmbus_publisher_close(p);
@@ -882,14 +889,9 @@ static void cut_off_connection_latest(void **state) {
   ts_assert_ok(shmbus_subscriber_take_latest(x, &got)); /* X is bound and active */
   ts_assert_ok(shmbus_subscriber_release(x, &got));
   hl_publish(p, 0x53, 1);
-  hl_victim v;
-  hl_victim_map(&v, env, service, p, x);
-  (void)hl_forge_completion(&v.c, UINT32_MAX);
-  assert_true(shmbus_publisher_update(p) >= 0);
-  assert_int_equal(__atomic_load_n(v.c.sub_id, __ATOMIC_ACQUIRE), 0);
+  hl_cut_off(env, service, p, x);
   ts_assert_err(shmbus_subscriber_take_latest(x, &got), SHMBUS_ERR_CORRUPT);
   ts_assert_err(shmbus_subscriber_take(x, &got), SHMBUS_ERR_EMPTY);
-  hl_victim_unmap(&v);
 
   /* Another publisher's sample goes before the news of a cut: take_latest
    * returns it, and the next take_latest says CORRUPT. */
@@ -900,11 +902,7 @@ static void cut_off_connection_latest(void **state) {
   ts_assert_ok(shmbus_subscriber_take_latest(x, &got)); /* bound to p3 */
   assert_int_equal(got.publisher_id, shmbus_publisher_id(p3));
   ts_assert_ok(shmbus_subscriber_release(x, &got));
-  hl_victim_map(&v, env, service, p3, x);
-  (void)hl_forge_completion(&v.c, UINT32_MAX);
-  assert_true(shmbus_publisher_update(p3) >= 0);
-  assert_int_equal(__atomic_load_n(v.c.sub_id, __ATOMIC_ACQUIRE), 0);
-  hl_victim_unmap(&v);
+  hl_cut_off(env, service, p3, x);
   hl_publish(p2, 0x53, 0);
   ts_assert_ok(shmbus_subscriber_take_latest(x, &got));
   assert_int_equal(got.publisher_id, shmbus_publisher_id(p2));
@@ -939,11 +937,7 @@ static void cut_off_connection_wait(void **state) {
   ts_assert_ok(shmbus_subscriber_take(x, &got));
   ts_assert_ok(shmbus_subscriber_release(x, &got));
   ts_assert_err(shmbus_subscriber_wait(x, 0), SHMBUS_ERR_TIMEDOUT); /* bound, idle */
-  hl_victim v;
-  hl_victim_map(&v, env, service, p, x);
-  (void)hl_forge_completion(&v.c, UINT32_MAX);
-  assert_true(shmbus_publisher_update(p) >= 0);
-  assert_int_equal(__atomic_load_n(v.c.sub_id, __ATOMIC_ACQUIRE), 0);
+  hl_cut_off(env, service, p, x);
   /* Told however it looks: a wait, twice (it keeps the news for the take),
    * then the take. */
   ts_assert_ok(shmbus_subscriber_wait(x, 1000 * 1000 * 1000));
@@ -953,7 +947,6 @@ static void cut_off_connection_wait(void **state) {
   ts_assert_err(shmbus_subscriber_wait(x, 0), SHMBUS_ERR_NO_PUBLISHER);
   ts_assert_err(shmbus_subscriber_wait(x, 0), SHMBUS_ERR_TIMEDOUT);
   ts_assert_err(shmbus_subscriber_take(x, &got), SHMBUS_ERR_EMPTY);
-  hl_victim_unmap(&v);
 
   /* A wait set reports DATA for a member cut off, and its take CORRUPT. */
   shmbus_subscriber *y;
@@ -964,9 +957,7 @@ static void cut_off_connection_wait(void **state) {
   assert_int_equal(shmbus_waitset_wait(ws, 1000 * 1000 * 1000, ev, 2), 1);
   ts_assert_ok(shmbus_subscriber_take(y, &got));
   ts_assert_ok(shmbus_subscriber_release(y, &got));
-  hl_victim_map(&v, env, service, p, y);
-  (void)hl_forge_completion(&v.c, UINT32_MAX);
-  assert_true(shmbus_publisher_update(p) >= 0);
+  hl_cut_off(env, service, p, y);
   assert_int_equal(shmbus_waitset_wait(ws, 1000 * 1000 * 1000, ev, 2), 1);
   assert_int_equal(ev[0].what, SHMBUS_WAIT_DATA);
   assert_ptr_equal(ev[0].sub, y);
@@ -975,7 +966,6 @@ static void cut_off_connection_wait(void **state) {
   assert_int_equal(shmbus_waitset_wait(ws, 0, ev, 2), 1);
   assert_int_equal(ev[0].what, SHMBUS_WAIT_NO_PUBLISHER);
   ts_assert_err(shmbus_waitset_wait(ws, 0, ev, 2), SHMBUS_ERR_TIMEDOUT);
-  hl_victim_unmap(&v);
   ts_assert_ok(shmbus_waitset_detach(ws, y));
   shmbus_subscriber_close(y);
   shmbus_waitset_close(ws);
